@@ -1,0 +1,14 @@
+//! The cxhub model and its rules: ids, validation, the touchpoint hierarchy, journeys,
+//! idempotency and pagination, and the repository traits that `cxhub-store` implements.
+//!
+//! No tonic, no sea-orm, no I/O: everything here is plain data and pure functions, so the rules
+//! can be tested (and property-tested) without a server or a database.
+
+pub mod error;
+pub mod idempotency;
+pub mod journey;
+pub mod page;
+pub mod repo;
+pub mod touchpoint;
+
+pub use error::{Error, FieldViolation, Result, Violations};

@@ -1,0 +1,19 @@
+//! Wire types and gRPC stubs generated from `proto/`, one module per protobuf package
+//! (`cxhub_proto::touchpoint::v1::…`), and the encoded descriptor set for server reflection.
+//!
+//! Nothing but generated code lives here: conversions to and from the domain model are in the
+//! service crates, where validation happens.
+
+#![allow(clippy::all, missing_docs)]
+
+/// The encoded `FileDescriptorSet` of every file under `proto/` (with source comments), for
+/// server reflection and for checks over every RPC.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cxhub_descriptor.bin"));
+
+/// `cxhub.touchpoint.*`
+pub mod touchpoint {
+    /// `cxhub.touchpoint.v1`: the touchpoint registry.
+    pub mod v1 {
+        tonic::include_proto!("cxhub.touchpoint.v1");
+    }
+}
