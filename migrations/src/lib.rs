@@ -1,0 +1,34 @@
+//! The schema of cxhub as sea-orm migrations. The same migrations run on SQLite and on
+//! PostgreSQL: every table is built with sea-query schema builders, never with
+//! backend-specific SQL.
+//!
+//! Layout rules, so that tables can later be partitioned on PostgreSQL: every primary key is a
+//! natural key, and every child table leads its primary key with the id of its parent row
+//! (`touchpoint_id`, `journey_id`), so hashing on that column keeps a resource and its rows
+//! together. Ids are UUIDs stored as text; timestamps are stored in UTC.
+
+use sea_orm_migration::prelude::*;
+
+/// Re-exported so callers can run [`Migrator`] without depending on sea-orm-migration.
+pub use sea_orm_migration::MigratorTrait;
+
+mod m20261123_000001_touchpoints;
+mod m20261123_000002_touchpoint_labels;
+mod m20261123_000003_journeys;
+mod m20261123_000004_idempotency_keys;
+
+/// Every migration of cxhub, in the order they apply.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261123_000001_touchpoints::Migration),
+            Box::new(m20261123_000002_touchpoint_labels::Migration),
+            Box::new(m20261123_000003_journeys::Migration),
+            Box::new(m20261123_000004_idempotency_keys::Migration),
+        ]
+    }
+}

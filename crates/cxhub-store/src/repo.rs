@@ -1,0 +1,139 @@
+//! `TouchpointRepo` over [`Store`]: every write is one transaction on the writer, recorded
+//! under its request key; every read uses the reader pool.
+
+use async_trait::async_trait;
+use cxhub_domain::Result;
+use cxhub_domain::idempotency::RequestKey;
+use cxhub_domain::journey::{Journey, JourneyFilter, JourneyId, JourneyPatch, NewJourney};
+use cxhub_domain::page::{Page, PageRequest};
+use cxhub_domain::repo::{Lookup, StateChange, TouchpointRepo};
+use cxhub_domain::touchpoint::{
+    NewTouchpoint, Touchpoint, TouchpointFilter, TouchpointId, TouchpointPatch,
+};
+
+use crate::idempotency::idempotent;
+use crate::store::{Store, snapshot};
+use crate::{journeys, touchpoints};
+
+#[async_trait]
+impl TouchpointRepo for Store {
+    async fn create_touchpoints(
+        &self,
+        req: &RequestKey,
+        items: Vec<NewTouchpoint>,
+    ) -> Result<Vec<Touchpoint>> {
+        idempotent!(self, req, |txn| touchpoints::create(&txn, items))
+    }
+
+    async fn get_touchpoint(&self, lookup: &Lookup<TouchpointId>) -> Result<Touchpoint> {
+        snapshot!(self, |txn| touchpoints::get(&txn, lookup))
+    }
+
+    async fn list_touchpoints(
+        &self,
+        filter: &TouchpointFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Touchpoint>> {
+        snapshot!(self, |txn| touchpoints::list(&txn, filter, page))
+    }
+
+    async fn all_touchpoints(&self, include_archived: bool) -> Result<Vec<Touchpoint>> {
+        snapshot!(self, |txn| touchpoints::all(&txn, include_archived))
+    }
+
+    async fn update_touchpoint(
+        &self,
+        req: &RequestKey,
+        id: TouchpointId,
+        etag: Option<&str>,
+        patch: TouchpointPatch,
+    ) -> Result<Touchpoint> {
+        idempotent!(self, req, |txn| touchpoints::update(&txn, id, etag, patch))
+    }
+
+    async fn archive_touchpoint(
+        &self,
+        req: &RequestKey,
+        id: TouchpointId,
+        etag: Option<&str>,
+        cascade: bool,
+    ) -> Result<StateChange> {
+        idempotent!(self, req, |txn| touchpoints::archive(
+            &txn, id, etag, cascade
+        ))
+    }
+
+    async fn restore_touchpoint(
+        &self,
+        req: &RequestKey,
+        id: TouchpointId,
+        etag: Option<&str>,
+        cascade: bool,
+    ) -> Result<StateChange> {
+        idempotent!(self, req, |txn| touchpoints::restore(
+            &txn, id, etag, cascade
+        ))
+    }
+
+    async fn delete_touchpoint(
+        &self,
+        req: &RequestKey,
+        id: TouchpointId,
+        etag: Option<&str>,
+    ) -> Result<()> {
+        idempotent!(self, req, |txn| touchpoints::delete(&txn, id, etag))
+    }
+
+    async fn create_journey(&self, req: &RequestKey, journey: NewJourney) -> Result<Journey> {
+        idempotent!(self, req, |txn| journeys::create(&txn, journey))
+    }
+
+    async fn get_journey(&self, lookup: &Lookup<JourneyId>) -> Result<Journey> {
+        snapshot!(self, |txn| journeys::get(&txn, lookup))
+    }
+
+    async fn list_journeys(
+        &self,
+        filter: &JourneyFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Journey>> {
+        snapshot!(self, |txn| journeys::list(&txn, filter, page))
+    }
+
+    async fn update_journey(
+        &self,
+        req: &RequestKey,
+        id: JourneyId,
+        etag: Option<&str>,
+        patch: JourneyPatch,
+    ) -> Result<Journey> {
+        idempotent!(self, req, |txn| journeys::update(&txn, id, etag, patch))
+    }
+
+    async fn archive_journey(
+        &self,
+        req: &RequestKey,
+        id: JourneyId,
+        etag: Option<&str>,
+    ) -> Result<Journey> {
+        idempotent!(self, req, |txn| journeys::archive(&txn, id, etag))
+    }
+
+    async fn restore_journey(
+        &self,
+        req: &RequestKey,
+        id: JourneyId,
+        etag: Option<&str>,
+    ) -> Result<Journey> {
+        idempotent!(self, req, |txn| journeys::restore(&txn, id, etag))
+    }
+
+    async fn delete_journey(
+        &self,
+        req: &RequestKey,
+        id: JourneyId,
+        etag: Option<&str>,
+    ) -> Result<()> {
+        idempotent!(self, req, |txn| journeys::delete(&txn, id, etag))
+    }
+}

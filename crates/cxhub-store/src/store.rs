@@ -1,0 +1,427 @@
+//! Connecting to SQLite or PostgreSQL, migrating, and the write transaction every mutation
+//! runs in.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use cxhub_domain::{Error, Result};
+use cxhub_migrations::MigratorTrait;
+use sea_orm::sqlx::ConnectOptions as _;
+use sea_orm::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sea_orm::{
+    AccessMode, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
+    IsolationLevel, SqliteTransactionMode, SqlxSqliteConnector, TransactionOptions,
+    TransactionTrait,
+};
+
+use crate::error::DbResultExt;
+
+/// Readers of a SQLite file database when [`StoreOptions::max_connections`] is not given.
+const SQLITE_READERS: u32 = 4;
+/// Connections to PostgreSQL when [`StoreOptions::max_connections`] is not given.
+const POSTGRES_CONNECTIONS: u32 = 10;
+/// How long a SQLite connection waits for a lock before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a caller waits for a pooled connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long opening a PostgreSQL connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How to connect.
+#[derive(Clone, Debug, Default)]
+pub struct StoreOptions {
+    /// PostgreSQL only: the schema to work in (its `search_path`), created if absent. Tests use
+    /// a fresh schema each; ignored on SQLite.
+    pub schema: Option<String>,
+    /// Most pooled connections: the reader pool on a SQLite file (4 by default; the writer
+    /// always has exactly one), the one pool on PostgreSQL (10 by default).
+    pub max_connections: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The storage of cxhub over sea-orm: SQLite (one file, WAL) or PostgreSQL.
+///
+/// On SQLite, writes go through a pool of exactly one connection (SQLite has one writer at a
+/// time; a single writer connection never meets `SQLITE_BUSY` when a transaction that read
+/// first starts writing) and reads through a separate pool, which WAL lets run beside the
+/// writer. An in-memory database has one connection for both. On PostgreSQL one pool serves
+/// both, and every registry write takes a transaction-scoped advisory lock, so that the
+/// hierarchy checks (cycles, depth, states) see no concurrent change, across replicas too.
+///
+/// Cloning is cheap: clones share the pools.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) writer: DatabaseConnection,
+    pub(crate) reader: DatabaseConnection,
+    pub(crate) kind: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Connects to `url`: `sqlite://path/to/file.db` (created if missing), `sqlite::memory:`,
+    /// or `postgres://…`.
+    ///
+    /// SQLite connections use WAL, `synchronous = FULL` (an acknowledged write survives a
+    /// crash of the process or of the machine), foreign keys and a 5 s busy timeout.
+    /// Errors: `InvalidArgument` (field `database_url`) for an unsupported URL or schema name,
+    /// `Unavailable` when the database cannot be reached.
+    pub async fn connect(url: &str, options: StoreOptions) -> Result<Store> {
+        if url.starts_with("sqlite:") {
+            connect_sqlite(url, &options).await
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            connect_postgres(url, &options).await
+        } else {
+            Err(Error::invalid_field(
+                "database_url",
+                "expected sqlite://<path>, sqlite::memory: or postgres://<host>/<database>",
+            ))
+        }
+    }
+
+    /// Applies the pending migrations of [`cxhub_migrations::Migrator`]. On PostgreSQL the
+    /// migrations run under an advisory lock, so replicas starting together migrate once.
+    pub async fn migrate(&self) -> Result<()> {
+        let outcome = match self.kind {
+            Backend::Sqlite => cxhub_migrations::Migrator::up(&self.writer, None).await,
+            Backend::Postgres => {
+                let txn = self.writer.begin().await.db()?;
+                txn.execute_unprepared(
+                    "SELECT pg_advisory_xact_lock(hashtext('cxhub.migrate.' || current_schema()))",
+                )
+                .await
+                .db()?;
+                match cxhub_migrations::Migrator::up(&txn, None).await {
+                    Ok(()) => txn.commit().await,
+                    Err(err) => Err(err),
+                }
+            }
+        };
+        outcome.map_err(|err| {
+            tracing::error!(error = %err, "migration failed");
+            Error::internal("migration failed")
+        })
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend(&self) -> &'static str {
+        match self.kind {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
+    /// Checks that the database answers (`Unavailable` if not).
+    pub async fn ping(&self) -> Result<()> {
+        self.writer.ping().await.db()?;
+        self.reader.ping().await.db()
+    }
+
+    /// Begins a read transaction on the reader pool: one snapshot for all its queries (a
+    /// deferred transaction on SQLite; `REPEATABLE READ, READ ONLY` on PostgreSQL).
+    pub(crate) async fn begin_read(&self) -> Result<DatabaseTransaction> {
+        match self.kind {
+            Backend::Sqlite => self.reader.begin().await.db(),
+            Backend::Postgres => self
+                .reader
+                .begin_with_config(
+                    Some(IsolationLevel::RepeatableRead),
+                    Some(AccessMode::ReadOnly),
+                )
+                .await
+                .db(),
+        }
+    }
+
+    /// Begins a write transaction: `BEGIN IMMEDIATE` on SQLite; on PostgreSQL a transaction
+    /// holding the registry's advisory lock.
+    pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction> {
+        match self.kind {
+            Backend::Sqlite => self
+                .writer
+                .begin_with_options(TransactionOptions {
+                    isolation_level: None,
+                    access_mode: None,
+                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                })
+                .await
+                .db(),
+            Backend::Postgres => {
+                let txn = self.writer.begin().await.db()?;
+                txn.execute_unprepared(
+                    "SELECT pg_advisory_xact_lock(hashtext('cxhub.registry.' || current_schema()))",
+                )
+                .await
+                .db()?;
+                Ok(txn)
+            }
+        }
+    }
+}
+
+/// Runs `$work` (an expression that may use the transaction `$txn`, evaluating to a future)
+/// in a read transaction of the reader pool, so that its queries see one snapshot.
+macro_rules! snapshot {
+    ($store:expr, |$txn:ident| $work:expr) => {{
+        let $txn = $store.begin_read().await?;
+        let result = $work.await;
+        $crate::store::rollback($txn).await;
+        result
+    }};
+}
+pub(crate) use snapshot;
+
+/// Rolls a transaction back; a failure is only logged (the connection drops the transaction
+/// anyway).
+pub(crate) async fn rollback(txn: DatabaseTransaction) {
+    if let Err(err) = txn.rollback().await {
+        tracing::warn!(error = %err, "rollback failed");
+    }
+}
+
+async fn connect_sqlite(url: &str, options: &StoreOptions) -> Result<Store> {
+    let base = SqliteConnectOptions::from_str(url)
+        .map_err(|err| Error::invalid_field("database_url", format!("not a SQLite URL: {err}")))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+        .disable_statement_logging();
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    // The writer: exactly one connection, opened first so that it creates the file.
+    // An in-memory database lives as long as its connection: never let the pool close it.
+    let writer = SqlitePoolOptions::new()
+        .min_connections(1)
+        .max_connections(1)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(base.clone())
+        .await
+        .map_err(unavailable)?;
+    let writer = SqlxSqliteConnector::from_sqlx_sqlite_pool(writer);
+    let reader = if in_memory {
+        writer.clone()
+    } else {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.unwrap_or(SQLITE_READERS).max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(base)
+            .await
+            .map_err(unavailable)?;
+        SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
+    };
+    tracing::info!(in_memory, "connected to sqlite");
+    Ok(Store {
+        writer,
+        reader,
+        kind: Backend::Sqlite,
+    })
+}
+
+async fn connect_postgres(url: &str, options: &StoreOptions) -> Result<Store> {
+    if let Some(schema) = &options.schema {
+        check_schema_name(schema)?;
+        let admin = plain_postgres(url).await?;
+        let created = admin
+            .execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .await;
+        close(admin).await;
+        if let Err(err) = created {
+            // Two callers creating the same schema at once: the loser sees a unique violation.
+            if err.sql_err().is_none() {
+                return Err(crate::error::db_err(err));
+            }
+        }
+    }
+    let mut opts = ConnectOptions::new(url);
+    opts.max_connections(
+        options
+            .max_connections
+            .unwrap_or(POSTGRES_CONNECTIONS)
+            .max(1),
+    )
+    .min_connections(0)
+    .connect_timeout(CONNECT_TIMEOUT)
+    .acquire_timeout(ACQUIRE_TIMEOUT)
+    .sqlx_logging(false);
+    if let Some(schema) = &options.schema {
+        opts.set_schema_search_path(schema.clone());
+    }
+    let db = Database::connect(opts).await.map_err(unavailable)?;
+    tracing::info!(schema = options.schema.as_deref(), "connected to postgres");
+    Ok(Store {
+        writer: db.clone(),
+        reader: db,
+        kind: Backend::Postgres,
+    })
+}
+
+/// Drops a PostgreSQL schema and everything in it (for tests that used
+/// [`StoreOptions::schema`]).
+pub async fn drop_postgres_schema(url: &str, schema: &str) -> Result<()> {
+    check_schema_name(schema)?;
+    let admin = plain_postgres(url).await?;
+    let dropped = admin
+        .execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .await;
+    close(admin).await;
+    dropped.db().map(|_| ())
+}
+
+async fn plain_postgres(url: &str) -> Result<DatabaseConnection> {
+    let mut opts = ConnectOptions::new(url);
+    opts.max_connections(1)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .sqlx_logging(false);
+    Database::connect(opts).await.map_err(unavailable)
+}
+
+async fn close(db: DatabaseConnection) {
+    if let Err(err) = db.close().await {
+        tracing::debug!(error = %err, "closing a connection failed");
+    }
+}
+
+/// Schema names are interpolated into SQL: only `[a-z_][a-z0-9_]{0,62}`.
+fn check_schema_name(schema: &str) -> Result<()> {
+    let ok = !schema.is_empty()
+        && schema.len() <= 63
+        && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid_field(
+            "schema",
+            "a schema name is 1 to 63 characters of `a-z`, `0-9` and `_`, not starting with a digit",
+        ))
+    }
+}
+
+fn unavailable(err: impl std::fmt::Display) -> Error {
+    tracing::warn!(error = %err, "cannot connect to the database");
+    Error::Unavailable(format!("cannot connect to the database: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use cxhub_domain::idempotency::RequestKey;
+    use cxhub_domain::repo::{Lookup, TouchpointRepo};
+    use cxhub_domain::touchpoint::{
+        Channel, IntendedExperience, Key, NewTouchpoint, ParentRef, Stage,
+    };
+    use sea_orm::{ConnectionTrait, DatabaseConnection};
+
+    use super::*;
+
+    async fn pragma(db: &DatabaseConnection, name: &str) -> String {
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                format!("PRAGMA {name}"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        match row.try_get_by_index::<String>(0) {
+            Ok(text) => text,
+            Err(_) => row.try_get_by_index::<i64>(0).unwrap().to_string(),
+        }
+    }
+
+    fn item(key: &str) -> NewTouchpoint {
+        NewTouchpoint {
+            key: Key::parse(key).unwrap(),
+            name: key.into(),
+            description: String::new(),
+            channel: Channel::Store,
+            stage: Stage::Purchase,
+            department: "branches".into(),
+            main: true,
+            parent: ParentRef::Root,
+            intended: IntendedExperience::default(),
+            labels: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn sqlite_files_are_durable_and_reopen_with_their_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("cxhub.db").display());
+        let store = Store::connect(&url, StoreOptions::default()).await.unwrap();
+        assert_eq!(store.backend(), "sqlite");
+        store.migrate().await.unwrap();
+        for db in [&store.writer, &store.reader] {
+            assert_eq!(pragma(db, "journal_mode").await, "wal");
+            assert_eq!(pragma(db, "synchronous").await, "2", "synchronous = FULL");
+            assert_eq!(pragma(db, "foreign_keys").await, "1");
+        }
+        let req = RequestKey::new("t", "m", "r1", b"x").unwrap();
+        let created = store
+            .create_touchpoints(&req, vec![item("branch")])
+            .await
+            .unwrap();
+        drop(store);
+
+        let reopened = Store::connect(&url, StoreOptions::default()).await.unwrap();
+        reopened
+            .migrate()
+            .await
+            .expect("migrating again is a no-op");
+        let read = reopened
+            .get_touchpoint(&Lookup::Key(Key::parse("branch").unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(read, created[0]);
+        let retried = reopened
+            .create_touchpoints(&req, vec![item("branch")])
+            .await
+            .unwrap();
+        assert_eq!(retried, created, "idempotency records survive a restart");
+        reopened.ping().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn in_memory_sqlite_shares_one_connection() {
+        let store = Store::connect("sqlite::memory:", StoreOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let req = RequestKey::new("t", "m", "r1", b"x").unwrap();
+        store
+            .create_touchpoints(&req, vec![item("kiosk")])
+            .await
+            .unwrap();
+        assert_eq!(store.all_touchpoints(true).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn bad_urls_and_schema_names_are_refused() {
+        let err = Store::connect("mysql://x", StoreOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument { .. }));
+        assert!(check_schema_name("cxhub_test_1").is_ok());
+        assert!(check_schema_name("x\"; drop").is_err());
+        assert!(check_schema_name("1abc").is_err());
+    }
+}

@@ -1,0 +1,114 @@
+//! The repository test suite, written once and instantiated for SQLite (always) and for
+//! PostgreSQL when `CXHUB_TEST_POSTGRES_URL` is set (a fresh schema per test, dropped after).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use cxhub_store::{Store, StoreOptions};
+
+mod suite;
+
+/// A store over a fresh database, cleaned up by [`Fixture::finish`].
+struct Fixture {
+    store: Store,
+    _dir: Option<tempfile::TempDir>,
+    postgres: Option<(String, String)>,
+}
+
+impl Fixture {
+    async fn sqlite() -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("cxhub.db").display());
+        let store = Store::connect(&url, StoreOptions::default())
+            .await
+            .expect("connect sqlite");
+        store.migrate().await.expect("migrate sqlite");
+        Fixture {
+            store,
+            _dir: Some(dir),
+            postgres: None,
+        }
+    }
+
+    async fn postgres() -> Option<Fixture> {
+        let url = std::env::var("CXHUB_TEST_POSTGRES_URL").ok()?;
+        let schema = format!("cxhub_test_{}", uuid::Uuid::now_v7().simple());
+        let options = StoreOptions {
+            schema: Some(schema.clone()),
+            max_connections: Some(4),
+        };
+        let store = Store::connect(&url, options)
+            .await
+            .expect("connect postgres");
+        store.migrate().await.expect("migrate postgres");
+        Some(Fixture {
+            store,
+            _dir: None,
+            postgres: Some((url, schema)),
+        })
+    }
+
+    /// Runs `test` on the store, cleans up, then reports the outcome of the test.
+    async fn run<F, Fut>(self, test: F)
+    where
+        F: FnOnce(Store) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let outcome = tokio::spawn(test(self.store.clone())).await;
+        if let Some((url, schema)) = &self.postgres {
+            cxhub_store::drop_postgres_schema(url, schema)
+                .await
+                .expect("drop test schema");
+        }
+        if let Err(err) = outcome {
+            std::panic::resume_unwind(err.into_panic());
+        }
+    }
+}
+
+macro_rules! repo_test_suite {
+    ($($test:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::Fixture::sqlite().await.run(super::suite::$test).await;
+                }
+            )+
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let Some(fixture) = super::Fixture::postgres().await else {
+                        eprintln!("CXHUB_TEST_POSTGRES_URL is not set: skipped");
+                        return;
+                    };
+                    fixture.run(super::suite::$test).await;
+                }
+            )+
+        }
+    };
+}
+
+repo_test_suite!(
+    batch_create_resolves_in_batch_parents_in_any_order,
+    created_touchpoints_read_back_identically,
+    keys_in_use_or_repeated_are_refused,
+    unknown_parents_are_all_listed,
+    cycles_are_refused,
+    hierarchy_depth_and_main_rules_hold,
+    retries_return_the_first_result_and_write_nothing,
+    concurrent_duplicates_write_once,
+    reused_request_ids_are_refused,
+    stale_etags_abort,
+    update_moves_subtrees_and_replaces_labels,
+    archive_needs_cascade_for_active_children,
+    restore_is_refused_under_an_archived_parent,
+    delete_is_refused_while_referenced,
+    pagination_neither_loses_nor_repeats,
+    filters_select_by_labels_and_fields,
+    journeys_refuse_unknown_and_archived_touchpoints,
+    journeys_update_archive_restore_delete,
+    journey_listing_filters_by_touchpoint,
+);
