@@ -27,6 +27,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Deterministic encoding of map fields: request fingerprints (idempotency) hash the
+        // encoded request, and a HashMap would encode the same labels in a random order.
+        .btree_map(".")
         .compile_fds(fds)?;
     Ok(())
 }

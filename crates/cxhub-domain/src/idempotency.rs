@@ -87,6 +87,12 @@ mod tests {
         let a = RequestKey::new("p", "m", "req-1", b"x").expect("valid");
         let b = RequestKey::new("p", "m", "req-1", b"y").expect("valid");
         assert_ne!(a.fingerprint, b.fingerprint);
-        assert!(matches!(a.reused(), Error::InvalidArgument { reason: "REQUEST_ID_REUSED", .. }));
+        assert!(matches!(
+            a.reused(),
+            Error::InvalidArgument {
+                reason: "REQUEST_ID_REUSED",
+                ..
+            }
+        ));
     }
 }

@@ -59,12 +59,18 @@ pub fn check_stage_touchpoints(keys: &[Key]) -> Vec<(Option<usize>, String)> {
         problems.push((None, "a stage needs at least one touchpoint".to_owned()));
     }
     if keys.len() > MAX_STAGE_TOUCHPOINTS {
-        problems.push((None, format!("at most {MAX_STAGE_TOUCHPOINTS} touchpoints per stage")));
+        problems.push((
+            None,
+            format!("at most {MAX_STAGE_TOUCHPOINTS} touchpoints per stage"),
+        ));
     }
     let mut seen = BTreeSet::new();
     for (i, key) in keys.iter().enumerate() {
         if !seen.insert(key) {
-            problems.push((Some(i), format!("touchpoint {key} is listed twice in this stage")));
+            problems.push((
+                Some(i),
+                format!("touchpoint {key} is listed twice in this stage"),
+            ));
         }
     }
     problems
@@ -151,6 +157,12 @@ mod tests {
         let b = Key::parse("web.home").expect("valid");
         assert!(check_stage_touchpoints(&[a.clone(), b.clone()]).is_empty());
         let problems = check_stage_touchpoints(&[a.clone(), b, a]);
-        assert_eq!(problems, vec![(Some(2), "touchpoint web.login is listed twice in this stage".to_owned())]);
+        assert_eq!(
+            problems,
+            vec![(
+                Some(2),
+                "touchpoint web.login is listed twice in this stage".to_owned()
+            )]
+        );
     }
 }

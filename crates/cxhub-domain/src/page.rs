@@ -56,7 +56,10 @@ pub fn page_request(page_size: i32, page_token: &str, fingerprint: &str) -> Resu
         Ok(0) => Some(DEFAULT_PAGE_SIZE),
         Ok(n) if n <= MAX_PAGE_SIZE => Some(n),
         _ => {
-            violations.add("page_size", format!("must be between 0 and {MAX_PAGE_SIZE}"));
+            violations.add(
+                "page_size",
+                format!("must be between 0 and {MAX_PAGE_SIZE}"),
+            );
             None
         }
     };
@@ -138,7 +141,10 @@ mod tests {
         let err = page_request(-1, "garbage!", "fp").expect_err("invalid");
         let fields: Vec<_> = Vec::from(err).into_iter().map(|v| v.field).collect();
         assert_eq!(fields, ["page_size", "page_token"]);
-        assert_eq!(page_request(0, "", "fp").expect("default").size, DEFAULT_PAGE_SIZE);
+        assert_eq!(
+            page_request(0, "", "fp").expect("default").size,
+            DEFAULT_PAGE_SIZE
+        );
         assert!(page_request(1001, "", "fp").is_err());
         assert_eq!(next_page_token(None, "fp"), "");
     }

@@ -8,7 +8,9 @@ use crate::error::Result;
 use crate::idempotency::RequestKey;
 use crate::journey::{Journey, JourneyFilter, JourneyId, JourneyPatch, NewJourney};
 use crate::page::{Page, PageRequest};
-use crate::touchpoint::{Key, NewTouchpoint, Touchpoint, TouchpointFilter, TouchpointId, TouchpointPatch};
+use crate::touchpoint::{
+    Key, NewTouchpoint, Touchpoint, TouchpointFilter, TouchpointId, TouchpointPatch,
+};
 
 /// How a caller names a resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,13 +38,21 @@ pub trait TouchpointRepo: Send + Sync {
     /// field `touchpoints[i].key`) for a key in use or repeated in the batch; `InvalidArgument`
     /// listing unknown parents (`touchpoints[i].parent_id` / `.parent_key`);
     /// `FailedPrecondition` for hierarchy rule violations.
-    async fn create_touchpoints(&self, req: &RequestKey, items: Vec<NewTouchpoint>) -> Result<Vec<Touchpoint>>;
+    async fn create_touchpoints(
+        &self,
+        req: &RequestKey,
+        items: Vec<NewTouchpoint>,
+    ) -> Result<Vec<Touchpoint>>;
 
     /// Reads one touchpoint.
     async fn get_touchpoint(&self, lookup: &Lookup<TouchpointId>) -> Result<Touchpoint>;
 
     /// Lists touchpoints ordered by key, after `page.after` (a key).
-    async fn list_touchpoints(&self, filter: &TouchpointFilter, page: &PageRequest) -> Result<Page<Touchpoint>>;
+    async fn list_touchpoints(
+        &self,
+        filter: &TouchpointFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Touchpoint>>;
 
     /// Every touchpoint (archived ones only if asked), for building trees.
     async fn all_touchpoints(&self, include_archived: bool) -> Result<Vec<Touchpoint>>;
@@ -78,7 +88,12 @@ pub trait TouchpointRepo: Send + Sync {
     ) -> Result<StateChange>;
 
     /// Deletes a touchpoint nothing references (`FailedPrecondition` `TOUCHPOINT_REFERENCED`).
-    async fn delete_touchpoint(&self, req: &RequestKey, id: TouchpointId, etag: Option<&str>) -> Result<()>;
+    async fn delete_touchpoint(
+        &self,
+        req: &RequestKey,
+        id: TouchpointId,
+        etag: Option<&str>,
+    ) -> Result<()>;
 
     /// Creates a journey over existing active touchpoints (`InvalidArgument` listing unknown
     /// keys as `journey.stages[i].touchpoint_keys[j]`; `FailedPrecondition`
@@ -89,7 +104,11 @@ pub trait TouchpointRepo: Send + Sync {
     async fn get_journey(&self, lookup: &Lookup<JourneyId>) -> Result<Journey>;
 
     /// Lists journeys ordered by key, after `page.after` (a key).
-    async fn list_journeys(&self, filter: &JourneyFilter, page: &PageRequest) -> Result<Page<Journey>>;
+    async fn list_journeys(
+        &self,
+        filter: &JourneyFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Journey>>;
 
     /// Applies a patch (etag, state and touchpoint checks as on create).
     async fn update_journey(
@@ -101,11 +120,26 @@ pub trait TouchpointRepo: Send + Sync {
     ) -> Result<Journey>;
 
     /// Archives a journey.
-    async fn archive_journey(&self, req: &RequestKey, id: JourneyId, etag: Option<&str>) -> Result<Journey>;
+    async fn archive_journey(
+        &self,
+        req: &RequestKey,
+        id: JourneyId,
+        etag: Option<&str>,
+    ) -> Result<Journey>;
 
     /// Restores a journey; archived touchpoints refuse it (`FailedPrecondition` `TOUCHPOINT_ARCHIVED`).
-    async fn restore_journey(&self, req: &RequestKey, id: JourneyId, etag: Option<&str>) -> Result<Journey>;
+    async fn restore_journey(
+        &self,
+        req: &RequestKey,
+        id: JourneyId,
+        etag: Option<&str>,
+    ) -> Result<Journey>;
 
     /// Deletes a journey.
-    async fn delete_journey(&self, req: &RequestKey, id: JourneyId, etag: Option<&str>) -> Result<()>;
+    async fn delete_journey(
+        &self,
+        req: &RequestKey,
+        id: JourneyId,
+        etag: Option<&str>,
+    ) -> Result<()>;
 }

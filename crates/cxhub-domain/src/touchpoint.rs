@@ -76,8 +76,8 @@ impl Key {
                 }
                 Some(_) => {}
             }
-            if let Some(bad) =
-                chars.find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-'))
+            if let Some(bad) = chars
+                .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-'))
             {
                 return Err(format!(
                     "only lowercase letters, digits, `_`, `-` and `.` are allowed (found `{bad}`)"
@@ -256,7 +256,10 @@ fn check_text(s: &str, max_chars: usize, required: bool) -> Result<String, Strin
     if trimmed.chars().count() > max_chars {
         return Err(format!("at most {max_chars} characters"));
     }
-    if trimmed.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if trimmed
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return Err("control characters are not allowed".into());
     }
     Ok(trimmed.to_owned())
@@ -272,9 +275,12 @@ pub fn check_labels(labels: &BTreeMap<String, String>) -> Vec<(String, String)> 
     for (k, v) in labels {
         let key_ok = !k.is_empty()
             && k.len() <= 63
-            && k.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
             && k.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'));
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && k.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-')
+            });
         if !key_ok {
             problems.push((
                 k.clone(),
@@ -548,14 +554,21 @@ pub struct TreeNode {
 
 /// Builds the tree below `root` (or the forest of roots when `None`) from `all` touchpoints,
 /// children ordered by key, cut `max_depth` levels below the top (0 = no cut).
-pub fn build_tree(all: Vec<Touchpoint>, root: Option<TouchpointId>, max_depth: usize) -> Vec<TreeNode> {
+pub fn build_tree(
+    all: Vec<Touchpoint>,
+    root: Option<TouchpointId>,
+    max_depth: usize,
+) -> Vec<TreeNode> {
     let mut children: BTreeMap<Option<TouchpointId>, Vec<Touchpoint>> = BTreeMap::new();
     let mut top = Vec::new();
     for tp in all {
         if Some(tp.id) == root {
             top.push(tp.clone());
         }
-        children.entry(tp.parent.as_ref().map(|(id, _)| *id)).or_default().push(tp);
+        children
+            .entry(tp.parent.as_ref().map(|(id, _)| *id))
+            .or_default()
+            .push(tp);
     }
     for list in children.values_mut() {
         list.sort_by(|a, b| a.key.cmp(&b.key));
@@ -585,7 +598,9 @@ pub fn build_tree(all: Vec<Touchpoint>, root: Option<TouchpointId>, max_depth: u
         }
     }
     let depth = (max_depth > 0).then_some(max_depth);
-    top.into_iter().map(|tp| grow(tp, &children, depth)).collect()
+    top.into_iter()
+        .map(|tp| grow(tp, &children, depth))
+        .collect()
 }
 
 #[cfg(test)]
@@ -605,14 +620,21 @@ mod tests {
 
     #[test]
     fn keys_accept_dotted_lowercase_words() {
-        for ok in ["store", "store.checkout", "branch.teller.cash-deposit", "a1_b.c-2"] {
+        for ok in [
+            "store",
+            "store.checkout",
+            "branch.teller.cash-deposit",
+            "a1_b.c-2",
+        ] {
             assert!(Key::parse(ok).is_ok(), "{ok}");
         }
     }
 
     #[test]
     fn keys_refuse_bad_forms_with_a_reason() {
-        for bad in ["", "Store", "store.", ".store", "store..x", "1store", "store.9", "sto re", "störe"] {
+        for bad in [
+            "", "Store", "store.", ".store", "store..x", "1store", "store.9", "sto re", "störe",
+        ] {
             assert!(Key::parse(bad).is_err(), "{bad:?} should be refused");
         }
         assert!(Key::parse(&"a".repeat(129)).is_err());
@@ -625,9 +647,21 @@ mod tests {
         let b = node(true, LifecycleState::Active);
         // placing a below b, where b is already below a
         let err = check_placement(&a, 1, &[b, a.clone()]).expect_err("cycle");
-        assert!(matches!(err, Error::FailedPrecondition { reason: "HIERARCHY_CYCLE", .. }));
+        assert!(matches!(
+            err,
+            Error::FailedPrecondition {
+                reason: "HIERARCHY_CYCLE",
+                ..
+            }
+        ));
         let err = check_placement(&a, 1, std::slice::from_ref(&a)).expect_err("self parent");
-        assert!(matches!(err, Error::FailedPrecondition { reason: "HIERARCHY_CYCLE", .. }));
+        assert!(matches!(
+            err,
+            Error::FailedPrecondition {
+                reason: "HIERARCHY_CYCLE",
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -636,13 +670,19 @@ mod tests {
         let archived = node(true, LifecycleState::Archived);
         assert!(matches!(
             check_placement(&child, 1, &[archived]),
-            Err(Error::FailedPrecondition { reason: "PARENT_ARCHIVED", .. })
+            Err(Error::FailedPrecondition {
+                reason: "PARENT_ARCHIVED",
+                ..
+            })
         ));
         let main_child = node(true, LifecycleState::Active);
         let sub_parent = node(false, LifecycleState::Active);
         assert!(matches!(
             check_placement(&main_child, 1, &[sub_parent]),
-            Err(Error::FailedPrecondition { reason: "MAIN_BELOW_SUB", .. })
+            Err(Error::FailedPrecondition {
+                reason: "MAIN_BELOW_SUB",
+                ..
+            })
         ));
         let main_parent = node(true, LifecycleState::Active);
         assert!(check_placement(&child, 1, &[main_parent]).is_ok());
@@ -650,12 +690,17 @@ mod tests {
 
     #[test]
     fn placement_limits_depth() {
-        let chain: Vec<Node> = (0..MAX_DEPTH - 1).map(|_| node(true, LifecycleState::Active)).collect();
+        let chain: Vec<Node> = (0..MAX_DEPTH - 1)
+            .map(|_| node(true, LifecycleState::Active))
+            .collect();
         let child = node(false, LifecycleState::Active);
         assert!(check_placement(&child, 1, &chain).is_ok());
         assert!(matches!(
             check_placement(&child, 2, &chain),
-            Err(Error::FailedPrecondition { reason: "HIERARCHY_TOO_DEEP", .. })
+            Err(Error::FailedPrecondition {
+                reason: "HIERARCHY_TOO_DEEP",
+                ..
+            })
         ));
     }
 
@@ -666,7 +711,10 @@ mod tests {
         assert!(check_etag(Some("r3"), 3, "touchpoint").is_ok());
         assert!(matches!(
             check_etag(Some("r2"), 3, "touchpoint"),
-            Err(Error::Aborted { reason: "ETAG_MISMATCH", .. })
+            Err(Error::Aborted {
+                reason: "ETAG_MISMATCH",
+                ..
+            })
         ));
     }
 
@@ -708,14 +756,27 @@ mod tests {
         let checkout = tp("web.checkout", Some(&web));
         let pay = tp("web.checkout.pay", Some(&checkout));
         let store = tp("store", None);
-        let all = vec![pay.clone(), login.clone(), web.clone(), store.clone(), checkout.clone()];
+        let all = vec![
+            pay.clone(),
+            login.clone(),
+            web.clone(),
+            store.clone(),
+            checkout.clone(),
+        ];
 
         let forest = build_tree(all.clone(), None, 0);
         let roots: Vec<_> = forest.iter().map(|n| n.touchpoint.key.as_str()).collect();
         assert_eq!(roots, ["store", "web"]);
-        let web_kids: Vec<_> = forest[1].children.iter().map(|n| n.touchpoint.key.as_str()).collect();
+        let web_kids: Vec<_> = forest[1]
+            .children
+            .iter()
+            .map(|n| n.touchpoint.key.as_str())
+            .collect();
         assert_eq!(web_kids, ["web.checkout", "web.login"]);
-        assert_eq!(forest[1].children[0].children[0].touchpoint.key.as_str(), "web.checkout.pay");
+        assert_eq!(
+            forest[1].children[0].children[0].touchpoint.key.as_str(),
+            "web.checkout.pay"
+        );
 
         let cut = build_tree(all.clone(), Some(web.id), 1);
         assert_eq!(cut.len(), 1);

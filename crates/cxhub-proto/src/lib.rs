@@ -8,7 +8,8 @@
 
 /// The encoded `FileDescriptorSet` of every file under `proto/` (with source comments), for
 /// server reflection and for checks over every RPC.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cxhub_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/cxhub_descriptor.bin"));
 
 /// `cxhub.touchpoint.*`
 pub mod touchpoint {
