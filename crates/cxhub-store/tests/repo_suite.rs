@@ -1,5 +1,6 @@
 //! The repository test suite, written once and instantiated for SQLite (always) and for
-//! PostgreSQL when `CXHUB_TEST_POSTGRES_URL` is set (a fresh schema per test, dropped after).
+//! PostgreSQL (ignored unless run with `--include-ignored` and `CXHUB_TEST_POSTGRES_URL`; a fresh
+//! schema per test, dropped after).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -79,10 +80,10 @@ macro_rules! repo_test_suite {
         mod postgres {
             $(
                 #[tokio::test]
+                #[ignore = "needs PostgreSQL: set CXHUB_TEST_POSTGRES_URL and pass --include-ignored"]
                 async fn $test() {
                     let Some(fixture) = super::Fixture::postgres().await else {
-                        eprintln!("CXHUB_TEST_POSTGRES_URL is not set: skipped");
-                        return;
+                        panic!("CXHUB_TEST_POSTGRES_URL is not set: this test needs a PostgreSQL database");
                     };
                     fixture.run(super::suite::$test).await;
                 }

@@ -1,0 +1,697 @@
+//! `cxhub.touchpoint.v1.TouchpointRegistryService`: touchpoints, their main/sub hierarchy and
+//! journeys. Handlers are thin: validate the request into domain types ([`convert`]), call the
+//! repository, map the result back.
+
+pub mod convert;
+pub mod demo;
+
+use std::sync::Arc;
+
+use cxhub_domain::idempotency::RequestKey;
+use cxhub_domain::journey::JourneyFilter;
+use cxhub_domain::page::{filter_fingerprint, next_page_token, page_request};
+use cxhub_domain::repo::{Lookup, TouchpointRepo};
+use cxhub_domain::touchpoint::{self as tp, Key, TouchpointFilter};
+use cxhub_domain::{Error, Violations};
+use cxhub_proto::touchpoint::v1 as pb;
+use cxhub_proto::touchpoint::v1::touchpoint_registry_service_server::{
+    SERVICE_NAME, TouchpointRegistryService, TouchpointRegistryServiceServer,
+};
+use cxhub_server::{Access, Limits, MethodAccess, ServiceRegistration, principal, to_status};
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+const READ: Access = Access::Scope("touchpoints:read");
+const WRITE: Access = Access::Scope("touchpoints:write");
+
+/// Every RPC of the service and the scope it needs.
+pub const METHODS: &[MethodAccess] = &[
+    MethodAccess {
+        method: "CreateTouchpoint",
+        access: WRITE,
+    },
+    MethodAccess {
+        method: "BatchCreateTouchpoints",
+        access: WRITE,
+    },
+    MethodAccess {
+        method: "GetTouchpoint",
+        access: READ,
+    },
+    MethodAccess {
+        method: "ListTouchpoints",
+        access: READ,
+    },
+    MethodAccess {
+        method: "GetTouchpointTree",
+        access: READ,
+    },
+    MethodAccess {
+        method: "UpdateTouchpoint",
+        access: WRITE,
+    },
+    MethodAccess {
+        method: "ArchiveTouchpoint",
+        access: WRITE,
+    },
+    MethodAccess {
+        method: "RestoreTouchpoint",
+        access: WRITE,
+    },
+    MethodAccess {
+        method: "DeleteTouchpoint",
+        access: WRITE,
+    },
+    MethodAccess {
+        method: "CreateJourney",
+        access: WRITE,
+    },
+    MethodAccess {
+        method: "GetJourney",
+        access: READ,
+    },
+    MethodAccess {
+        method: "ListJourneys",
+        access: READ,
+    },
+    MethodAccess {
+        method: "UpdateJourney",
+        access: WRITE,
+    },
+    MethodAccess {
+        method: "ArchiveJourney",
+        access: WRITE,
+    },
+    MethodAccess {
+        method: "RestoreJourney",
+        access: WRITE,
+    },
+    MethodAccess {
+        method: "DeleteJourney",
+        access: WRITE,
+    },
+];
+
+/// The service's name on the `--services` flag.
+pub const SHORT_NAME: &str = "touchpoints";
+
+/// The registration the hub serves.
+pub fn registration(repo: Arc<dyn TouchpointRepo>) -> ServiceRegistration {
+    ServiceRegistration {
+        short_name: SHORT_NAME,
+        grpc_name: SERVICE_NAME,
+        methods: METHODS,
+        add: Box::new(move |routes, limits: &Limits| {
+            routes.add_service(
+                TouchpointRegistryServiceServer::new(TouchpointRegistry::new(repo))
+                    .max_decoding_message_size(limits.max_message_bytes)
+                    .max_encoding_message_size(limits.max_message_bytes),
+            );
+        }),
+    }
+}
+
+/// The gRPC handlers over a [`TouchpointRepo`].
+pub struct TouchpointRegistry {
+    repo: Arc<dyn TouchpointRepo>,
+}
+
+impl TouchpointRegistry {
+    /// Handlers over `repo`.
+    pub fn new(repo: Arc<dyn TouchpointRepo>) -> Self {
+        Self { repo }
+    }
+}
+
+/// Starts validating a mutating request: its idempotency key (from the request without its
+/// `request_id`), with any violation recorded in `v`.
+fn request_key<M: Message + Clone>(
+    req: &Request<M>,
+    method: &str,
+    request_id: &str,
+    clear_id: impl FnOnce(&mut M),
+    v: &mut Violations,
+) -> Option<RequestKey> {
+    let mut payload = req.get_ref().clone();
+    clear_id(&mut payload);
+    let caller = principal(req);
+    match RequestKey::new(
+        &caller.name,
+        &format!("{SERVICE_NAME}/{method}"),
+        request_id,
+        &payload.encode_to_vec(),
+    ) {
+        Ok(key) => Some(key),
+        Err(err) => {
+            for violation in Vec::from(err) {
+                v.add(violation.field, violation.description);
+            }
+            None
+        }
+    }
+}
+
+/// Ends validation: every violation at once, or the validated values.
+fn validated<T>(v: Violations, value: Option<T>) -> Result<T, Status> {
+    v.into_result().map_err(to_status)?;
+    value.ok_or_else(|| {
+        to_status(Error::internal(
+            "validation produced no value and no violation",
+        ))
+    })
+}
+
+fn optional_etag(etag: &str) -> Option<&str> {
+    (!etag.is_empty()).then_some(etag)
+}
+
+fn lookup<Id: std::str::FromStr<Err = String>>(
+    id: &str,
+    key: &str,
+    v: &mut Violations,
+) -> Option<Lookup<Id>> {
+    match (id.is_empty(), key.is_empty()) {
+        (false, true) => v.check("id", id.parse()).map(Lookup::Id),
+        (true, false) => v.check("key", Key::parse(key)).map(Lookup::Key),
+        _ => {
+            v.add("lookup", "give exactly one of id or key");
+            None
+        }
+    }
+}
+
+fn ok<T>(value: T) -> Result<Response<T>, Status> {
+    Ok(Response::new(value))
+}
+
+#[tonic::async_trait]
+impl TouchpointRegistryService for TouchpointRegistry {
+    async fn create_touchpoint(
+        &self,
+        req: Request<pb::CreateTouchpointRequest>,
+    ) -> Result<Response<pb::CreateTouchpointResponse>, Status> {
+        let mut v = Violations::new();
+        let key = request_key(
+            &req,
+            "CreateTouchpoint",
+            &req.get_ref().request_id,
+            |m| m.request_id.clear(),
+            &mut v,
+        );
+        let item = match &req.get_ref().touchpoint {
+            Some(t) => convert::new_touchpoint(t, "touchpoint", &mut v),
+            None => {
+                v.add("touchpoint", "required");
+                None
+            }
+        };
+        let (key, item) = validated(v, key.zip(item))?;
+        let created = self
+            .repo
+            .create_touchpoints(&key, vec![item])
+            .await
+            .map_err(to_status)?;
+        ok(pb::CreateTouchpointResponse {
+            touchpoint: created.into_iter().next().map(convert::touchpoint_to_pb),
+        })
+    }
+
+    async fn batch_create_touchpoints(
+        &self,
+        req: Request<pb::BatchCreateTouchpointsRequest>,
+    ) -> Result<Response<pb::BatchCreateTouchpointsResponse>, Status> {
+        let mut v = Violations::new();
+        let key = request_key(
+            &req,
+            "BatchCreateTouchpoints",
+            &req.get_ref().request_id,
+            |m| m.request_id.clear(),
+            &mut v,
+        );
+        let given = &req.get_ref().touchpoints;
+        if given.is_empty() || given.len() > tp::MAX_BATCH {
+            v.add(
+                "touchpoints",
+                format!("give 1 to {} touchpoints", tp::MAX_BATCH),
+            );
+        }
+        // Validate every item (no short-circuit) so every bad one is reported.
+        let items: Vec<_> = given
+            .iter()
+            .enumerate()
+            .map(|(i, t)| convert::new_touchpoint(t, &format!("touchpoints[{i}]"), &mut v))
+            .collect();
+        let items: Option<Vec<_>> = items.into_iter().collect();
+        let (key, items) = validated(v, key.zip(items))?;
+        let created = self
+            .repo
+            .create_touchpoints(&key, items)
+            .await
+            .map_err(to_status)?;
+        ok(pb::BatchCreateTouchpointsResponse {
+            touchpoints: created.into_iter().map(convert::touchpoint_to_pb).collect(),
+        })
+    }
+
+    async fn get_touchpoint(
+        &self,
+        req: Request<pb::GetTouchpointRequest>,
+    ) -> Result<Response<pb::GetTouchpointResponse>, Status> {
+        use pb::get_touchpoint_request::Lookup as L;
+        let mut v = Violations::new();
+        let by = match &req.get_ref().lookup {
+            Some(L::Id(id)) => lookup(id, "", &mut v),
+            Some(L::Key(key)) => lookup("", key, &mut v),
+            None => lookup("", "", &mut v),
+        };
+        let by = validated(v, by)?;
+        let found = self.repo.get_touchpoint(&by).await.map_err(to_status)?;
+        ok(pb::GetTouchpointResponse {
+            touchpoint: Some(convert::touchpoint_to_pb(found)),
+        })
+    }
+
+    async fn list_touchpoints(
+        &self,
+        req: Request<pb::ListTouchpointsRequest>,
+    ) -> Result<Response<pb::ListTouchpointsResponse>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let channel = v.check("channel", convert::channel_from_pb(r.channel));
+        let stage = v.check("stage", convert::stage_from_pb(r.stage));
+        let state = v.check("state", convert::state_from_pb(r.state));
+        let parent_id = if r.parent_id.is_empty() {
+            None
+        } else {
+            v.check("parent_id", r.parent_id.parse())
+                .map(Some)
+                .unwrap_or(None)
+        };
+        if r.roots_only && !r.parent_id.is_empty() {
+            v.add("roots_only", "cannot be combined with parent_id");
+        }
+        let filter = TouchpointFilter {
+            channel: channel.flatten(),
+            stage: stage.flatten(),
+            department: (!r.department.is_empty()).then(|| r.department.clone()),
+            parent_id,
+            roots_only: r.roots_only,
+            state: state.flatten(),
+            labels: r.labels.clone(),
+            main_only: r.main_only,
+        };
+        let fingerprint = filter_fingerprint(&filter);
+        let page = match page_request(r.page_size, &r.page_token, &fingerprint) {
+            Ok(page) => Some(page),
+            Err(err) => {
+                for violation in Vec::from(err) {
+                    v.add(violation.field, violation.description);
+                }
+                None
+            }
+        };
+        let page = validated(v, page)?;
+        let found = self
+            .repo
+            .list_touchpoints(&filter, &page)
+            .await
+            .map_err(to_status)?;
+        ok(pb::ListTouchpointsResponse {
+            next_page_token: next_page_token(found.next_after.as_deref(), &fingerprint),
+            touchpoints: found
+                .items
+                .into_iter()
+                .map(convert::touchpoint_to_pb)
+                .collect(),
+        })
+    }
+
+    async fn get_touchpoint_tree(
+        &self,
+        req: Request<pb::GetTouchpointTreeRequest>,
+    ) -> Result<Response<pb::GetTouchpointTreeResponse>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let root = if r.root_id.is_empty() && r.root_key.is_empty() {
+            Some(None)
+        } else {
+            lookup::<tp::TouchpointId>(&r.root_id, &r.root_key, &mut v).map(Some)
+        };
+        let depth = usize::try_from(r.max_depth).ok().filter(|d| *d <= 32);
+        if depth.is_none() {
+            v.add("max_depth", "must be between 0 and 32");
+        }
+        let (root, depth) = validated(v, root.zip(depth))?;
+        let root_id = match root {
+            Some(by) => Some(self.repo.get_touchpoint(&by).await.map_err(to_status)?.id),
+            None => None,
+        };
+        let all = self
+            .repo
+            .all_touchpoints(r.include_archived)
+            .await
+            .map_err(to_status)?;
+        ok(pb::GetTouchpointTreeResponse {
+            roots: tp::build_tree(all, root_id, depth)
+                .into_iter()
+                .map(convert::tree_to_pb)
+                .collect(),
+        })
+    }
+
+    async fn update_touchpoint(
+        &self,
+        req: Request<pb::UpdateTouchpointRequest>,
+    ) -> Result<Response<pb::UpdateTouchpointResponse>, Status> {
+        let mut v = Violations::new();
+        let key = request_key(
+            &req,
+            "UpdateTouchpoint",
+            &req.get_ref().request_id,
+            |m| m.request_id.clear(),
+            &mut v,
+        );
+        let r = req.get_ref();
+        let given = r.touchpoint.clone().unwrap_or_default();
+        if r.touchpoint.is_none() {
+            v.add("touchpoint", "required");
+        }
+        let id = v.check("touchpoint.id", given.id.parse::<tp::TouchpointId>());
+        let patch = convert::touchpoint_patch(&given, r.update_mask.as_ref(), &mut v);
+        let (key, id) = validated(v, key.zip(id))?;
+        let updated = self
+            .repo
+            .update_touchpoint(&key, id, optional_etag(&given.etag), patch)
+            .await
+            .map_err(to_status)?;
+        ok(pb::UpdateTouchpointResponse {
+            touchpoint: Some(convert::touchpoint_to_pb(updated)),
+        })
+    }
+
+    async fn archive_touchpoint(
+        &self,
+        req: Request<pb::ArchiveTouchpointRequest>,
+    ) -> Result<Response<pb::ArchiveTouchpointResponse>, Status> {
+        let mut v = Violations::new();
+        let key = request_key(
+            &req,
+            "ArchiveTouchpoint",
+            &req.get_ref().request_id,
+            |m| m.request_id.clear(),
+            &mut v,
+        );
+        let r = req.get_ref();
+        let id = v.check("id", r.id.parse::<tp::TouchpointId>());
+        let (key, id) = validated(v, key.zip(id))?;
+        let change = self
+            .repo
+            .archive_touchpoint(&key, id, optional_etag(&r.etag), r.cascade)
+            .await
+            .map_err(to_status)?;
+        ok(pb::ArchiveTouchpointResponse {
+            archived_ids: change.changed.iter().map(ToString::to_string).collect(),
+            touchpoint: Some(convert::touchpoint_to_pb(change.touchpoint)),
+        })
+    }
+
+    async fn restore_touchpoint(
+        &self,
+        req: Request<pb::RestoreTouchpointRequest>,
+    ) -> Result<Response<pb::RestoreTouchpointResponse>, Status> {
+        let mut v = Violations::new();
+        let key = request_key(
+            &req,
+            "RestoreTouchpoint",
+            &req.get_ref().request_id,
+            |m| m.request_id.clear(),
+            &mut v,
+        );
+        let r = req.get_ref();
+        let id = v.check("id", r.id.parse::<tp::TouchpointId>());
+        let (key, id) = validated(v, key.zip(id))?;
+        let change = self
+            .repo
+            .restore_touchpoint(&key, id, optional_etag(&r.etag), r.cascade)
+            .await
+            .map_err(to_status)?;
+        ok(pb::RestoreTouchpointResponse {
+            restored_ids: change.changed.iter().map(ToString::to_string).collect(),
+            touchpoint: Some(convert::touchpoint_to_pb(change.touchpoint)),
+        })
+    }
+
+    async fn delete_touchpoint(
+        &self,
+        req: Request<pb::DeleteTouchpointRequest>,
+    ) -> Result<Response<pb::DeleteTouchpointResponse>, Status> {
+        let mut v = Violations::new();
+        let key = request_key(
+            &req,
+            "DeleteTouchpoint",
+            &req.get_ref().request_id,
+            |m| m.request_id.clear(),
+            &mut v,
+        );
+        let r = req.get_ref();
+        let id = v.check("id", r.id.parse::<tp::TouchpointId>());
+        let (key, id) = validated(v, key.zip(id))?;
+        self.repo
+            .delete_touchpoint(&key, id, optional_etag(&r.etag))
+            .await
+            .map_err(to_status)?;
+        ok(pb::DeleteTouchpointResponse {})
+    }
+
+    async fn create_journey(
+        &self,
+        req: Request<pb::CreateJourneyRequest>,
+    ) -> Result<Response<pb::CreateJourneyResponse>, Status> {
+        let mut v = Violations::new();
+        let key = request_key(
+            &req,
+            "CreateJourney",
+            &req.get_ref().request_id,
+            |m| m.request_id.clear(),
+            &mut v,
+        );
+        let item = match &req.get_ref().journey {
+            Some(j) => convert::new_journey(j, "journey", &mut v),
+            None => {
+                v.add("journey", "required");
+                None
+            }
+        };
+        let (key, item) = validated(v, key.zip(item))?;
+        let created = self
+            .repo
+            .create_journey(&key, item)
+            .await
+            .map_err(to_status)?;
+        ok(pb::CreateJourneyResponse {
+            journey: Some(convert::journey_to_pb(created)),
+        })
+    }
+
+    async fn get_journey(
+        &self,
+        req: Request<pb::GetJourneyRequest>,
+    ) -> Result<Response<pb::GetJourneyResponse>, Status> {
+        use pb::get_journey_request::Lookup as L;
+        let mut v = Violations::new();
+        let by = match &req.get_ref().lookup {
+            Some(L::Id(id)) => lookup(id, "", &mut v),
+            Some(L::Key(key)) => lookup("", key, &mut v),
+            None => lookup("", "", &mut v),
+        };
+        let by = validated(v, by)?;
+        let found = self.repo.get_journey(&by).await.map_err(to_status)?;
+        ok(pb::GetJourneyResponse {
+            journey: Some(convert::journey_to_pb(found)),
+        })
+    }
+
+    async fn list_journeys(
+        &self,
+        req: Request<pb::ListJourneysRequest>,
+    ) -> Result<Response<pb::ListJourneysResponse>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let state = v.check("state", convert::state_from_pb(r.state));
+        let touchpoint_key = if r.touchpoint_key.is_empty() {
+            Some(None)
+        } else {
+            v.check("touchpoint_key", Key::parse(&r.touchpoint_key))
+                .map(Some)
+        };
+        let filter = JourneyFilter {
+            state: state.flatten(),
+            touchpoint_key: touchpoint_key.flatten(),
+        };
+        let fingerprint = filter_fingerprint(&filter);
+        let page = match page_request(r.page_size, &r.page_token, &fingerprint) {
+            Ok(page) => Some(page),
+            Err(err) => {
+                for violation in Vec::from(err) {
+                    v.add(violation.field, violation.description);
+                }
+                None
+            }
+        };
+        let page = validated(v, page)?;
+        let found = self
+            .repo
+            .list_journeys(&filter, &page)
+            .await
+            .map_err(to_status)?;
+        ok(pb::ListJourneysResponse {
+            next_page_token: next_page_token(found.next_after.as_deref(), &fingerprint),
+            journeys: found
+                .items
+                .into_iter()
+                .map(convert::journey_to_pb)
+                .collect(),
+        })
+    }
+
+    async fn update_journey(
+        &self,
+        req: Request<pb::UpdateJourneyRequest>,
+    ) -> Result<Response<pb::UpdateJourneyResponse>, Status> {
+        let mut v = Violations::new();
+        let key = request_key(
+            &req,
+            "UpdateJourney",
+            &req.get_ref().request_id,
+            |m| m.request_id.clear(),
+            &mut v,
+        );
+        let r = req.get_ref();
+        let given = r.journey.clone().unwrap_or_default();
+        if r.journey.is_none() {
+            v.add("journey", "required");
+        }
+        let id = v.check("journey.id", given.id.parse());
+        let patch = convert::journey_patch(&given, r.update_mask.as_ref(), &mut v);
+        let (key, id) = validated(v, key.zip(id))?;
+        let updated = self
+            .repo
+            .update_journey(&key, id, optional_etag(&given.etag), patch)
+            .await
+            .map_err(to_status)?;
+        ok(pb::UpdateJourneyResponse {
+            journey: Some(convert::journey_to_pb(updated)),
+        })
+    }
+
+    async fn archive_journey(
+        &self,
+        req: Request<pb::ArchiveJourneyRequest>,
+    ) -> Result<Response<pb::ArchiveJourneyResponse>, Status> {
+        let mut v = Violations::new();
+        let key = request_key(
+            &req,
+            "ArchiveJourney",
+            &req.get_ref().request_id,
+            |m| m.request_id.clear(),
+            &mut v,
+        );
+        let r = req.get_ref();
+        let id = v.check("id", r.id.parse());
+        let (key, id) = validated(v, key.zip(id))?;
+        let journey = self
+            .repo
+            .archive_journey(&key, id, optional_etag(&r.etag))
+            .await
+            .map_err(to_status)?;
+        ok(pb::ArchiveJourneyResponse {
+            journey: Some(convert::journey_to_pb(journey)),
+        })
+    }
+
+    async fn restore_journey(
+        &self,
+        req: Request<pb::RestoreJourneyRequest>,
+    ) -> Result<Response<pb::RestoreJourneyResponse>, Status> {
+        let mut v = Violations::new();
+        let key = request_key(
+            &req,
+            "RestoreJourney",
+            &req.get_ref().request_id,
+            |m| m.request_id.clear(),
+            &mut v,
+        );
+        let r = req.get_ref();
+        let id = v.check("id", r.id.parse());
+        let (key, id) = validated(v, key.zip(id))?;
+        let journey = self
+            .repo
+            .restore_journey(&key, id, optional_etag(&r.etag))
+            .await
+            .map_err(to_status)?;
+        ok(pb::RestoreJourneyResponse {
+            journey: Some(convert::journey_to_pb(journey)),
+        })
+    }
+
+    async fn delete_journey(
+        &self,
+        req: Request<pb::DeleteJourneyRequest>,
+    ) -> Result<Response<pb::DeleteJourneyResponse>, Status> {
+        let mut v = Violations::new();
+        let key = request_key(
+            &req,
+            "DeleteJourney",
+            &req.get_ref().request_id,
+            |m| m.request_id.clear(),
+            &mut v,
+        );
+        let r = req.get_ref();
+        let id = v.check("id", r.id.parse());
+        let (key, id) = validated(v, key.zip(id))?;
+        self.repo
+            .delete_journey(&key, id, optional_etag(&r.etag))
+            .await
+            .map_err(to_status)?;
+        ok(pb::DeleteJourneyResponse {})
+    }
+}
+
+/// Loads the demo registry (about 300 touchpoints and a few journeys) through the repository,
+/// as an idempotent batch: running it twice changes nothing. Returns how many touchpoints and
+/// journeys were created (zero when the registry already holds touchpoints).
+pub async fn seed_demo(repo: &dyn TouchpointRepo) -> cxhub_domain::Result<(usize, usize)> {
+    if !repo.all_touchpoints(true).await?.is_empty() {
+        return Ok((0, 0));
+    }
+    let mut v = Violations::new();
+    let items: Vec<_> = demo::touchpoints()
+        .iter()
+        .enumerate()
+        .map(|(i, t)| convert::new_touchpoint(t, &format!("touchpoints[{i}]"), &mut v))
+        .collect();
+    let journeys: Vec<_> = demo::journeys()
+        .iter()
+        .enumerate()
+        .map(|(i, j)| convert::new_journey(j, &format!("journeys[{i}]"), &mut v))
+        .collect();
+    v.into_result()?;
+    let items: Option<Vec<_>> = items.into_iter().collect();
+    let journeys: Option<Vec<_>> = journeys.into_iter().collect();
+    let (items, journeys) = items
+        .zip(journeys)
+        .ok_or_else(|| Error::internal("demo data did not validate"))?;
+    let batch = RequestKey::new("system", "demo-seed/touchpoints", "demo-seed-v1", b"")?;
+    let created = repo.create_touchpoints(&batch, items).await?;
+    let journey_count = journeys.len();
+    for (i, journey) in journeys.into_iter().enumerate() {
+        let key = RequestKey::new(
+            "system",
+            "demo-seed/journeys",
+            &format!("demo-seed-v1-{i}"),
+            b"",
+        )?;
+        repo.create_journey(&key, journey).await?;
+    }
+    Ok((created.len(), journey_count))
+}

@@ -1,0 +1,366 @@
+//! The cxhub hub: settings (flags, `CXHUB_*` environment variables, an optional TOML file),
+//! the services it can serve, and serving them over one store. `main.rs` is the command line;
+//! `cxhub-testkit` uses [`serve_on`] to run a hub inside tests.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use cxhub_server::{Limits, LogFormat, ServeConfig, ServiceRegistration, TokenConfig};
+use cxhub_store::{Store, StoreOptions};
+use serde::Deserialize;
+
+/// Every service this build of the hub can serve, by its `--services` name.
+pub const SERVICES: &[&str] = &[cxhub_touchpoint_registry::SHORT_NAME];
+
+/// Default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// Default database: a SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://cxhub.db";
+
+/// Settings of `cxhub serve`. Each can be given as a flag, as an environment variable, or in
+/// the TOML file named by `--config` (same names in snake_case); a flag or variable wins over
+/// the file.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// TOML file with any of these settings, plus `[[tokens]]` tables (principal, scopes, token).
+    #[arg(long, env = "CXHUB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:50051].
+    #[arg(long, env = "CXHUB_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Database URL: `sqlite://path/to/file.db` (created if absent) or
+    /// `postgres://user@host:port/db` [default: sqlite://cxhub.db].
+    #[arg(long, env = "CXHUB_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Comma-separated services to serve [default: all; known: touchpoints].
+    #[arg(long, env = "CXHUB_SERVICES", value_delimiter = ',')]
+    pub services: Option<Vec<String>>,
+    /// Load the demo registry (about 300 touchpoints, a few journeys) if the registry is empty.
+    #[arg(long, env = "CXHUB_DEMO")]
+    pub demo: bool,
+    /// Log format: `plain` or `json` [default: plain]. Filter with RUST_LOG.
+    #[arg(long, env = "CXHUB_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Largest request or response message, in bytes [default: 4194304].
+    #[arg(long, env = "CXHUB_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+    /// Calls served at once across all connections; more are refused at once with
+    /// RESOURCE_EXHAUSTED [default: 256].
+    #[arg(long, env = "CXHUB_MAX_CONCURRENT_REQUESTS")]
+    pub max_concurrent_requests: Option<usize>,
+    /// Longest a call may take, e.g. `30s`; a shorter `grpc-timeout` from the caller wins
+    /// [default: 30s].
+    #[arg(long, env = "CXHUB_REQUEST_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub request_timeout: Option<Duration>,
+    /// On SIGTERM or Ctrl-C, how long in-flight calls get to finish before the hub exits
+    /// anyway, e.g. `10s` [default: 10s].
+    #[arg(long, env = "CXHUB_DRAIN_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Option<Duration>,
+    /// A bearer token, as `PRINCIPAL:SCOPE1+SCOPE2:TOKEN` (repeat the flag, or comma-separate
+    /// in CXHUB_AUTH_TOKENS). Scopes: touchpoints:read, touchpoints:write, admin. With no token
+    /// configured every caller is an anonymous admin, which is only allowed on loopback.
+    #[arg(
+        long = "auth-token",
+        env = "CXHUB_AUTH_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub auth_tokens: Vec<TokenConfig>,
+    /// Allow listening on a non-loopback address with no tokens configured.
+    #[arg(long, env = "CXHUB_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
+}
+
+/// The same settings as read from the TOML file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<SocketAddr>,
+    database_url: Option<String>,
+    services: Option<Vec<String>>,
+    demo: Option<bool>,
+    log_format: Option<String>,
+    max_message_bytes: Option<usize>,
+    max_concurrent_requests: Option<usize>,
+    request_timeout: Option<String>,
+    drain_timeout: Option<String>,
+    allow_unauthenticated: Option<bool>,
+    #[serde(default)]
+    tokens: Vec<TokenConfig>,
+}
+
+/// Resolved settings of a hub.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Database URL.
+    pub database_url: String,
+    /// Services to serve, by `--services` name.
+    pub services: Vec<String>,
+    /// Load the demo registry if empty.
+    pub demo: bool,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Limits, drain time and authentication.
+    pub serve: ServeConfig,
+}
+
+impl ServeArgs {
+    /// Resolves the settings: flag or environment variable, else the file, else the default.
+    pub fn resolve(self) -> anyhow::Result<Settings> {
+        let file = match &self.config {
+            Some(path) => read_file_settings(path)?,
+            None => FileSettings::default(),
+        };
+        let duration = |flag: Option<Duration>,
+                        file: Option<String>,
+                        name: &str,
+                        default: Duration| match (flag, file) {
+            (Some(d), _) => Ok(d),
+            (None, Some(text)) => humantime::parse_duration(&text).with_context(|| {
+                format!("{name} in the config file: `{text}` is not a duration like `30s`")
+            }),
+            (None, None) => Ok(default),
+        };
+        let log_format = match (self.log_format, file.log_format) {
+            (Some(f), _) => f,
+            (None, Some(text)) => text
+                .parse()
+                .map_err(|e| anyhow::anyhow!("log_format in the config file: {e}"))?,
+            (None, None) => LogFormat::Plain,
+        };
+        let services = self
+            .services
+            .or(file.services)
+            .unwrap_or_else(|| SERVICES.iter().map(|s| (*s).to_owned()).collect());
+        check_services(&services)?;
+        let mut tokens = self.auth_tokens;
+        tokens.extend(file.tokens);
+        let max_message_bytes = self
+            .max_message_bytes
+            .or(file.max_message_bytes)
+            .unwrap_or(4 * 1024 * 1024);
+        let max_concurrent_requests = self
+            .max_concurrent_requests
+            .or(file.max_concurrent_requests)
+            .unwrap_or(256);
+        if max_message_bytes < 1024 {
+            bail!("max_message_bytes must be at least 1024");
+        }
+        if max_concurrent_requests == 0 {
+            bail!("max_concurrent_requests must be at least 1");
+        }
+        Ok(Settings {
+            listen: self.listen.or(file.listen).unwrap_or_else(|| {
+                DEFAULT_LISTEN
+                    .parse()
+                    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 50051)))
+            }),
+            database_url: self
+                .database_url
+                .or(file.database_url)
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
+            services,
+            demo: self.demo || file.demo.unwrap_or(false),
+            log_format,
+            serve: ServeConfig {
+                limits: Limits {
+                    max_message_bytes,
+                    max_concurrent_requests,
+                    request_timeout: duration(
+                        self.request_timeout,
+                        file.request_timeout,
+                        "request_timeout",
+                        Duration::from_secs(30),
+                    )?,
+                },
+                drain_timeout: duration(
+                    self.drain_timeout,
+                    file.drain_timeout,
+                    "drain_timeout",
+                    Duration::from_secs(10),
+                )?,
+                tokens,
+                allow_unauthenticated: self.allow_unauthenticated
+                    || file.allow_unauthenticated.unwrap_or(false),
+            },
+        })
+    }
+}
+
+fn read_file_settings(path: &Path) -> anyhow::Result<FileSettings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+fn check_services(services: &[String]) -> anyhow::Result<()> {
+    if services.is_empty() {
+        bail!(
+            "no service to serve: name at least one of {}",
+            SERVICES.join(", ")
+        );
+    }
+    for name in services {
+        if !SERVICES.contains(&name.as_str()) {
+            bail!(
+                "unknown service `{name}`: known services are {}",
+                SERVICES.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Opens the store and applies pending migrations.
+pub async fn open_store(database_url: &str, options: StoreOptions) -> anyhow::Result<Store> {
+    let store = Store::connect(database_url, options)
+        .await
+        .with_context(|| format!("connecting to the database ({})", redact(database_url)))?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
+
+/// The registrations of the named services over `store`.
+pub fn registrations(
+    store: &Store,
+    services: &[String],
+) -> anyhow::Result<Vec<ServiceRegistration>> {
+    check_services(services)?;
+    let mut out = Vec::new();
+    for name in services {
+        if name == cxhub_touchpoint_registry::SHORT_NAME {
+            out.push(cxhub_touchpoint_registry::registration(Arc::new(
+                store.clone(),
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// Serves the configured services over `store` on `listener` until `shutdown` resolves,
+/// loading the demo registry first when asked.
+pub async fn serve_on(
+    settings: &Settings,
+    store: Store,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    cxhub_server::check_auth_config(&settings.serve, addr)?;
+    if settings.demo {
+        let (touchpoints, journeys) = cxhub_touchpoint_registry::seed_demo(&store)
+            .await
+            .context("loading the demo registry")?;
+        tracing::info!(touchpoints, journeys, "demo registry loaded");
+    }
+    let services = registrations(&store, &settings.services)?;
+    cxhub_server::serve(settings.serve.clone(), listener, services, shutdown).await
+}
+
+/// A database URL with any password replaced, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn defaults_are_the_quickstart() {
+        let s = ServeArgs::default().resolve().expect("defaults resolve");
+        assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(s.services, ["touchpoints"]);
+        assert_eq!(s.serve.limits.max_message_bytes, 4 * 1024 * 1024);
+        assert_eq!(s.serve.limits.request_timeout, Duration::from_secs(30));
+        assert!(s.serve.tokens.is_empty());
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        writeln!(
+            file,
+            r#"
+listen = "127.0.0.1:6000"
+database_url = "sqlite://from-file.db"
+request_timeout = "5s"
+max_concurrent_requests = 7
+
+[[tokens]]
+principal = "crm-sync"
+scopes = ["touchpoints:read"]
+token = "s3cret"
+"#
+        )
+        .expect("write");
+        let args = ServeArgs {
+            config: Some(file.path().to_owned()),
+            listen: Some("127.0.0.1:7000".parse().expect("addr")),
+            ..Default::default()
+        };
+        let s = args.resolve().expect("resolves");
+        assert_eq!(s.listen.port(), 7000);
+        assert_eq!(s.database_url, "sqlite://from-file.db");
+        assert_eq!(s.serve.limits.request_timeout, Duration::from_secs(5));
+        assert_eq!(s.serve.limits.max_concurrent_requests, 7);
+        assert_eq!(s.serve.tokens.len(), 1);
+        assert_eq!(s.serve.tokens[0].principal, "crm-sync");
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_a_reason() {
+        let unknown = ServeArgs {
+            services: Some(vec!["telepathy".into()]),
+            ..Default::default()
+        };
+        let err = unknown.resolve().expect_err("unknown service").to_string();
+        assert!(
+            err.contains("telepathy") && err.contains("touchpoints"),
+            "{err}"
+        );
+
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        writeln!(file, "listn = \"127.0.0.1:1\"").expect("write");
+        let typo = ServeArgs {
+            config: Some(file.path().to_owned()),
+            ..Default::default()
+        };
+        assert!(
+            typo.resolve().is_err(),
+            "unknown keys in the file are refused"
+        );
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://u:pw@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://cxhub.db"), "sqlite://cxhub.db");
+    }
+}
