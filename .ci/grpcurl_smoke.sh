@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Smoke test of a running hub with grpcurl, over server reflection only (no .proto files).
+#
+#   .ci/grpcurl_smoke.sh HOST:PORT
+#
+# Expects a hub started with `--demo` on a plaintext port. Environment:
+#   GRPCURL      the grpcurl binary (default: grpcurl on PATH)
+#   CXHUB_TOKEN  a bearer token to send, when the hub has tokens configured
+set -euo pipefail
+
+if [[ $# -ne 1 ]]; then
+    echo "usage: $0 HOST:PORT" >&2
+    exit 2
+fi
+target=$1
+grpcurl_bin=${GRPCURL:-grpcurl}
+service=cxhub.touchpoint.v1.TouchpointRegistryService
+
+headers=()
+if [[ -n ${CXHUB_TOKEN:-} ]]; then
+    headers=(-H "authorization: Bearer ${CXHUB_TOKEN}")
+fi
+
+fail() {
+    echo "grpcurl smoke: FAIL: $*" >&2
+    exit 1
+}
+
+# call ARGS... : runs grpcurl, prints its output; fails on a non-zero exit.
+call() {
+    local out
+    if ! out=$("$grpcurl_bin" -plaintext -max-time 10 "${headers[@]}" "$@" 2>&1); then
+        printf '%s\n' "$out" >&2
+        fail "grpcurl $* exited non-zero"
+    fi
+    printf '%s\n' "$out"
+}
+
+# expect OUTPUT NEEDLE WHAT : fails unless OUTPUT contains NEEDLE.
+expect() {
+    if [[ $1 != *"$2"* ]]; then
+        printf '%s\n' "$1" >&2
+        fail "$3: expected to find '$2'"
+    fi
+}
+
+run_id="$(date +%s)-$$-${RANDOM}"
+
+echo "--- list"
+out=$(call "$target" list)
+expect "$out" "$service" "list"
+expect "$out" "grpc.health.v1.Health" "list"
+
+echo "--- describe $service"
+out=$(call "$target" describe "$service")
+expect "$out" "rpc CreateTouchpoint" "describe"
+expect "$out" "rpc GetTouchpointTree" "describe"
+
+echo "--- health (overall and $service)"
+out=$(call -d '{"service": ""}' "$target" grpc.health.v1.Health/Check)
+expect "$out" '"SERVING"' "overall health"
+out=$(call -d "{\"service\": \"$service\"}" "$target" grpc.health.v1.Health/Check)
+expect "$out" '"SERVING"' "health of $service"
+
+echo "--- CreateTouchpoint"
+key="ci-smoke.run-${run_id}"
+name="Smoke test ${run_id}"
+out=$(call -d @ "$target" "$service/CreateTouchpoint" <<EOF
+{
+  "touchpoint": {
+    "key": "$key",
+    "name": "$name",
+    "channel": "CHANNEL_WEB",
+    "stage": "JOURNEY_STAGE_SUPPORT",
+    "department": "digital",
+    "main": true,
+    "labels": {"source": "ci"}
+  },
+  "request_id": "ci-smoke-create-${run_id}"
+}
+EOF
+)
+expect "$out" "\"key\": \"$key\"" "CreateTouchpoint"
+expect "$out" '"etag"' "CreateTouchpoint"
+
+echo "--- GetTouchpoint by key"
+out=$(call -d "{\"key\": \"$key\"}" "$target" "$service/GetTouchpoint")
+expect "$out" "\"name\": \"$name\"" "GetTouchpoint"
+
+echo "--- CreateTouchpoint with an invalid key is refused"
+refused=0
+out=$("$grpcurl_bin" -plaintext -max-time 10 "${headers[@]}" -d @ "$target" "$service/CreateTouchpoint" 2>&1 <<EOF
+{
+  "touchpoint": {
+    "key": "Not A Valid Key",
+    "name": "Refused",
+    "channel": "CHANNEL_WEB",
+    "stage": "JOURNEY_STAGE_SUPPORT",
+    "department": "digital"
+  },
+  "request_id": "ci-smoke-refused-${run_id}"
+}
+EOF
+) || refused=1
+[[ $refused -eq 1 ]] || fail "an invalid key was accepted: $out"
+expect "$out" "InvalidArgument" "invalid key refusal"
+expect "$out" "touchpoint.key" "invalid key refusal (BadRequest field)"
+
+echo "--- ListTouchpoints page_size 5"
+out=$(call -d '{"page_size": 5}' "$target" "$service/ListTouchpoints")
+expect "$out" '"nextPageToken"' "ListTouchpoints over the demo registry"
+count=$(grep -c '"key":' <<<"$out" || true)
+[[ $count -eq 5 ]] || fail "ListTouchpoints page_size 5 returned $count touchpoints"
+
+echo "grpcurl smoke: OK (list, describe, health, create, get, refusal, list)"
