@@ -265,8 +265,17 @@ impl TokenStore {
                     Err(permission_denied(scope))
                 }
             }
-            // Unknown method: a valid caller learns it is unimplemented, nobody else does.
-            None => self.authenticate(authorization),
+            // A method missing from the access table: default deny. Only an admin gets through
+            // (and learns it is unimplemented), so a handler added without a table row is never
+            // an open door.
+            None => {
+                let principal = self.authenticate(authorization)?;
+                if principal.has_scope(ADMIN_SCOPE) {
+                    Ok(principal)
+                } else {
+                    Err(permission_denied(ADMIN_SCOPE))
+                }
+            }
         }
     }
 }
@@ -452,7 +461,13 @@ mod tests {
             store.authorize(None, None).expect_err("unknown").code(),
             Code::Unauthenticated
         );
-        assert!(store.authorize(None, Some(&bearer("r-secret"))).is_ok());
+        // A method missing from the access table is default-deny: admins only.
+        let denied = store
+            .authorize(None, Some(&bearer("r-secret")))
+            .expect_err("not in the table");
+        assert_eq!(denied.code(), Code::PermissionDenied);
+        assert_eq!(reason(&denied), "MISSING_SCOPE");
+        assert!(store.authorize(None, Some(&bearer("a:b:c"))).is_ok());
     }
 
     #[test]

@@ -501,8 +501,11 @@ mod tests {
         assert_eq!(principal_of(&response), Some("anonymous"));
         let response = call(&mut svc, request(UNKNOWN, None)).await;
         assert_eq!(code(&response), Some(Code::Unauthenticated));
+        // A path missing from the access table is default-deny: admins only.
         let response = call(&mut svc, request(UNKNOWN, Some("r-token"))).await;
-        assert_eq!(principal_of(&response), Some("reader"));
+        assert_eq!(code(&response), Some(Code::PermissionDenied));
+        let response = call(&mut svc, request(UNKNOWN, Some("a-token"))).await;
+        assert_eq!(principal_of(&response), Some("root"));
     }
 
     #[tokio::test]

@@ -114,8 +114,9 @@ impl Default for ServeConfig {
 pub fn check_auth_config(config: &ServeConfig, addr: SocketAddr) -> anyhow::Result<()> {
     if config.tokens.is_empty() && !addr.ip().is_loopback() && !config.allow_unauthenticated {
         anyhow::bail!(
-            "refusing to listen on {addr} without authentication: configure at least one token, \
-             listen on a loopback address, or explicitly allow unauthenticated access"
+            "refusing to listen on {addr} without authentication: configure at least one token \
+             (--auth-token), listen on a loopback address, or pass --allow-unauthenticated \
+             (CXHUB_ALLOW_UNAUTHENTICATED=true)"
         );
     }
     Ok(())
