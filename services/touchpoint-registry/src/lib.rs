@@ -8,8 +8,8 @@ pub mod demo;
 use std::sync::Arc;
 
 use cxhub_domain::idempotency::RequestKey;
-use cxhub_domain::journey::JourneyFilter;
-use cxhub_domain::page::{filter_fingerprint, next_page_token, page_request};
+use cxhub_domain::journey::{JourneyFilter, JourneyId};
+use cxhub_domain::page::{PageRequest, filter_fingerprint, next_page_token, page_request};
 use cxhub_domain::repo::{Lookup, TouchpointRepo};
 use cxhub_domain::touchpoint::{self as tp, Key, TouchpointFilter};
 use cxhub_domain::{Error, Violations};
@@ -142,6 +142,39 @@ fn request_key<M: Message + Clone>(
         &payload.encode_to_vec(),
     ) {
         Ok(key) => Some(key),
+        Err(err) => {
+            for violation in Vec::from(err) {
+                v.add(violation.field, violation.description);
+            }
+            None
+        }
+    }
+}
+
+/// Validates a mutating request that names one resource by id (archive, restore, delete):
+/// its idempotency key and the id, every violation at once.
+fn id_request<M: Message + Clone, Id: std::str::FromStr<Err = String>>(
+    req: &Request<M>,
+    method: &str,
+    request_id: &str,
+    id: &str,
+    clear_id: impl FnOnce(&mut M),
+) -> Result<(RequestKey, Id), Status> {
+    let mut v = Violations::new();
+    let key = request_key(req, method, request_id, clear_id, &mut v);
+    let id = v.check("id", id.parse::<Id>());
+    validated(v, key.zip(id))
+}
+
+/// Validates `page_size` and `page_token` (bound to the filter `fingerprint`) into `v`.
+fn page(
+    v: &mut Violations,
+    page_size: i32,
+    page_token: &str,
+    fingerprint: &str,
+) -> Option<PageRequest> {
+    match page_request(page_size, page_token, fingerprint) {
+        Ok(page) => Some(page),
         Err(err) => {
             for violation in Vec::from(err) {
                 v.add(violation.field, violation.description);
@@ -301,15 +334,7 @@ impl TouchpointRegistryService for TouchpointRegistry {
             main_only: r.main_only,
         };
         let fingerprint = filter_fingerprint(&filter);
-        let page = match page_request(r.page_size, &r.page_token, &fingerprint) {
-            Ok(page) => Some(page),
-            Err(err) => {
-                for violation in Vec::from(err) {
-                    v.add(violation.field, violation.description);
-                }
-                None
-            }
-        };
+        let page = page(&mut v, r.page_size, &r.page_token, &fingerprint);
         let page = validated(v, page)?;
         let found = self
             .repo
@@ -393,17 +418,14 @@ impl TouchpointRegistryService for TouchpointRegistry {
         &self,
         req: Request<pb::ArchiveTouchpointRequest>,
     ) -> Result<Response<pb::ArchiveTouchpointResponse>, Status> {
-        let mut v = Violations::new();
-        let key = request_key(
+        let r = req.get_ref();
+        let (key, id) = id_request::<_, tp::TouchpointId>(
             &req,
             "ArchiveTouchpoint",
-            &req.get_ref().request_id,
+            &r.request_id,
+            &r.id,
             |m| m.request_id.clear(),
-            &mut v,
-        );
-        let r = req.get_ref();
-        let id = v.check("id", r.id.parse::<tp::TouchpointId>());
-        let (key, id) = validated(v, key.zip(id))?;
+        )?;
         let change = self
             .repo
             .archive_touchpoint(&key, id, optional_etag(&r.etag), r.cascade)
@@ -419,17 +441,14 @@ impl TouchpointRegistryService for TouchpointRegistry {
         &self,
         req: Request<pb::RestoreTouchpointRequest>,
     ) -> Result<Response<pb::RestoreTouchpointResponse>, Status> {
-        let mut v = Violations::new();
-        let key = request_key(
+        let r = req.get_ref();
+        let (key, id) = id_request::<_, tp::TouchpointId>(
             &req,
             "RestoreTouchpoint",
-            &req.get_ref().request_id,
+            &r.request_id,
+            &r.id,
             |m| m.request_id.clear(),
-            &mut v,
-        );
-        let r = req.get_ref();
-        let id = v.check("id", r.id.parse::<tp::TouchpointId>());
-        let (key, id) = validated(v, key.zip(id))?;
+        )?;
         let change = self
             .repo
             .restore_touchpoint(&key, id, optional_etag(&r.etag), r.cascade)
@@ -445,17 +464,14 @@ impl TouchpointRegistryService for TouchpointRegistry {
         &self,
         req: Request<pb::DeleteTouchpointRequest>,
     ) -> Result<Response<pb::DeleteTouchpointResponse>, Status> {
-        let mut v = Violations::new();
-        let key = request_key(
+        let r = req.get_ref();
+        let (key, id) = id_request::<_, tp::TouchpointId>(
             &req,
             "DeleteTouchpoint",
-            &req.get_ref().request_id,
+            &r.request_id,
+            &r.id,
             |m| m.request_id.clear(),
-            &mut v,
-        );
-        let r = req.get_ref();
-        let id = v.check("id", r.id.parse::<tp::TouchpointId>());
-        let (key, id) = validated(v, key.zip(id))?;
+        )?;
         self.repo
             .delete_touchpoint(&key, id, optional_etag(&r.etag))
             .await
@@ -529,15 +545,7 @@ impl TouchpointRegistryService for TouchpointRegistry {
             touchpoint_key: touchpoint_key.flatten(),
         };
         let fingerprint = filter_fingerprint(&filter);
-        let page = match page_request(r.page_size, &r.page_token, &fingerprint) {
-            Ok(page) => Some(page),
-            Err(err) => {
-                for violation in Vec::from(err) {
-                    v.add(violation.field, violation.description);
-                }
-                None
-            }
-        };
+        let page = page(&mut v, r.page_size, &r.page_token, &fingerprint);
         let page = validated(v, page)?;
         let found = self
             .repo
@@ -588,17 +596,11 @@ impl TouchpointRegistryService for TouchpointRegistry {
         &self,
         req: Request<pb::ArchiveJourneyRequest>,
     ) -> Result<Response<pb::ArchiveJourneyResponse>, Status> {
-        let mut v = Violations::new();
-        let key = request_key(
-            &req,
-            "ArchiveJourney",
-            &req.get_ref().request_id,
-            |m| m.request_id.clear(),
-            &mut v,
-        );
         let r = req.get_ref();
-        let id = v.check("id", r.id.parse());
-        let (key, id) = validated(v, key.zip(id))?;
+        let (key, id) =
+            id_request::<_, JourneyId>(&req, "ArchiveJourney", &r.request_id, &r.id, |m| {
+                m.request_id.clear()
+            })?;
         let journey = self
             .repo
             .archive_journey(&key, id, optional_etag(&r.etag))
@@ -613,17 +615,11 @@ impl TouchpointRegistryService for TouchpointRegistry {
         &self,
         req: Request<pb::RestoreJourneyRequest>,
     ) -> Result<Response<pb::RestoreJourneyResponse>, Status> {
-        let mut v = Violations::new();
-        let key = request_key(
-            &req,
-            "RestoreJourney",
-            &req.get_ref().request_id,
-            |m| m.request_id.clear(),
-            &mut v,
-        );
         let r = req.get_ref();
-        let id = v.check("id", r.id.parse());
-        let (key, id) = validated(v, key.zip(id))?;
+        let (key, id) =
+            id_request::<_, JourneyId>(&req, "RestoreJourney", &r.request_id, &r.id, |m| {
+                m.request_id.clear()
+            })?;
         let journey = self
             .repo
             .restore_journey(&key, id, optional_etag(&r.etag))
@@ -638,17 +634,11 @@ impl TouchpointRegistryService for TouchpointRegistry {
         &self,
         req: Request<pb::DeleteJourneyRequest>,
     ) -> Result<Response<pb::DeleteJourneyResponse>, Status> {
-        let mut v = Violations::new();
-        let key = request_key(
-            &req,
-            "DeleteJourney",
-            &req.get_ref().request_id,
-            |m| m.request_id.clear(),
-            &mut v,
-        );
         let r = req.get_ref();
-        let id = v.check("id", r.id.parse());
-        let (key, id) = validated(v, key.zip(id))?;
+        let (key, id) =
+            id_request::<_, JourneyId>(&req, "DeleteJourney", &r.request_id, &r.id, |m| {
+                m.request_id.clear()
+            })?;
         self.repo
             .delete_journey(&key, id, optional_etag(&r.etag))
             .await
