@@ -6,9 +6,13 @@
 
 pub mod error;
 pub mod idempotency;
+pub mod identifier;
 pub mod journey;
+pub mod money;
 pub mod page;
+pub mod record;
 pub mod repo;
+pub mod resolution;
 pub mod touchpoint;
 
 pub use error::{Error, FieldViolation, Result, Violations};
