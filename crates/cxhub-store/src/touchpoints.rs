@@ -717,9 +717,14 @@ pub(crate) async fn archive<C: ConnectionTrait>(
         return Err(Error::precondition(
             "ACTIVE_CHILDREN",
             format!(
-                "touchpoint {} has {} active children: archive them first, or archive with cascade",
+                "touchpoint {} has {} active {}: archive them first, or archive with cascade",
                 model.key,
-                children.len()
+                children.len(),
+                if children.len() == 1 {
+                    "child"
+                } else {
+                    "children"
+                }
             ),
         ));
     }
@@ -812,7 +817,8 @@ pub(crate) async fn delete<C: ConnectionTrait>(
     if children > 0 || !journeys.is_empty() {
         let mut reasons = Vec::new();
         if children > 0 {
-            reasons.push(format!("has {children} children"));
+            let noun = if children == 1 { "child" } else { "children" };
+            reasons.push(format!("has {children} {noun}"));
         }
         if !journeys.is_empty() {
             reasons.push(format!("is used by journeys {}", journeys.join(", ")));
@@ -820,9 +826,14 @@ pub(crate) async fn delete<C: ConnectionTrait>(
         return Err(Error::precondition(
             "TOUCHPOINT_REFERENCED",
             format!(
-                "touchpoint {} {}: move or delete the children and remove it from the journeys first",
+                "touchpoint {} {}: {} first",
                 model.key,
-                reasons.join(" and ")
+                reasons.join(" and "),
+                match (children > 0, !journeys.is_empty()) {
+                    (true, true) => "move or delete its children and remove it from those journeys",
+                    (true, false) => "move or delete its children",
+                    _ => "remove it from those journeys",
+                }
             ),
         ));
     }

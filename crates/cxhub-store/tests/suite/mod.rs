@@ -706,7 +706,7 @@ pub async fn delete_is_refused_while_referenced(store: Store) {
         .await
         .unwrap_err();
     assert_eq!(reason(&err), "TOUCHPOINT_REFERENCED");
-    assert!(err.to_string().contains("1 children"), "{err}");
+    assert!(err.to_string().contains("1 child:"), "{err}");
 
     let journey = new_journey("onboarding", vec![stage("start", &["app"])]);
     store.create_journey(&req(&journey), journey).await.unwrap();
