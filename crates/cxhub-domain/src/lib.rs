@@ -13,6 +13,7 @@ pub mod page;
 pub mod record;
 pub mod repo;
 pub mod resolution;
+pub mod scoring;
 pub mod touchpoint;
 
 pub use error::{Error, FieldViolation, Result, Violations};
