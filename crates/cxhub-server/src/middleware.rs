@@ -608,4 +608,48 @@ mod tests {
         );
         assert_eq!(split_path("/"), ("/", ""));
     }
+
+    #[tokio::test]
+    async fn the_rpc_span_continues_the_callers_w3c_trace() {
+        use opentelemetry::trace::TracerProvider as _;
+        use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+        use tracing_subscriber::layer::SubscriberExt as _;
+
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let _default = tracing::subscriber::set_default(subscriber);
+
+        let mut svc = layer(&[], 16, Duration::from_secs(30)).layer(echo());
+        let mut req = request(READ, None);
+        req.headers_mut().insert(
+            "traceparent",
+            http::HeaderValue::from_static(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+        );
+        let response = call(&mut svc, req).await;
+        drop(response); // the span ends with the response body
+        let _ = provider.force_flush();
+
+        let spans = exporter.get_finished_spans().expect("spans");
+        let rpc = spans
+            .iter()
+            .find(|s| s.name.contains("GetThing"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no rpc span among {:?}",
+                    spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+                )
+            });
+        assert_eq!(
+            rpc.span_context.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(rpc.parent_span_id.to_string(), "00f067aa0ba902b7");
+        assert_eq!(spans.len(), 1, "one span per call");
+    }
 }
