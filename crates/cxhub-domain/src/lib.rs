@@ -8,6 +8,7 @@ pub mod error;
 pub mod idempotency;
 pub mod identifier;
 pub mod journey;
+pub mod loyalty;
 pub mod money;
 pub mod page;
 pub mod record;
