@@ -15,6 +15,7 @@ pub mod record;
 pub mod repo;
 pub mod resolution;
 pub mod scoring;
+mod text_enum;
 pub mod touchpoint;
 
 pub use error::{Error, FieldViolation, Result, Violations};
