@@ -1,36 +1,16 @@
 //! Customer identifiers and their normalisation: the ids source systems give a customer, their
 //! e-mail addresses and phone numbers, in the one canonical form identity resolution compares.
 
+use crate::id::uuid_id;
 use std::collections::BTreeSet;
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-/// The hub's id of a customer (a UUID v7, so ids sort by creation time).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct CustomerId(pub Uuid);
-
-impl CustomerId {
-    /// A fresh id.
-    pub fn generate() -> Self {
-        Self(Uuid::now_v7())
-    }
-}
-
-impl fmt::Display for CustomerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl FromStr for CustomerId {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        crate::touchpoint::parse_uuid(s).map(Self)
-    }
-}
+uuid_id!(
+    /// The hub's id of a customer (a UUID v7, so ids sort by creation time).
+    CustomerId
+);
 
 /// What kind of identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -1,44 +1,23 @@
 //! Journeys (experience maps): the ordered stages a customer goes through and the touchpoints
 //! at each.
 
+use crate::id::uuid_id;
 use std::collections::BTreeSet;
-use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-use crate::touchpoint::{Key, LifecycleState, Stage, parse_uuid};
+use crate::touchpoint::{Key, LifecycleState, Stage};
 
 /// Most stages in one journey.
 pub const MAX_STAGES: usize = 50;
 /// Most touchpoints in one stage.
 pub const MAX_STAGE_TOUCHPOINTS: usize = 100;
 
-/// Server-assigned id of a journey.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct JourneyId(pub Uuid);
-
-impl JourneyId {
-    /// A fresh id.
-    pub fn generate() -> Self {
-        Self(Uuid::now_v7())
-    }
-}
-
-impl fmt::Display for JourneyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl FromStr for JourneyId {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        parse_uuid(s).map(Self)
-    }
-}
+uuid_id!(
+    /// Server-assigned id of a journey.
+    JourneyId
+);
 
 /// One stage of a journey.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,13 +14,13 @@
 //! The caller passes only usable identifiers: normalised, junk and suppressed ones removed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Violations;
 use crate::identifier::{CustomerId, Identifier, IdentifierKind};
 use crate::record::RecordKey;
+use crate::text_enum::text_enum;
 
 /// Which identifiers may link records to customers, and when an identifier is too widely shared
 /// to trust.
@@ -84,69 +84,37 @@ pub enum Target {
     Existing(CustomerId),
 }
 
-/// Why an identifier of the record linked no one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum IgnoreReason {
-    /// Held by more customers than the rules allow.
-    Overshared,
-    /// Its kind may not merge customers, and other customers hold it.
-    NotMergeable,
-}
-
-impl IgnoreReason {
-    /// The UPPER_SNAKE_CASE code callers see, e.g. `OVERSHARED`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IgnoreReason::Overshared => "OVERSHARED",
-            IgnoreReason::NotMergeable => "NOT_MERGEABLE",
-        }
+text_enum!(
+    /// Why an identifier of the record linked no one.
+    IgnoreReason {
+        /// Held by more customers than the rules allow.
+        Overshared = "OVERSHARED",
+        /// Its kind may not merge customers, and other customers hold it.
+        NotMergeable = "NOT_MERGEABLE",
     }
-}
+);
 
-impl fmt::Display for IgnoreReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+text_enum!(
+    /// The rule that made several customers one.
+    MergeRule {
+        /// The same source customer id was held by several customers.
+        SameSourceId = "SAME_SOURCE_ID",
+        /// A shared e-mail address.
+        SameEmail = "SAME_EMAIL",
+        /// A shared phone number.
+        SamePhone = "SAME_PHONE",
+        /// An operator merged them.
+        Manual = "MANUAL",
     }
-}
-
-/// The rule that made several customers one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum MergeRule {
-    /// The same source customer id was held by several customers.
-    SameSourceId,
-    /// A shared e-mail address.
-    SameEmail,
-    /// A shared phone number.
-    SamePhone,
-    /// An operator merged them.
-    Manual,
-}
+);
 
 impl MergeRule {
-    /// The UPPER_SNAKE_CASE code stored and shown, e.g. `SAME_EMAIL`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MergeRule::SameSourceId => "SAME_SOURCE_ID",
-            MergeRule::SameEmail => "SAME_EMAIL",
-            MergeRule::SamePhone => "SAME_PHONE",
-            MergeRule::Manual => "MANUAL",
-        }
-    }
-
     fn of(kind: IdentifierKind) -> Self {
         match kind {
             IdentifierKind::SourceId => MergeRule::SameSourceId,
             IdentifierKind::Email => MergeRule::SameEmail,
             IdentifierKind::Phone => MergeRule::SamePhone,
         }
-    }
-}
-
-impl fmt::Display for MergeRule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

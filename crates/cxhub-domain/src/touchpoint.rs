@@ -2,13 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::id::uuid_id;
 use crate::text_enum::text_enum;
 
 /// Deepest a touchpoint hierarchy may go (a root is at depth 1).
@@ -18,36 +17,10 @@ pub const MAX_BATCH: usize = 1000;
 /// Most labels on one touchpoint.
 pub const MAX_LABELS: usize = 32;
 
-/// Server-assigned id of a touchpoint (a UUID v7, so ids sort by creation time).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct TouchpointId(pub Uuid);
-
-impl TouchpointId {
-    /// A fresh id.
-    pub fn generate() -> Self {
-        Self(Uuid::now_v7())
-    }
-}
-
-impl fmt::Display for TouchpointId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl FromStr for TouchpointId {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        parse_uuid(s).map(Self)
-    }
-}
-
-pub(crate) fn parse_uuid(s: &str) -> Result<Uuid, String> {
-    if s.is_empty() {
-        return Err("required".into());
-    }
-    Uuid::parse_str(s).map_err(|_| "not a valid id (expected a UUID)".into())
-}
+uuid_id!(
+    /// Server-assigned id of a touchpoint (a UUID v7, so ids sort by creation time).
+    TouchpointId
+);
 
 /// A stable, unique, immutable key such as `store.checkout` (also used for journeys).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

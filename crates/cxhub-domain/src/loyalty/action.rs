@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Violations};
+use crate::text_enum::text_enum;
 
 /// Longest name of a custom action kind.
 pub const MAX_CUSTOM_KIND_LEN: usize = 64;
@@ -204,37 +205,19 @@ impl From<ActionKind> for String {
     }
 }
 
-/// What a customer can consent to (or refuse), per contact channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ConsentPurpose {
-    /// Being sent offers and promotions.
-    Marketing,
-    /// Having their behaviour analysed in aggregate.
-    Analytics,
-    /// Being invited to surveys.
-    Surveys,
-    /// Being profiled individually (scores, segments used to target them).
-    Profiling,
-}
-
-impl ConsentPurpose {
-    /// The stable text, e.g. `MARKETING`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConsentPurpose::Marketing => "MARKETING",
-            ConsentPurpose::Analytics => "ANALYTICS",
-            ConsentPurpose::Surveys => "SURVEYS",
-            ConsentPurpose::Profiling => "PROFILING",
-        }
+text_enum!(
+    /// What a customer can consent to (or refuse), per contact channel.
+    ConsentPurpose {
+        /// Being sent offers and promotions.
+        Marketing = "MARKETING",
+        /// Having their behaviour analysed in aggregate.
+        Analytics = "ANALYTICS",
+        /// Being invited to surveys.
+        Surveys = "SURVEYS",
+        /// Being profiled individually (scores, segments used to target them).
+        Profiling = "PROFILING",
     }
-}
-
-impl fmt::Display for ConsentPurpose {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+);
 
 /// How the company reaches the customer with an action. Distinct from the touchpoint
 /// [`Channel`](crate::touchpoint::Channel) (where customer and company meet): consent is given per
