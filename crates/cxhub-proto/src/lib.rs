@@ -18,3 +18,27 @@ pub mod touchpoint {
         tonic::include_proto!("cxhub.touchpoint.v1");
     }
 }
+
+/// `cxhub.common.*`
+pub mod common {
+    /// `cxhub.common.v1`: messages every service shares (money, customer references).
+    pub mod v1 {
+        tonic::include_proto!("cxhub.common.v1");
+    }
+}
+
+/// `cxhub.feeds.*`
+pub mod feeds {
+    /// `cxhub.feeds.v1`: typed CRM, ERP and billing records.
+    pub mod v1 {
+        tonic::include_proto!("cxhub.feeds.v1");
+    }
+}
+
+/// `cxhub.profile.*`
+pub mod profile {
+    /// `cxhub.profile.v1`: the unified customer profile.
+    pub mod v1 {
+        tonic::include_proto!("cxhub.profile.v1");
+    }
+}
