@@ -5,6 +5,7 @@
 //! can be tested (and property-tested) without a server or a database.
 
 pub mod error;
+pub mod feed;
 mod id;
 pub mod idempotency;
 pub mod identifier;

@@ -143,3 +143,99 @@ pub trait TouchpointRepo: Send + Sync {
         etag: Option<&str>,
     ) -> Result<()>;
 }
+
+/// What identity resolution and profile building need to know, besides the data.
+#[derive(Debug, Clone, Default)]
+pub struct IngestContext {
+    /// The caller, recorded on every merge.
+    pub principal: String,
+    /// Which identifiers link customers.
+    pub rules: crate::resolution::ResolutionRules,
+    /// Which source wins each profile field group.
+    pub priority: crate::record::SourcePriority,
+}
+
+/// An identifier a customer holds, and whether it links records to the customer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HeldIdentifier {
+    /// The identifier.
+    pub identifier: crate::identifier::Identifier,
+    /// False when a split disputed it or more customers hold it than the rules allow.
+    pub linking: bool,
+}
+
+/// A customer as the profile service shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CustomerView {
+    /// The customer (the survivor, for a merged id).
+    pub id: crate::identifier::CustomerId,
+    /// The id asked for.
+    pub requested: crate::identifier::CustomerId,
+    /// When the hub first saw it.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When its profile last changed.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// The profile fields and their provenance.
+    pub profile: crate::feed::Profile,
+    /// Every identifier held, by kind then value.
+    pub identifiers: Vec<HeldIdentifier>,
+    /// How many source records it holds.
+    pub record_count: i64,
+}
+
+/// A merge as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MergeView {
+    /// The merge's id.
+    pub id: crate::resolution::MergeId,
+    /// Who, what, why, and what each absorbed customer held.
+    pub record: crate::resolution::MergeRecord,
+    /// When.
+    pub merged_at: chrono::DateTime<chrono::Utc>,
+    /// The principal whose call caused it.
+    pub merged_by: String,
+    /// When it was undone, if it was.
+    pub split_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Who undid it.
+    pub split_by: Option<String>,
+}
+
+/// A split: the merge undone and the customers as they are now.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SplitOutcome {
+    /// The merge, now undone.
+    pub merge: MergeView,
+    /// The survivor then every restored customer.
+    pub customers: Vec<CustomerView>,
+}
+
+/// Storage of customers: ingestion of feed records with identity resolution, merges and splits.
+#[async_trait]
+pub trait CustomerRepo: Send + Sync {
+    /// Ingests a batch of valid records in one transaction: decides each record's outcome
+    /// against the stored version, resolves the customer of each record that writes (creating
+    /// and merging customers), stores records, interactions and transactions, and rebuilds the
+    /// profile of every customer whose contacts changed. Results come back in batch order.
+    async fn ingest(
+        &self,
+        items: Vec<crate::feed::IngestItem>,
+        ctx: &IngestContext,
+    ) -> Result<Vec<crate::feed::IngestResult>>;
+
+    /// Reads a customer, following merge redirects. `NotFound` (reason `CUSTOMER_NOT_FOUND`).
+    async fn get_customer(&self, id: crate::identifier::CustomerId) -> Result<CustomerView>;
+
+    /// The merges a customer survived, newest first (following a redirect first).
+    async fn list_merges(&self, survivor: crate::identifier::CustomerId) -> Result<Vec<MergeView>>;
+
+    /// Undoes a merge exactly (see [`crate::resolution::split_plan`]) and disputes the
+    /// identifiers that linked the customers. `NotFound` (reason `MERGE_NOT_FOUND`);
+    /// `FailedPrecondition` (reason `MERGE_ALREADY_UNDONE`, or `MERGE_NOT_LATEST` while a later
+    /// merge into the same survivor is in force).
+    async fn split(
+        &self,
+        req: &RequestKey,
+        merge: crate::resolution::MergeId,
+        ctx: &IngestContext,
+    ) -> Result<SplitOutcome>;
+}

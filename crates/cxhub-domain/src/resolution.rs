@@ -18,9 +18,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Violations;
+use crate::id::uuid_id;
 use crate::identifier::{CustomerId, Identifier, IdentifierKind};
 use crate::record::RecordKey;
 use crate::text_enum::text_enum;
+
+uuid_id!(
+    /// The id of a merge (a UUID v7).
+    MergeId
+);
 
 /// Which identifiers may link records to customers, and when an identifier is too widely shared
 /// to trust.
