@@ -16,6 +16,8 @@ mod m20261123_000001_touchpoints;
 mod m20261123_000002_touchpoint_labels;
 mod m20261123_000003_journeys;
 mod m20261123_000004_idempotency_keys;
+mod m20261123_000005_customers;
+mod m20261123_000006_feed_records;
 
 /// Every migration of cxhub, in the order they apply.
 #[derive(Debug)]
@@ -29,6 +31,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_touchpoint_labels::Migration),
             Box::new(m20261123_000003_journeys::Migration),
             Box::new(m20261123_000004_idempotency_keys::Migration),
+            Box::new(m20261123_000005_customers::Migration),
+            Box::new(m20261123_000006_feed_records::Migration),
         ]
     }
 }

@@ -15,11 +15,16 @@ use crate::store::{Store, rollback};
 /// `Result<T>`) as an idempotent write of `$req`: a request served before gets its stored
 /// result (or `REQUEST_ID_REUSED` if its payload differs); otherwise the work runs and its
 /// result is stored with it, in one transaction.
+/// The transaction is begun with `Store::begin_write` (the registry's lock), or with the
+/// `begin` method named after `lock =`.
 macro_rules! idempotent {
-    ($store:expr, $req:expr, |$txn:ident| $work:expr) => {{
+    ($store:expr, $req:expr, |$txn:ident| $work:expr) => {
+        $crate::idempotency::idempotent!($store, $req, lock = begin_write, |$txn| $work)
+    };
+    ($store:expr, $req:expr, lock = $begin:ident, |$txn:ident| $work:expr) => {{
         let store: &$crate::store::Store = $store;
         let req: &::cxhub_domain::idempotency::RequestKey = $req;
-        let $txn = store.begin_write().await?;
+        let $txn = store.$begin().await?;
         match $crate::idempotency::replay(&$txn, req).await {
             Err(err) => {
                 $crate::store::rollback($txn).await;

@@ -16,11 +16,13 @@
 //! result back and writes nothing. Batches are written with multi-row statements, chunked to
 //! stay under the bind-parameter limits of both backends.
 
+mod customers;
 mod entity;
 mod error;
 mod idempotency;
 mod journeys;
 mod repo;
+mod sql;
 mod store;
 mod touchpoints;
 

@@ -3,17 +3,24 @@
 
 use async_trait::async_trait;
 use cxhub_domain::Result;
+use cxhub_domain::feed::{IngestItem, IngestResult};
 use cxhub_domain::idempotency::RequestKey;
+use cxhub_domain::identifier::CustomerId;
 use cxhub_domain::journey::{Journey, JourneyFilter, JourneyId, JourneyPatch, NewJourney};
 use cxhub_domain::page::{Page, PageRequest};
-use cxhub_domain::repo::{Lookup, StateChange, TouchpointRepo};
+use cxhub_domain::repo::{
+    CustomerRepo, CustomerView, IngestContext, Lookup, MergeView, SplitOutcome, StateChange,
+    TouchpointRepo,
+};
+use cxhub_domain::resolution::MergeId;
 use cxhub_domain::touchpoint::{
     NewTouchpoint, Touchpoint, TouchpointFilter, TouchpointId, TouchpointPatch,
 };
 
+use crate::error::DbResultExt;
 use crate::idempotency::idempotent;
-use crate::store::{Store, snapshot};
-use crate::{journeys, touchpoints};
+use crate::store::{Store, rollback, snapshot};
+use crate::{customers, journeys, touchpoints};
 
 #[async_trait]
 impl TouchpointRepo for Store {
@@ -135,5 +142,45 @@ impl TouchpointRepo for Store {
         etag: Option<&str>,
     ) -> Result<()> {
         idempotent!(self, req, |txn| journeys::delete(&txn, id, etag))
+    }
+}
+
+#[async_trait]
+impl CustomerRepo for Store {
+    async fn ingest(
+        &self,
+        items: Vec<IngestItem>,
+        ctx: &IngestContext,
+    ) -> Result<Vec<IngestResult>> {
+        let txn = self.begin_identity().await?;
+        match customers::ingest(&txn, &items, ctx).await {
+            Ok(results) => {
+                txn.commit().await.db()?;
+                Ok(results)
+            }
+            Err(err) => {
+                rollback(txn).await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn get_customer(&self, id: CustomerId) -> Result<CustomerView> {
+        snapshot!(self, |txn| customers::read(&txn, id))
+    }
+
+    async fn list_merges(&self, survivor: CustomerId) -> Result<Vec<MergeView>> {
+        snapshot!(self, |txn| customers::merges(&txn, survivor))
+    }
+
+    async fn split(
+        &self,
+        req: &RequestKey,
+        merge: MergeId,
+        ctx: &IngestContext,
+    ) -> Result<SplitOutcome> {
+        idempotent!(self, req, lock = begin_identity, |txn| customers::split(
+            &txn, merge, ctx
+        ))
     }
 }

@@ -172,6 +172,27 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Begins a write transaction of identity resolution (ingest, split): `BEGIN IMMEDIATE` on
+    /// SQLite; on PostgreSQL a transaction holding the identity advisory lock, so that replicas
+    /// resolving overlapping identifiers at once never create two customers for one identifier
+    /// nor merge into a customer another batch is absorbing.
+    pub(crate) async fn begin_identity(&self) -> Result<DatabaseTransaction> {
+        match self.kind {
+            Backend::Sqlite => self.begin_write().await,
+            Backend::Postgres => {
+                let txn = self.writer.begin().await.db()?;
+                txn.execute_unprepared(
+                    "SELECT pg_advisory_xact_lock(hashtext('cxhub.identity.' || current_schema()))",
+                )
+                .await
+                .db()?;
+                Ok(txn)
+            }
+        }
+    }
+}
+
 /// Runs `$work` (an expression that may use the transaction `$txn`, evaluating to a future)
 /// in a read transaction of the reader pool, so that its queries see one snapshot.
 macro_rules! snapshot {

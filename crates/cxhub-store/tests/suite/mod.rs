@@ -14,6 +14,9 @@ use cxhub_domain::touchpoint::{
 use cxhub_store::Store;
 use serde::Serialize;
 
+mod customers;
+pub use customers::*;
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 

@@ -1,0 +1,1074 @@
+//! Customers: ingestion of feed records with identity resolution, merges and their exact
+//! undoing, and reads of the unified customer.
+//!
+//! One ingest batch is one transaction. It reads the stored versions of the batch's records and
+//! the holders of the identifiers of the records that write (two lookups per batch, grouped by
+//! source and type, and by identifier kind), resolves every record in batch order in memory
+//! with [`cxhub_domain::resolution::resolve`], then writes new customers, identities, records,
+//! interactions and transactions with multi-row upserts. A record that merges customers
+//! flushes what came before it, so the merge sees (and records) everything the absorbed
+//! customers held; merges are rare, so the common batch is one flush. Profiles of customers
+//! whose contacts changed are rebuilt at the end from the contacts they hold.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use cxhub_domain::feed::{
+    ContactFields, IgnoredIdentifier, IngestItem, IngestResult, Profile, ProfileSource,
+    build_profile,
+};
+use cxhub_domain::identifier::{CustomerId, Identifier, IdentifierKind};
+use cxhub_domain::record::{ContentHash, Provenance, RecordKey, RecordType, StoredVersion, decide};
+use cxhub_domain::repo::{CustomerView, HeldIdentifier, IngestContext, MergeView, SplitOutcome};
+use cxhub_domain::resolution::{
+    AbsorbedCustomer, Holdings, Merge, MergeId, MergeRecord, resolve, split_plan,
+};
+use cxhub_domain::{Error, Result};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult, Value};
+
+use crate::error::{DbResultExt, corrupt};
+use crate::sql::{Sql, bytes, int, text, text_opt, time, time_opt};
+use crate::{IN_LIST_CHUNK, MAX_BIND_PARAMS};
+
+/// Longest chain of merge redirects followed.
+const MAX_REDIRECTS: usize = 64;
+
+// ------------------------------------------------------------------------------------------------
+// Ingest
+
+/// What is known about a record key during a batch: its stored (or just written) version and
+/// the customer it belongs to.
+struct Known {
+    version: StoredVersion,
+    customer: Option<CustomerId>,
+}
+
+/// Writes accumulated since the last flush.
+#[derive(Default)]
+struct Pending {
+    customers: Vec<CustomerId>,
+    identities: Vec<(Identifier, CustomerId)>,
+    /// (position in the batch, customer), in batch order.
+    records: Vec<(usize, CustomerId)>,
+}
+
+/// Ingests one batch in `txn` (see the module docs).
+pub(crate) async fn ingest(
+    txn: &DatabaseTransaction,
+    items: &[IngestItem],
+    ctx: &IngestContext,
+) -> Result<Vec<IngestResult>> {
+    let backend = txn.get_database_backend();
+    let now = crate::now();
+
+    // 1. Outcomes, in batch order, against the stored versions and earlier items of the batch.
+    let mut known = load_versions(txn, items).await?;
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        let stored = known.get(&item.key).map(|k| &k.version);
+        let outcome = decide(stored, &item.version);
+        if outcome.writes() {
+            let customer = known.get(&item.key).and_then(|k| k.customer);
+            known.insert(
+                item.key.clone(),
+                Known {
+                    version: item.version,
+                    customer,
+                },
+            );
+        }
+        outcomes.push(outcome);
+    }
+
+    // 2. Who holds the identifiers of the records that write.
+    let mut wanted: BTreeSet<&Identifier> = BTreeSet::new();
+    for (item, outcome) in items.iter().zip(&outcomes) {
+        if outcome.writes() {
+            wanted.insert(&item.anchor);
+            wanted.extend(item.identifiers.iter().map(|f| &f.identifier));
+        }
+    }
+    let mut holders = load_holders(txn, &wanted).await?;
+    let disputed = load_disputes(txn, &wanted).await?;
+
+    // 3. Resolve in batch order; flush before each merge.
+    let mut pending = Pending::default();
+    let mut redirect: HashMap<CustomerId, CustomerId> = HashMap::new();
+    let mut rebuild: BTreeSet<CustomerId> = BTreeSet::new();
+    let mut results: Vec<IngestResult> = Vec::with_capacity(items.len());
+    // The customer of each key as the batch goes (writers set it when they resolve).
+    let mut owner: HashMap<&RecordKey, CustomerId> = HashMap::new();
+
+    for (pos, (item, outcome)) in items.iter().zip(&outcomes).enumerate() {
+        let mut ignored = item.ignored.clone();
+        if !outcome.writes() {
+            let customer = match owner.get(&item.key) {
+                Some(c) => *c,
+                None => stored_customer(&known, &item.key)?,
+            };
+            results.push(IngestResult {
+                index: item.index,
+                outcome: *outcome,
+                customer,
+                merged: Vec::new(),
+                ignored,
+            });
+            continue;
+        }
+
+        let mut ids: Vec<Identifier> = Vec::with_capacity(1 + item.identifiers.len());
+        ids.push(item.anchor.clone());
+        for f in &item.identifiers {
+            if disputed.contains(&f.identifier) {
+                ignored.push(IgnoredIdentifier {
+                    field: f.field.clone(),
+                    reason: "DISPUTED".into(),
+                    description:
+                        "an operator undid a merge this identifier caused: it links no one".into(),
+                });
+            } else {
+                ids.push(f.identifier.clone());
+            }
+        }
+        let local: BTreeMap<Identifier, BTreeSet<CustomerId>> = ids
+            .iter()
+            .filter_map(|id| holders.get(id).map(|h| (id.clone(), h.clone())))
+            .collect();
+        let resolution = resolve(&ids, &local, &ctx.rules);
+        for (id, reason) in &resolution.ignored {
+            ignored.push(IgnoredIdentifier {
+                field: field_of(item, id),
+                reason: reason.as_str().into(),
+                description: match reason {
+                    cxhub_domain::resolution::IgnoreReason::Overshared => format!(
+                        "held by more than {} customers: it links no one",
+                        ctx.rules.max_customers_per_identifier
+                    ),
+                    cxhub_domain::resolution::IgnoreReason::NotMergeable => {
+                        "the hub's rules do not merge customers on this kind of identifier".into()
+                    }
+                },
+            });
+        }
+
+        let customer = match resolution.customer {
+            cxhub_domain::resolution::Target::New => {
+                let c = CustomerId::generate();
+                pending.customers.push(c);
+                c
+            }
+            cxhub_domain::resolution::Target::Existing(c) => c,
+        };
+        let mut merged = Vec::new();
+        if let Some(merge) = &resolution.merge {
+            flush(txn, items, &mut pending, now).await?;
+            absorb(txn, backend, merge, &item.key, ctx, now).await?;
+            tracing::info!(
+                customer_id = %merge.survivor,
+                merged = merge.absorbed.len(),
+                rule = %merge.rule,
+                "customers merged"
+            );
+            for a in &merge.absorbed {
+                for held in holders.values_mut() {
+                    if held.remove(a) {
+                        held.insert(merge.survivor);
+                    }
+                }
+                for target in redirect.values_mut() {
+                    if target == a {
+                        *target = merge.survivor;
+                    }
+                }
+                redirect.insert(*a, merge.survivor);
+                for c in owner.values_mut() {
+                    if c == a {
+                        *c = merge.survivor;
+                    }
+                }
+                rebuild.remove(a);
+            }
+            rebuild.insert(merge.survivor);
+            merged.clone_from(&merge.absorbed);
+        }
+        for id in ids {
+            let held = holders.entry(id.clone()).or_default();
+            if held.insert(customer) {
+                pending.identities.push((id, customer));
+            }
+        }
+        pending.records.push((pos, customer));
+        owner.insert(&item.key, customer);
+        if item.derived.contact.is_some() {
+            rebuild.insert(customer);
+        }
+        results.push(IngestResult {
+            index: item.index,
+            outcome: *outcome,
+            customer,
+            merged,
+            ignored,
+        });
+    }
+    flush(txn, items, &mut pending, now).await?;
+
+    // 4. Profiles of customers whose contacts changed, and final customer ids.
+    rebuild_profiles(txn, &rebuild, &ctx.priority, now).await?;
+    for result in &mut results {
+        if let Some(survivor) = redirect.get(&result.customer) {
+            result.customer = *survivor;
+        }
+    }
+    Ok(results)
+}
+
+fn stored_customer(known: &HashMap<RecordKey, Known>, key: &RecordKey) -> Result<CustomerId> {
+    known
+        .get(key)
+        .and_then(|k| k.customer)
+        .ok_or_else(|| corrupt(format!("record {key:?} has no customer")))
+}
+
+fn field_of(item: &IngestItem, id: &Identifier) -> String {
+    item.identifiers
+        .iter()
+        .find(|f| &f.identifier == id)
+        .map_or_else(
+            || "customer.source_customer_id".to_owned(),
+            |f| f.field.clone(),
+        )
+}
+
+async fn load_versions(
+    txn: &DatabaseTransaction,
+    items: &[IngestItem],
+) -> Result<HashMap<RecordKey, Known>> {
+    let backend = txn.get_database_backend();
+    let mut groups: BTreeMap<(&str, RecordType), BTreeSet<&str>> = BTreeMap::new();
+    for item in items {
+        groups
+            .entry((item.key.source.as_str(), item.key.record_type))
+            .or_default()
+            .insert(item.key.record_id.as_str());
+    }
+    let mut known = HashMap::with_capacity(items.len());
+    for ((source, record_type), ids) in groups {
+        let ids: Vec<&str> = ids.into_iter().collect();
+        for chunk in ids.chunks(IN_LIST_CHUNK) {
+            let mut sql = Sql::new(
+                backend,
+                "SELECT record_id, updated_at, content_hash, customer_id FROM feed_records WHERE source = ",
+            );
+            sql.bind(text(source))
+                .push(" AND record_type = ")
+                .bind(text(record_type.as_str()))
+                .push(" AND record_id IN ")
+                .list(chunk.iter().map(|id| text(*id)));
+            for row in txn.query_all_raw(sql.build()).await.db()? {
+                let record_id: String = get_col(&row, "record_id")?;
+                let updated_at: DateTime<Utc> = get_col(&row, "updated_at")?;
+                let hash: Vec<u8> = get_col(&row, "content_hash")?;
+                let customer: String = get_col(&row, "customer_id")?;
+                known.insert(
+                    RecordKey {
+                        source: source.to_owned(),
+                        record_type,
+                        record_id,
+                    },
+                    Known {
+                        version: StoredVersion {
+                            updated_at,
+                            hash: ContentHash::from_slice(&hash).map_err(corrupt)?,
+                        },
+                        customer: Some(parse_customer(&customer)?),
+                    },
+                );
+            }
+        }
+    }
+    Ok(known)
+}
+
+async fn load_holders(
+    txn: &DatabaseTransaction,
+    wanted: &BTreeSet<&Identifier>,
+) -> Result<HashMap<Identifier, BTreeSet<CustomerId>>> {
+    let mut holders: HashMap<Identifier, BTreeSet<CustomerId>> = HashMap::new();
+    for (kind, values) in by_kind(wanted) {
+        for chunk in values.chunks(IN_LIST_CHUNK) {
+            let mut sql = Sql::new(
+                txn.get_database_backend(),
+                "SELECT value, customer_id FROM customer_identities WHERE kind = ",
+            );
+            sql.bind(text(kind.as_str()))
+                .push(" AND value IN ")
+                .list(chunk.iter().cloned().map(text));
+            for row in txn.query_all_raw(sql.build()).await.db()? {
+                let value: String = get_col(&row, "value")?;
+                let customer: String = get_col(&row, "customer_id")?;
+                holders
+                    .entry(identifier(kind, &value)?)
+                    .or_default()
+                    .insert(parse_customer(&customer)?);
+            }
+        }
+    }
+    Ok(holders)
+}
+
+async fn load_disputes(
+    txn: &DatabaseTransaction,
+    wanted: &BTreeSet<&Identifier>,
+) -> Result<HashSet<Identifier>> {
+    let mut disputed = HashSet::new();
+    for (kind, values) in by_kind(wanted) {
+        if kind == IdentifierKind::SourceId {
+            continue;
+        }
+        for chunk in values.chunks(IN_LIST_CHUNK) {
+            let mut sql = Sql::new(
+                txn.get_database_backend(),
+                "SELECT value FROM identity_disputes WHERE kind = ",
+            );
+            sql.bind(text(kind.as_str()))
+                .push(" AND value IN ")
+                .list(chunk.iter().cloned().map(text));
+            for row in txn.query_all_raw(sql.build()).await.db()? {
+                let value: String = get_col(&row, "value")?;
+                disputed.insert(identifier(kind, &value)?);
+            }
+        }
+    }
+    Ok(disputed)
+}
+
+fn by_kind<'a>(
+    ids: impl IntoIterator<Item = &'a &'a Identifier>,
+) -> BTreeMap<IdentifierKind, Vec<String>> {
+    let mut groups: BTreeMap<IdentifierKind, Vec<String>> = BTreeMap::new();
+    for id in ids {
+        groups.entry(id.kind()).or_default().push(id.value());
+    }
+    groups
+}
+
+/// Writes what is pending: new customers, identities, records, interactions, transactions.
+async fn flush(
+    txn: &DatabaseTransaction,
+    items: &[IngestItem],
+    pending: &mut Pending,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let backend = txn.get_database_backend();
+    let customers = std::mem::take(&mut pending.customers);
+    for chunk in customers.chunks(MAX_BIND_PARAMS / 3) {
+        let mut sql = Sql::new(
+            backend,
+            "INSERT INTO customers (id, merged_into, given_name, family_name, addresses_json, \
+             preferred_language, consents_json, account_id, lifecycle_stage, provenance_json, \
+             revision, created_at, updated_at) VALUES ",
+        );
+        for (i, c) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.push("(")
+                .bind(text(c.to_string()))
+                .push(", NULL, '', '', '[]', '', '[]', '', NULL, '{}', 0, ")
+                .bind(time(now))
+                .push(", ")
+                .bind(time(now))
+                .push(")");
+        }
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+
+    let identities = std::mem::take(&mut pending.identities);
+    for chunk in identities.chunks(MAX_BIND_PARAMS / 4) {
+        let mut sql = Sql::new(
+            backend,
+            "INSERT INTO customer_identities (kind, value, customer_id, created_at) VALUES ",
+        );
+        for (i, (id, c)) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.tuple([
+                text(id.kind().as_str()),
+                text(id.value()),
+                text(c.to_string()),
+                time(now),
+            ]);
+        }
+        sql.push(" ON CONFLICT (kind, value, customer_id) DO NOTHING");
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+
+    // The last write of each key wins (a batch may carry two versions of one record).
+    let mut records = std::mem::take(&mut pending.records);
+    let mut seen: HashSet<&RecordKey> = HashSet::with_capacity(records.len());
+    records.reverse();
+    records.retain(|(pos, _)| seen.insert(&items[*pos].key));
+    records.reverse();
+
+    for chunk in records.chunks(MAX_BIND_PARAMS / 10) {
+        let mut sql = Sql::new(
+            backend,
+            "INSERT INTO feed_records (source, record_type, record_id, updated_at, content_hash, \
+             customer_id, source_customer_id, payload, contact_json, ingested_at) VALUES ",
+        );
+        for (i, (pos, customer)) in chunk.iter().enumerate() {
+            let item = &items[*pos];
+            if i > 0 {
+                sql.push(", ");
+            }
+            let contact_json = match &item.derived.contact {
+                Some(c) => Some(serde_json::to_string(c).map_err(corrupt)?),
+                None => None,
+            };
+            let source_customer_id = match &item.anchor {
+                Identifier::SourceId { id, .. } => id.clone(),
+                other => other.value(),
+            };
+            sql.tuple([
+                text(item.key.source.as_str()),
+                text(item.key.record_type.as_str()),
+                text(item.key.record_id.as_str()),
+                time(item.version.updated_at),
+                bytes(item.version.hash.as_bytes().to_vec()),
+                text(customer.to_string()),
+                text(source_customer_id),
+                bytes(item.payload.clone()),
+                text_opt(contact_json),
+                time(now),
+            ]);
+        }
+        sql.push(
+            " ON CONFLICT (source, record_type, record_id) DO UPDATE SET \
+             updated_at = excluded.updated_at, content_hash = excluded.content_hash, \
+             customer_id = excluded.customer_id, source_customer_id = excluded.source_customer_id, \
+             payload = excluded.payload, contact_json = excluded.contact_json, \
+             ingested_at = excluded.ingested_at",
+        );
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+
+    let interactions: Vec<(&IngestItem, &CustomerId)> = records
+        .iter()
+        .map(|(pos, c)| (&items[*pos], c))
+        .filter(|(item, _)| item.derived.interaction.is_some())
+        .collect();
+    for chunk in interactions.chunks(MAX_BIND_PARAMS / 9) {
+        let mut sql = Sql::new(
+            backend,
+            "INSERT INTO interactions (source, record_type, record_id, customer_id, \
+             touchpoint_key, channel, occurred_at, outcome, content_hash) VALUES ",
+        );
+        let mut first = true;
+        for (item, customer) in chunk {
+            let Some(interaction) = &item.derived.interaction else {
+                continue;
+            };
+            if !first {
+                sql.push(", ");
+            }
+            first = false;
+            sql.tuple([
+                text(item.key.source.as_str()),
+                text(item.key.record_type.as_str()),
+                text(item.key.record_id.as_str()),
+                text(customer.to_string()),
+                text(interaction.touchpoint_key.as_str()),
+                text(interaction.channel.as_str()),
+                time(interaction.occurred_at),
+                text(interaction.outcome.as_str()),
+                bytes(item.version.hash.as_bytes().to_vec()),
+            ]);
+        }
+        sql.push(
+            " ON CONFLICT (source, record_type, record_id) DO UPDATE SET \
+             customer_id = excluded.customer_id, touchpoint_key = excluded.touchpoint_key, \
+             channel = excluded.channel, occurred_at = excluded.occurred_at, \
+             outcome = excluded.outcome, content_hash = excluded.content_hash",
+        );
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+
+    let transactions: Vec<(&IngestItem, &CustomerId)> = records
+        .iter()
+        .map(|(pos, c)| (&items[*pos], c))
+        .filter(|(item, _)| item.derived.transaction.is_some())
+        .collect();
+    for chunk in transactions.chunks(MAX_BIND_PARAMS / 10) {
+        let mut sql = Sql::new(
+            backend,
+            "INSERT INTO transactions (source, record_type, record_id, customer_id, kind, \
+             amount_minor, currency_code, occurred_at, status, due_at) VALUES ",
+        );
+        let mut first = true;
+        for (item, customer) in chunk {
+            let Some(t) = &item.derived.transaction else {
+                continue;
+            };
+            if !first {
+                sql.push(", ");
+            }
+            first = false;
+            sql.tuple([
+                text(item.key.source.as_str()),
+                text(item.key.record_type.as_str()),
+                text(item.key.record_id.as_str()),
+                text(customer.to_string()),
+                text(t.kind.as_str()),
+                int(t.amount.amount_minor),
+                text(t.amount.currency.code()),
+                time(t.occurred_at),
+                text(t.status.as_str()),
+                time_opt(t.due_at),
+            ]);
+        }
+        sql.push(
+            " ON CONFLICT (source, record_type, record_id) DO UPDATE SET \
+             customer_id = excluded.customer_id, kind = excluded.kind, \
+             amount_minor = excluded.amount_minor, currency_code = excluded.currency_code, \
+             occurred_at = excluded.occurred_at, status = excluded.status, \
+             due_at = excluded.due_at",
+        );
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+    Ok(())
+}
+
+/// Folds the absorbed customers of `merge` into its survivor and records the merge.
+async fn absorb(
+    txn: &DatabaseTransaction,
+    backend: DbBackend,
+    merge: &Merge,
+    trigger: &RecordKey,
+    ctx: &IngestContext,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let survivor = merge.survivor.to_string();
+    let survivor_holds = identities_of(txn, &merge.survivor).await?;
+    let mut absorbed = Vec::with_capacity(merge.absorbed.len());
+    let mut survivor_shared = BTreeSet::new();
+    for a in &merge.absorbed {
+        let held = Holdings {
+            identifiers: identities_of(txn, a).await?,
+            records: records_of(txn, a).await?,
+        };
+        let a_text = a.to_string();
+        for id in held
+            .identifiers
+            .iter()
+            .filter(|id| survivor_holds.contains(*id))
+        {
+            survivor_shared.insert(id.clone());
+            let mut sql = Sql::new(
+                backend,
+                "DELETE FROM customer_identities WHERE customer_id = ",
+            );
+            sql.bind(text(a_text.as_str()))
+                .push(" AND kind = ")
+                .bind(text(id.kind().as_str()))
+                .push(" AND value = ")
+                .bind(text(id.value()));
+            txn.execute_raw(sql.build()).await.db()?;
+        }
+        for table in [
+            "customer_identities",
+            "feed_records",
+            "interactions",
+            "transactions",
+        ] {
+            let mut sql = Sql::new(backend, &format!("UPDATE {table} SET customer_id = "));
+            sql.bind(text(survivor.as_str()))
+                .push(" WHERE customer_id = ")
+                .bind(text(a_text.as_str()));
+            txn.execute_raw(sql.build()).await.db()?;
+        }
+        let mut sql = Sql::new(backend, "UPDATE customers SET merged_into = ");
+        sql.bind(text(survivor.as_str()))
+            .push(", updated_at = ")
+            .bind(time(now))
+            .push(", revision = revision + 1 WHERE id = ")
+            .bind(text(a_text));
+        txn.execute_raw(sql.build()).await.db()?;
+        absorbed.push(AbsorbedCustomer { customer: *a, held });
+    }
+    let record = MergeRecord {
+        survivor: merge.survivor,
+        absorbed,
+        rule: merge.rule,
+        because: merge.because.clone(),
+        trigger: Some(trigger.clone()),
+        survivor_shared,
+    };
+    let mut sql = Sql::new(
+        backend,
+        "INSERT INTO customer_merges (id, survivor_id, rule, record_json, merged_at, merged_by) VALUES ",
+    );
+    sql.tuple([
+        text(MergeId::generate().to_string()),
+        text(survivor),
+        text(merge.rule.as_str()),
+        text(serde_json::to_string(&record).map_err(corrupt)?),
+        time(now),
+        text(ctx.principal.as_str()),
+    ]);
+    txn.execute_raw(sql.build()).await.db()?;
+    Ok(())
+}
+
+async fn identities_of(
+    conn: &impl ConnectionTrait,
+    customer: &CustomerId,
+) -> Result<BTreeSet<Identifier>> {
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        "SELECT kind, value FROM customer_identities WHERE customer_id = ",
+    );
+    sql.bind(text(customer.to_string()));
+    let mut out = BTreeSet::new();
+    for row in conn.query_all_raw(sql.build()).await.db()? {
+        let kind: String = get_col(&row, "kind")?;
+        let value: String = get_col(&row, "value")?;
+        out.insert(identifier(parse_kind(&kind)?, &value)?);
+    }
+    Ok(out)
+}
+
+async fn records_of(
+    conn: &impl ConnectionTrait,
+    customer: &CustomerId,
+) -> Result<BTreeSet<RecordKey>> {
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        "SELECT source, record_type, record_id FROM feed_records WHERE customer_id = ",
+    );
+    sql.bind(text(customer.to_string()));
+    let mut out = BTreeSet::new();
+    for row in conn.query_all_raw(sql.build()).await.db()? {
+        out.insert(record_key(&row)?);
+    }
+    Ok(out)
+}
+
+/// Rebuilds the profile of each customer from the contacts it holds.
+async fn rebuild_profiles(
+    txn: &DatabaseTransaction,
+    customers: &BTreeSet<CustomerId>,
+    priority: &cxhub_domain::record::SourcePriority,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if customers.is_empty() {
+        return Ok(());
+    }
+    let backend = txn.get_database_backend();
+    let ids: Vec<String> = customers.iter().map(ToString::to_string).collect();
+    let mut contacts: BTreeMap<String, Vec<ProfileSource>> = BTreeMap::new();
+    for chunk in ids.chunks(IN_LIST_CHUNK) {
+        let mut sql = Sql::new(
+            backend,
+            "SELECT customer_id, source, record_id, updated_at, contact_json FROM feed_records \
+             WHERE record_type = 'contact' AND customer_id IN ",
+        );
+        sql.list(chunk.iter().map(|c| text(c.as_str())));
+        for row in txn.query_all_raw(sql.build()).await.db()? {
+            let customer: String = get_col(&row, "customer_id")?;
+            let json: Option<String> = get_col(&row, "contact_json")?;
+            let fields: ContactFields = match json {
+                Some(json) => serde_json::from_str(&json).map_err(corrupt)?,
+                None => continue,
+            };
+            contacts.entry(customer).or_default().push(ProfileSource {
+                provenance: Provenance {
+                    source: get_col(&row, "source")?,
+                    updated_at: get_col(&row, "updated_at")?,
+                    record_id: get_col(&row, "record_id")?,
+                },
+                fields,
+            });
+        }
+    }
+    let empty = Vec::new();
+    let rows: Vec<(String, Profile)> = ids
+        .into_iter()
+        .map(|id| {
+            let profile = build_profile(contacts.get(&id).unwrap_or(&empty), priority);
+            (id, profile)
+        })
+        .collect();
+    for chunk in rows.chunks(MAX_BIND_PARAMS / 13) {
+        let mut sql = Sql::new(
+            backend,
+            "INSERT INTO customers (id, merged_into, given_name, family_name, addresses_json, \
+             preferred_language, consents_json, account_id, lifecycle_stage, provenance_json, \
+             revision, created_at, updated_at) VALUES ",
+        );
+        for (i, (id, p)) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.tuple([
+                text(id.as_str()),
+                Value::String(None),
+                text(p.given_name.as_str()),
+                text(p.family_name.as_str()),
+                text(serde_json::to_string(&p.addresses).map_err(corrupt)?),
+                text(p.preferred_language.as_str()),
+                text(serde_json::to_string(&p.consents).map_err(corrupt)?),
+                text(p.account_id.as_str()),
+                text_opt(p.lifecycle_stage.map(|s| s.as_str())),
+                text(serde_json::to_string(&p.provenance).map_err(corrupt)?),
+                int(0),
+                time(now),
+                time(now),
+            ]);
+        }
+        sql.push(
+            " ON CONFLICT (id) DO UPDATE SET given_name = excluded.given_name, \
+             family_name = excluded.family_name, addresses_json = excluded.addresses_json, \
+             preferred_language = excluded.preferred_language, \
+             consents_json = excluded.consents_json, account_id = excluded.account_id, \
+             lifecycle_stage = excluded.lifecycle_stage, \
+             provenance_json = excluded.provenance_json, \
+             revision = customers.revision + 1, updated_at = excluded.updated_at",
+        );
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------------
+// Reads
+
+/// The live customer `id` redirects to (itself when not merged). `NotFound` if unknown.
+pub(crate) async fn live(conn: &impl ConnectionTrait, id: CustomerId) -> Result<CustomerId> {
+    let mut current = id;
+    for _ in 0..MAX_REDIRECTS {
+        let mut sql = Sql::new(
+            conn.get_database_backend(),
+            "SELECT merged_into FROM customers WHERE id = ",
+        );
+        sql.bind(text(current.to_string()));
+        let Some(row) = conn.query_one_raw(sql.build()).await.db()? else {
+            return Err(Error::not_found("customer", id.to_string()));
+        };
+        let merged_into: Option<String> = get_col(&row, "merged_into")?;
+        match merged_into {
+            None => return Ok(current),
+            Some(next) => current = parse_customer(&next)?,
+        }
+    }
+    Err(corrupt(format!(
+        "redirect chain from customer {id} too long"
+    )))
+}
+
+/// Reads a customer, following redirects.
+pub(crate) async fn read(
+    conn: &impl ConnectionTrait,
+    requested: CustomerId,
+) -> Result<CustomerView> {
+    let id = live(conn, requested).await?;
+    let backend = conn.get_database_backend();
+    let mut sql = Sql::new(backend, "SELECT * FROM customers WHERE id = ");
+    sql.bind(text(id.to_string()));
+    let row = conn
+        .query_one_raw(sql.build())
+        .await
+        .db()?
+        .ok_or_else(|| Error::not_found("customer", requested.to_string()))?;
+    let addresses: String = get_col(&row, "addresses_json")?;
+    let consents: String = get_col(&row, "consents_json")?;
+    let provenance: String = get_col(&row, "provenance_json")?;
+    let lifecycle: Option<String> = get_col(&row, "lifecycle_stage")?;
+    let profile = Profile {
+        given_name: get_col(&row, "given_name")?,
+        family_name: get_col(&row, "family_name")?,
+        addresses: serde_json::from_str(&addresses).map_err(corrupt)?,
+        preferred_language: get_col(&row, "preferred_language")?,
+        consents: serde_json::from_str(&consents).map_err(corrupt)?,
+        account_id: get_col(&row, "account_id")?,
+        lifecycle_stage: lifecycle.map(|s| s.parse()).transpose().map_err(corrupt)?,
+        provenance: serde_json::from_str(&provenance).map_err(corrupt)?,
+    };
+
+    let mut sql = Sql::new(
+        backend,
+        "SELECT i.kind, i.value, \
+         (SELECT COUNT(*) FROM customer_identities o WHERE o.kind = i.kind AND o.value = i.value) AS holders, \
+         (SELECT COUNT(*) FROM identity_disputes d WHERE d.kind = i.kind AND d.value = i.value) AS disputes \
+         FROM customer_identities i WHERE i.customer_id = ",
+    );
+    sql.bind(text(id.to_string()));
+    let mut identifiers = Vec::new();
+    for row in conn.query_all_raw(sql.build()).await.db()? {
+        let kind: String = get_col(&row, "kind")?;
+        let value: String = get_col(&row, "value")?;
+        let holders: i64 = get_col(&row, "holders")?;
+        let disputes: i64 = get_col(&row, "disputes")?;
+        identifiers.push(HeldIdentifier {
+            identifier: identifier(parse_kind(&kind)?, &value)?,
+            linking: holders <= 1 && disputes == 0,
+        });
+    }
+    identifiers.sort_by(|a, b| a.identifier.cmp(&b.identifier));
+
+    let mut sql = Sql::new(
+        backend,
+        "SELECT COUNT(*) AS n FROM feed_records WHERE customer_id = ",
+    );
+    sql.bind(text(id.to_string()));
+    let record_count: i64 = match conn.query_one_raw(sql.build()).await.db()? {
+        Some(row) => get_col(&row, "n")?,
+        None => 0,
+    };
+    Ok(CustomerView {
+        id,
+        requested,
+        created_at: get_col(&row, "created_at")?,
+        updated_at: get_col(&row, "updated_at")?,
+        profile,
+        identifiers,
+        record_count,
+    })
+}
+
+/// The merges `customer` (after redirects) survived, newest first.
+pub(crate) async fn merges(
+    conn: &impl ConnectionTrait,
+    customer: CustomerId,
+) -> Result<Vec<MergeView>> {
+    let id = live(conn, customer).await?;
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        "SELECT * FROM customer_merges WHERE survivor_id = ",
+    );
+    sql.bind(text(id.to_string()))
+        .push(" ORDER BY merged_at DESC, id DESC");
+    conn.query_all_raw(sql.build())
+        .await
+        .db()?
+        .iter()
+        .map(merge_view)
+        .collect()
+}
+
+fn merge_view(row: &QueryResult) -> Result<MergeView> {
+    let id: String = get_col(row, "id")?;
+    let json: String = get_col(row, "record_json")?;
+    Ok(MergeView {
+        id: id.parse().map_err(corrupt)?,
+        record: serde_json::from_str(&json).map_err(corrupt)?,
+        merged_at: get_col(row, "merged_at")?,
+        merged_by: get_col(row, "merged_by")?,
+        split_at: get_col(row, "split_at")?,
+        split_by: get_col(row, "split_by")?,
+    })
+}
+
+// ------------------------------------------------------------------------------------------------
+// Split
+
+/// Undoes a merge (see [`cxhub_domain::repo::CustomerRepo::split`]).
+pub(crate) async fn split(
+    txn: &DatabaseTransaction,
+    merge_id: MergeId,
+    ctx: &IngestContext,
+) -> Result<SplitOutcome> {
+    let backend = txn.get_database_backend();
+    let now = crate::now();
+    let mut sql = Sql::new(backend, "SELECT * FROM customer_merges WHERE id = ");
+    sql.bind(text(merge_id.to_string()));
+    let row = txn
+        .query_one_raw(sql.build())
+        .await
+        .db()?
+        .ok_or_else(|| Error::not_found("merge", merge_id.to_string()))?;
+    let mut merge = merge_view(&row)?;
+    if merge.split_at.is_some() {
+        return Err(Error::precondition(
+            "MERGE_ALREADY_UNDONE",
+            format!("merge {merge_id} was undone already"),
+        ));
+    }
+    let survivor = merge.record.survivor;
+    let survivor_text = survivor.to_string();
+    let mut sql = Sql::new(
+        backend,
+        "SELECT COUNT(*) AS n FROM customer_merges WHERE survivor_id = ",
+    );
+    sql.bind(text(survivor_text.as_str()))
+        .push(" AND split_at IS NULL AND (merged_at > ")
+        .bind(time(merge.merged_at))
+        .push(" OR (merged_at = ")
+        .bind(time(merge.merged_at))
+        .push(" AND id > ")
+        .bind(text(merge_id.to_string()))
+        .push("))");
+    let later: i64 = match txn.query_one_raw(sql.build()).await.db()? {
+        Some(row) => get_col(&row, "n")?,
+        None => 0,
+    };
+    if later > 0 || live(txn, survivor).await? != survivor {
+        return Err(Error::precondition(
+            "MERGE_NOT_LATEST",
+            format!(
+                "customer {survivor} was merged again after merge {merge_id}: undo the later merges first (ListCustomerMerges lists them newest first)"
+            ),
+        ));
+    }
+
+    let plan = split_plan(&merge.record);
+    for id in &plan.survivor_loses_identifiers {
+        let mut sql = Sql::new(
+            backend,
+            "DELETE FROM customer_identities WHERE customer_id = ",
+        );
+        sql.bind(text(survivor_text.as_str()))
+            .push(" AND kind = ")
+            .bind(text(id.kind().as_str()))
+            .push(" AND value = ")
+            .bind(text(id.value()));
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+    let mut customers = vec![survivor];
+    for restored in &plan.restore {
+        let a = restored.customer.to_string();
+        customers.push(restored.customer);
+        for id in &restored.held.identifiers {
+            let mut sql = Sql::new(
+                backend,
+                "INSERT INTO customer_identities (kind, value, customer_id, created_at) VALUES ",
+            );
+            sql.tuple([
+                text(id.kind().as_str()),
+                text(id.value()),
+                text(a.as_str()),
+                time(now),
+            ])
+            .push(" ON CONFLICT (kind, value, customer_id) DO NOTHING");
+            txn.execute_raw(sql.build()).await.db()?;
+        }
+        let mut by_group: BTreeMap<(&str, RecordType), Vec<&str>> = BTreeMap::new();
+        for key in &restored.held.records {
+            by_group
+                .entry((key.source.as_str(), key.record_type))
+                .or_default()
+                .push(key.record_id.as_str());
+        }
+        for ((source, record_type), ids) in by_group {
+            for chunk in ids.chunks(IN_LIST_CHUNK) {
+                for table in ["feed_records", "interactions", "transactions"] {
+                    let mut sql = Sql::new(backend, &format!("UPDATE {table} SET customer_id = "));
+                    sql.bind(text(a.as_str()))
+                        .push(" WHERE customer_id = ")
+                        .bind(text(survivor_text.as_str()))
+                        .push(" AND source = ")
+                        .bind(text(source))
+                        .push(" AND record_type = ")
+                        .bind(text(record_type.as_str()))
+                        .push(" AND record_id IN ")
+                        .list(chunk.iter().map(|id| text(*id)));
+                    txn.execute_raw(sql.build()).await.db()?;
+                }
+            }
+        }
+        let mut sql = Sql::new(
+            backend,
+            "UPDATE customers SET merged_into = NULL, updated_at = ",
+        );
+        sql.bind(time(now))
+            .push(", revision = revision + 1 WHERE id = ")
+            .bind(text(a.as_str()));
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+    for id in merge
+        .record
+        .because
+        .iter()
+        .filter(|id| id.kind() != IdentifierKind::SourceId)
+    {
+        let mut sql = Sql::new(
+            backend,
+            "INSERT INTO identity_disputes (kind, value, merge_id, created_at) VALUES ",
+        );
+        sql.tuple([
+            text(id.kind().as_str()),
+            text(id.value()),
+            text(merge_id.to_string()),
+            time(now),
+        ])
+        .push(" ON CONFLICT (kind, value) DO NOTHING");
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+    let mut sql = Sql::new(backend, "UPDATE customer_merges SET split_at = ");
+    sql.bind(time(now))
+        .push(", split_by = ")
+        .bind(text(ctx.principal.as_str()))
+        .push(" WHERE id = ")
+        .bind(text(merge_id.to_string()));
+    txn.execute_raw(sql.build()).await.db()?;
+    merge.split_at = Some(now);
+    merge.split_by = Some(ctx.principal.clone());
+
+    let set: BTreeSet<CustomerId> = customers.iter().copied().collect();
+    rebuild_profiles(txn, &set, &ctx.priority, now).await?;
+    let mut views = Vec::with_capacity(customers.len());
+    for c in customers {
+        views.push(read(txn, c).await?);
+    }
+    tracing::info!(merge_id = %merge_id, customer_id = %survivor, restored = plan.restore.len(), "merge undone");
+    Ok(SplitOutcome {
+        merge,
+        customers: views,
+    })
+}
+
+// ------------------------------------------------------------------------------------------------
+// Row helpers
+
+fn get_col<T: sea_orm::TryGetable>(row: &QueryResult, column: &str) -> Result<T> {
+    row.try_get("", column).map_err(corrupt)
+}
+
+fn record_key(row: &QueryResult) -> Result<RecordKey> {
+    let record_type: String = get_col(row, "record_type")?;
+    Ok(RecordKey {
+        source: get_col(row, "source")?,
+        record_type: record_type.parse().map_err(corrupt)?,
+        record_id: get_col(row, "record_id")?,
+    })
+}
+
+fn parse_customer(s: &str) -> Result<CustomerId> {
+    s.parse().map_err(corrupt)
+}
+
+fn parse_kind(s: &str) -> Result<IdentifierKind> {
+    match s {
+        "source_id" => Ok(IdentifierKind::SourceId),
+        "email" => Ok(IdentifierKind::Email),
+        "phone" => Ok(IdentifierKind::Phone),
+        other => Err(corrupt(format!("unknown identifier kind {other}"))),
+    }
+}
+
+/// The identifier stored as (`kind`, `value`).
+fn identifier(kind: IdentifierKind, value: &str) -> Result<Identifier> {
+    Ok(match kind {
+        IdentifierKind::SourceId => {
+            let (source, id) = value
+                .split_once(':')
+                .ok_or_else(|| corrupt(format!("source id without a source: {value}")))?;
+            Identifier::SourceId {
+                source: source.to_owned(),
+                id: id.to_owned(),
+            }
+        }
+        IdentifierKind::Email => Identifier::Email(value.to_owned()),
+        IdentifierKind::Phone => Identifier::Phone(value.to_owned()),
+    })
+}
