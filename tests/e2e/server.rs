@@ -22,7 +22,8 @@ const SERVICE: &str = "cxhub.touchpoint.v1.TouchpointRegistryService";
 async fn every_rpc_in_the_descriptor_set_declares_a_scope() {
     let hub = TestHub::start().await;
     let registrations =
-        cxhub::registrations(&hub.store, &hub.settings.services).expect("registrations");
+        cxhub::registrations(&hub.store, &hub.settings.services, &hub.settings.feeds)
+            .expect("registrations");
     let table = cxhub_server::access_table(&registrations);
     let methods = cxhub_server::descriptor_methods();
     assert!(

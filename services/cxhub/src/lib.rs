@@ -9,12 +9,23 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use std::collections::{BTreeMap, BTreeSet};
+
+use cxhub_domain::Violations;
+use cxhub_domain::feed::TouchpointMap;
+use cxhub_domain::identifier::{IdentifierKind, check_phone_region};
+use cxhub_domain::record::{FieldGroup, SourcePriority};
+use cxhub_feeds::FeedConfig;
 use cxhub_server::{Limits, LogFormat, ServeConfig, ServiceRegistration, TokenConfig};
 use cxhub_store::{Store, StoreOptions};
 use serde::Deserialize;
 
 /// Every service this build of the hub can serve, by its `--services` name.
-pub const SERVICES: &[&str] = &[cxhub_touchpoint_registry::SHORT_NAME];
+pub const SERVICES: &[&str] = &[
+    cxhub_touchpoint_registry::SHORT_NAME,
+    cxhub_feeds::SHORT_NAME,
+    cxhub_customer_profile::SHORT_NAME,
+];
 
 /// Default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -36,7 +47,7 @@ pub struct ServeArgs {
     /// `postgres://user@host:port/db` [default: sqlite://cxhub.db].
     #[arg(long, env = "CXHUB_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// Comma-separated services to serve [default: all; known: touchpoints].
+    /// Comma-separated services to serve [default: all; known: touchpoints, feeds, profile].
     #[arg(long, env = "CXHUB_SERVICES", value_delimiter = ',')]
     pub services: Option<Vec<String>>,
     /// Load the demo registry (about 300 touchpoints, a few journeys) if the registry is empty.
@@ -73,6 +84,42 @@ pub struct ServeArgs {
     /// Allow listening on a non-loopback address with no tokens configured.
     #[arg(long, env = "CXHUB_ALLOW_UNAUTHENTICATED")]
     pub allow_unauthenticated: bool,
+    /// Most records in one IngestRecords or SyncRecords batch [default: 1000].
+    #[arg(long, env = "CXHUB_MAX_BATCH")]
+    pub max_batch: Option<usize>,
+    /// Region (ISO 3166-1 alpha-2) assumed for phone numbers written without a country code
+    /// [default: US].
+    #[arg(long, env = "CXHUB_DEFAULT_REGION")]
+    pub default_region: Option<String>,
+}
+
+/// The `[feeds]` table of the TOML file: how records are ingested and customers resolved.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FeedFileSettings {
+    /// Most records per batch.
+    max_batch: Option<usize>,
+    /// Default phone region.
+    default_region: Option<String>,
+    /// Normalised identifier values that never link anyone (`a@b.com`, `+15551234567`,
+    /// `crm:0000`).
+    #[serde(default)]
+    blocked_identifiers: Vec<String>,
+    /// E-mail domains whose addresses never link anyone.
+    #[serde(default)]
+    blocked_email_domains: Vec<String>,
+    /// An identifier held by more customers than this links no one.
+    max_customers_per_identifier: Option<usize>,
+    /// Kinds that merge customers besides source ids: any of `email`, `phone`.
+    mergeable: Option<Vec<String>>,
+    /// Per field group (`name`, `address`, `language`, `consent`, `lifecycle`, `account`), the
+    /// sources from the highest priority down.
+    #[serde(default)]
+    source_priority: std::collections::BTreeMap<String, Vec<String>>,
+    /// Touchpoint keys per record type (`order`, `order.web`, `activity.call`…), over the
+    /// defaults.
+    #[serde(default)]
+    touchpoints: std::collections::BTreeMap<String, String>,
 }
 
 /// The same settings as read from the TOML file.
@@ -91,6 +138,8 @@ struct FileSettings {
     allow_unauthenticated: Option<bool>,
     #[serde(default)]
     tokens: Vec<TokenConfig>,
+    #[serde(default)]
+    feeds: FeedFileSettings,
 }
 
 /// Resolved settings of a hub.
@@ -108,6 +157,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Limits, drain time and authentication.
     pub serve: ServeConfig,
+    /// How feeds are ingested and customers resolved.
+    pub feeds: FeedConfig,
 }
 
 impl ServeArgs {
@@ -155,7 +206,9 @@ impl ServeArgs {
         if max_concurrent_requests == 0 {
             bail!("max_concurrent_requests must be at least 1");
         }
+        let feeds = feed_config(self.max_batch, self.default_region, file.feeds)?;
         Ok(Settings {
+            feeds,
             listen: self.listen.or(file.listen).unwrap_or_else(|| {
                 DEFAULT_LISTEN
                     .parse()
@@ -191,6 +244,69 @@ impl ServeArgs {
             },
         })
     }
+}
+
+fn feed_config(
+    max_batch: Option<usize>,
+    default_region: Option<String>,
+    file: FeedFileSettings,
+) -> anyhow::Result<FeedConfig> {
+    let mut config = FeedConfig::default();
+    config.max_batch = max_batch.or(file.max_batch).unwrap_or(config.max_batch);
+    if config.max_batch == 0 || config.max_batch > 100_000 {
+        bail!("max_batch must be from 1 to 100000");
+    }
+    if let Some(region) = default_region.or(file.default_region) {
+        check_phone_region(&region)
+            .map_err(|p| anyhow::anyhow!("default_region `{region}`: {}", p.description()))?;
+        config.policy.default_region = region;
+    }
+    for value in file.blocked_identifiers {
+        config.policy.junk.blocked.insert(value);
+    }
+    for domain in file.blocked_email_domains {
+        config
+            .policy
+            .junk
+            .block_email_domain(&domain)
+            .map_err(|p| {
+                anyhow::anyhow!(
+                    "feeds.blocked_email_domains `{domain}`: {}",
+                    p.description()
+                )
+            })?;
+    }
+    if let Some(n) = file.max_customers_per_identifier {
+        config.rules.max_customers_per_identifier = n;
+    }
+    if let Some(kinds) = file.mergeable {
+        let mut mergeable = BTreeSet::from([IdentifierKind::SourceId]);
+        for kind in kinds {
+            mergeable.insert(match kind.as_str() {
+                "email" => IdentifierKind::Email,
+                "phone" => IdentifierKind::Phone,
+                "source_id" => IdentifierKind::SourceId,
+                other => bail!("feeds.mergeable: unknown kind `{other}` (email, phone)"),
+            });
+        }
+        config.rules.mergeable = mergeable;
+    }
+    let mut v = Violations::new();
+    config.rules.check("feeds", &mut v);
+    v.into_result().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut lists = BTreeMap::new();
+    for (group, sources) in file.source_priority {
+        let group: FieldGroup = group
+            .parse()
+            .map_err(|e| anyhow::anyhow!("feeds.source_priority: {e}"))?;
+        lists.insert(group, sources);
+    }
+    config.priority = SourcePriority::from_lists(lists, "feeds.source_priority")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    config.policy.touchpoints =
+        TouchpointMap::with_overrides(file.touchpoints, "feeds.touchpoints")
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(config)
 }
 
 fn read_file_settings(path: &Path) -> anyhow::Result<FileSettings> {
@@ -230,14 +346,27 @@ pub async fn open_store(database_url: &str, options: StoreOptions) -> anyhow::Re
 pub fn registrations(
     store: &Store,
     services: &[String],
+    feeds: &FeedConfig,
 ) -> anyhow::Result<Vec<ServiceRegistration>> {
     check_services(services)?;
     let mut out = Vec::new();
     for name in services {
-        if name == cxhub_touchpoint_registry::SHORT_NAME {
-            out.push(cxhub_touchpoint_registry::registration(Arc::new(
-                store.clone(),
-            )));
+        let store = Arc::new(store.clone());
+        match name.as_str() {
+            cxhub_touchpoint_registry::SHORT_NAME => {
+                out.push(cxhub_touchpoint_registry::registration(store));
+            }
+            cxhub_feeds::SHORT_NAME => {
+                out.push(cxhub_feeds::registration(store, feeds.clone()));
+            }
+            cxhub_customer_profile::SHORT_NAME => {
+                out.push(cxhub_customer_profile::registration(
+                    store,
+                    feeds.rules.clone(),
+                    feeds.priority.clone(),
+                ));
+            }
+            _ => {}
         }
     }
     Ok(out)
@@ -259,7 +388,7 @@ pub async fn serve_on(
             .context("loading the demo registry")?;
         tracing::info!(touchpoints, journeys, "demo registry loaded");
     }
-    let services = registrations(&store, &settings.services)?;
+    let services = registrations(&store, &settings.services, &settings.feeds)?;
     cxhub_server::serve(settings.serve.clone(), listener, services, shutdown).await
 }
 
@@ -292,7 +421,8 @@ mod tests {
         let s = ServeArgs::default().resolve().expect("defaults resolve");
         assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
-        assert_eq!(s.services, ["touchpoints"]);
+        assert_eq!(s.services, ["touchpoints", "feeds", "profile"]);
+        assert_eq!(s.feeds.max_batch, 1000);
         assert_eq!(s.serve.limits.max_message_bytes, 4 * 1024 * 1024);
         assert_eq!(s.serve.limits.request_timeout, Duration::from_secs(30));
         assert!(s.serve.tokens.is_empty());

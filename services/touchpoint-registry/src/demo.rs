@@ -355,6 +355,12 @@ static AREAS: &[Area] = &[
                     step("department-transfer", "Transfer to a specialist department", S::Support),
                 ],
             },
+            Group { key: "correspondence", name: "Written correspondence", channel: C::Email, stage: S::Support, department: None, targets: service(80.0, 5.5),
+                steps: &[
+                    step("email", "E-mail exchange with a customer", S::Support),
+                    via("letter", "Letter exchange with a customer", S::Support, C::Letter),
+                ],
+            },
             Group { key: "fraud-line", name: "Fraud line", channel: C::Phone, stage: S::Support, department: Some("fraud-operations"), targets: service(90.0, 6.0),
                 steps: &[
                     step("suspicious-transaction", "Suspicious transaction call", S::Support),
@@ -681,6 +687,69 @@ static AREAS: &[Area] = &[
         ],
     },
     Area {
+        key: "orders", name: "Orders and deliveries", channel: C::Other, stage: S::Purchase, department: "operations", segment: "retail",
+        description: "What customers order from the bank (travel money, card readers, cheque books, card terminals), its delivery and its returns.",
+        groups: &[
+            Group { key: "checkout", name: "Ordering", channel: C::Web, stage: S::Purchase, department: None, targets: service(85.0, 6.0),
+                steps: &[
+                    step("web-checkout", "Online checkout", S::Purchase),
+                    via("app-checkout", "In-app checkout", S::Purchase, C::MobileApp),
+                    via("branch-order", "Order at a branch", S::Purchase, C::Store),
+                    via("phone-order", "Order by phone", S::Purchase, C::Phone),
+                ],
+            },
+            Group { key: "delivery", name: "Delivery", channel: C::FieldService, stage: S::Delivery, department: None, targets: service(90.0, 6.5),
+                steps: &[
+                    via("dispatch-notice", "Dispatch notice", S::Delivery, C::Email),
+                    step("courier-delivery", "Courier delivery", S::Delivery),
+                    via("branch-collection", "Collection at a branch", S::Delivery, C::Store),
+                    step("failed-delivery", "Failed delivery attempt", S::Delivery),
+                ],
+            },
+            Group { key: "returns", name: "Returns", channel: C::Other, stage: S::Return, department: None, targets: service(80.0, 5.5),
+                steps: &[
+                    via("return-request", "Return request", S::Return, C::Web),
+                    via("branch-return", "Return at a branch", S::Return, C::Store),
+                    via("courier-pickup", "Courier pick-up", S::Return, C::FieldService),
+                ],
+            },
+        ],
+    },
+    Area {
+        key: "billing", name: "Billing and subscriptions", channel: C::Other, stage: S::Billing, department: "billing", segment: "retail",
+        description: "What customers pay the bank: fee invoices, payments, account plans and refunds.",
+        groups: &[
+            Group { key: "invoices", name: "Invoices", channel: C::Email, stage: S::Billing, department: None, targets: service(85.0, 6.0),
+                steps: &[
+                    step("invoice-email", "Invoice e-mail", S::Billing),
+                    via("paper-invoice", "Paper invoice", S::Billing, C::Letter),
+                    step("overdue-reminder", "Overdue invoice reminder", S::Billing),
+                ],
+            },
+            Group { key: "payments", name: "Payments to the bank", channel: C::Web, stage: S::Billing, department: Some("payments"), targets: service(90.0, 6.5),
+                steps: &[
+                    step("card-payment", "Card payment", S::Billing),
+                    via("direct-debit-collection", "Direct debit collection", S::Billing, C::Other),
+                    via("failed-payment-notice", "Failed payment notice", S::Billing, C::Email),
+                ],
+            },
+            Group { key: "subscriptions", name: "Account plans", channel: C::Web, stage: S::Renewal, department: None, targets: nps(30),
+                steps: &[
+                    step("plan-sign-up", "Plan sign-up", S::Purchase),
+                    step("plan-renewal", "Plan renewal", S::Renewal),
+                    step("plan-change", "Plan upgrade or downgrade", S::Renewal),
+                    step("plan-cancellation", "Plan cancellation", S::Return),
+                ],
+            },
+            Group { key: "refunds", name: "Refunds", channel: C::Web, stage: S::Billing, department: None, targets: service(85.0, 6.0),
+                steps: &[
+                    step("refund-request", "Refund request", S::Billing),
+                    via("refund-confirmation", "Refund confirmation", S::Billing, C::Email),
+                ],
+            },
+        ],
+    },
+    Area {
         key: "loyalty", name: "Feedback and loyalty", channel: C::Other, stage: S::Advocacy, department: "customer-experience", segment: "retail",
         description: "Surveys after interactions, rewards and referrals: where loyalty is measured and earned.",
         groups: &[
@@ -813,7 +882,7 @@ static JOURNEYS: &[JourneyDef] = &[
 /// The demo touchpoints, parents before their children (so they can be created in order, or
 /// in one batch naming parents by `parent_key`).
 pub fn touchpoints() -> Vec<Touchpoint> {
-    let mut out = Vec::with_capacity(320);
+    let mut out = Vec::with_capacity(360);
     for area in AREAS {
         out.push(Touchpoint {
             key: area.key.to_owned(),
@@ -925,7 +994,7 @@ mod tests {
     #[test]
     fn count_is_bank_sized() {
         let n = touchpoints().len();
-        assert!((280..=340).contains(&n), "{n} touchpoints");
+        assert!((300..=400).contains(&n), "{n} touchpoints");
     }
 
     #[test]
@@ -1039,6 +1108,41 @@ mod tests {
         }
         assert!(!channels.contains(&(Channel::Unspecified as i32)));
         assert!(!stages.contains(&(JourneyStage::Unspecified as i32)));
+    }
+
+    #[test]
+    fn the_default_feed_mapping_lands_on_demo_touchpoints_of_the_right_channel() {
+        use cxhub_domain::feed::{ActivityKind, TouchpointMap};
+        use cxhub_domain::record::RecordType;
+
+        let by_key: HashMap<String, Touchpoint> = touchpoints()
+            .into_iter()
+            .map(|tp| (tp.key.clone(), tp))
+            .collect();
+        let map = TouchpointMap::default();
+        assert!(map.iter().count() > 0);
+        for (record_type, qualifier, key) in map.iter() {
+            let tp = by_key
+                .get(key)
+                .unwrap_or_else(|| panic!("{record_type}.{qualifier:?} maps to unknown {key}"));
+            // A channel-qualified entry lands on a touchpoint of that channel.
+            let channel = match (record_type, qualifier) {
+                (RecordType::SupportCase | RecordType::Order, Some(q)) => Some(q.to_owned()),
+                (RecordType::Activity, Some(q)) => {
+                    let kind: ActivityKind = q.parse().expect("activity kind");
+                    Some(kind.channel().as_str().to_owned())
+                }
+                _ => None,
+            };
+            if let Some(channel) = channel {
+                let tp_channel = Channel::try_from(tp.channel).expect("channel");
+                assert_eq!(
+                    tp_channel.as_str_name(),
+                    format!("CHANNEL_{}", channel.to_uppercase()),
+                    "{record_type}.{channel} maps to {key}"
+                );
+            }
+        }
     }
 
     #[test]
