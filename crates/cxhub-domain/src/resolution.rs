@@ -251,12 +251,16 @@ pub struct Holdings {
     pub identifiers: BTreeSet<Identifier>,
     /// Records assigned to the customer.
     pub records: BTreeSet<RecordKey>,
+    /// Interactions recorded directly (RecordInteractions, not derived from a record), as
+    /// (source, interaction id).
+    #[serde(default)]
+    pub interactions: BTreeSet<(String, String)>,
 }
 
 impl Holdings {
     /// Whether the customer holds nothing.
     pub fn is_empty(&self) -> bool {
-        self.identifiers.is_empty() && self.records.is_empty()
+        self.identifiers.is_empty() && self.records.is_empty() && self.interactions.is_empty()
     }
 }
 

@@ -27,7 +27,7 @@ use cxhub_domain::{Error, Result};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult, Value};
 
 use crate::error::{DbResultExt, corrupt};
-use crate::sql::{Sql, bytes, int, text, text_opt, time, time_opt};
+use crate::sql::{Sql, array, bytes, int, text, text_opt, texts, time, time_opt};
 use crate::{IN_LIST_CHUNK, MAX_BIND_PARAMS};
 
 /// Longest chain of merge redirects followed.
@@ -50,6 +50,8 @@ struct Pending {
     identities: Vec<(Identifier, CustomerId)>,
     /// (position in the batch, customer), in batch order.
     records: Vec<(usize, CustomerId)>,
+    /// Customers whose profile must be rebuilt from their stored contacts at the end.
+    rebuild: BTreeSet<CustomerId>,
 }
 
 /// Ingests one batch in `txn` (see the module docs).
@@ -94,7 +96,6 @@ pub(crate) async fn ingest(
     // 3. Resolve in batch order; flush before each merge.
     let mut pending = Pending::default();
     let mut redirect: HashMap<CustomerId, CustomerId> = HashMap::new();
-    let mut rebuild: BTreeSet<CustomerId> = BTreeSet::new();
     let mut results: Vec<IngestResult> = Vec::with_capacity(items.len());
     // The customer of each key as the batch goes (writers set it when they resolve).
     let mut owner: HashMap<&RecordKey, CustomerId> = HashMap::new();
@@ -161,7 +162,7 @@ pub(crate) async fn ingest(
         };
         let mut merged = Vec::new();
         if let Some(merge) = &resolution.merge {
-            flush(txn, items, &mut pending, now).await?;
+            flush(txn, items, &mut pending, &ctx.priority, now).await?;
             absorb(txn, backend, merge, &item.key, ctx, now).await?;
             tracing::info!(
                 customer_id = %merge.survivor,
@@ -186,9 +187,9 @@ pub(crate) async fn ingest(
                         *c = merge.survivor;
                     }
                 }
-                rebuild.remove(a);
+                pending.rebuild.remove(a);
             }
-            rebuild.insert(merge.survivor);
+            pending.rebuild.insert(merge.survivor);
             merged.clone_from(&merge.absorbed);
         }
         for id in ids {
@@ -200,7 +201,7 @@ pub(crate) async fn ingest(
         pending.records.push((pos, customer));
         owner.insert(&item.key, customer);
         if item.derived.contact.is_some() {
-            rebuild.insert(customer);
+            pending.rebuild.insert(customer);
         }
         results.push(IngestResult {
             index: item.index,
@@ -210,10 +211,10 @@ pub(crate) async fn ingest(
             ignored,
         });
     }
-    flush(txn, items, &mut pending, now).await?;
+    flush(txn, items, &mut pending, &ctx.priority, now).await?;
 
     // 4. Profiles of customers whose contacts changed, and final customer ids.
-    rebuild_profiles(txn, &rebuild, &ctx.priority, now).await?;
+    rebuild_profiles(txn, &pending.rebuild, &ctx.priority, now).await?;
     for result in &mut results {
         if let Some(survivor) = redirect.get(&result.customer) {
             result.customer = *survivor;
@@ -262,8 +263,8 @@ async fn load_versions(
             sql.bind(text(source))
                 .push(" AND record_type = ")
                 .bind(text(record_type.as_str()))
-                .push(" AND record_id IN ")
-                .list(chunk.iter().map(|id| text(*id)));
+                .push(" AND record_id")
+                .in_texts(chunk.iter().map(|id| (*id).to_owned()));
             for row in txn.query_all_raw(sql.build()).await.db()? {
                 let record_id: String = get_col(&row, "record_id")?;
                 let updated_at: DateTime<Utc> = get_col(&row, "updated_at")?;
@@ -301,8 +302,8 @@ async fn load_holders(
                 "SELECT value, customer_id FROM customer_identities WHERE kind = ",
             );
             sql.bind(text(kind.as_str()))
-                .push(" AND value IN ")
-                .list(chunk.iter().cloned().map(text));
+                .push(" AND value")
+                .in_texts(chunk.iter().cloned());
             for row in txn.query_all_raw(sql.build()).await.db()? {
                 let value: String = get_col(&row, "value")?;
                 let customer: String = get_col(&row, "customer_id")?;
@@ -331,8 +332,8 @@ async fn load_disputes(
                 "SELECT value FROM identity_disputes WHERE kind = ",
             );
             sql.bind(text(kind.as_str()))
-                .push(" AND value IN ")
-                .list(chunk.iter().cloned().map(text));
+                .push(" AND value")
+                .in_texts(chunk.iter().cloned());
             for row in txn.query_all_raw(sql.build()).await.db()? {
                 let value: String = get_col(&row, "value")?;
                 disputed.insert(identifier(kind, &value)?);
@@ -352,36 +353,62 @@ fn by_kind<'a>(
     groups
 }
 
+/// Inserts the customers created since the last flush, with their profiles built from the
+/// contacts of this batch (a customer created in this batch holds no other record, and one
+/// involved in a merge was flushed before it), and removes them from `pending.rebuild`.
+async fn write_new_customers(
+    txn: &DatabaseTransaction,
+    items: &[IngestItem],
+    pending: &mut Pending,
+    priority: &cxhub_domain::record::SourcePriority,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let customers = std::mem::take(&mut pending.customers);
+    if customers.is_empty() {
+        return Ok(());
+    }
+    let fresh: HashSet<CustomerId> = customers.iter().copied().collect();
+    let mut contacts: HashMap<CustomerId, Vec<ProfileSource>> = HashMap::new();
+    for (pos, customer) in last_writes(items, pending.records.clone()) {
+        let item = &items[pos];
+        if let (true, Some(fields)) = (fresh.contains(&customer), &item.derived.contact) {
+            contacts.entry(customer).or_default().push(ProfileSource {
+                provenance: Provenance {
+                    source: item.key.source.clone(),
+                    updated_at: item.version.updated_at,
+                    record_id: item.key.record_id.clone(),
+                },
+                fields: fields.clone(),
+            });
+        }
+    }
+    let rows: Vec<(String, Profile)> = customers
+        .iter()
+        .map(|c| {
+            pending.rebuild.remove(c);
+            let profile = contacts
+                .get(c)
+                .map(|list| build_profile(list, priority))
+                .unwrap_or_default();
+            (c.to_string(), profile)
+        })
+        .collect();
+    upsert_customers(txn, &rows, now).await
+}
+
 /// Writes what is pending: new customers, identities, records, interactions, transactions.
 async fn flush(
     txn: &DatabaseTransaction,
     items: &[IngestItem],
     pending: &mut Pending,
+    priority: &cxhub_domain::record::SourcePriority,
     now: DateTime<Utc>,
 ) -> Result<()> {
     let backend = txn.get_database_backend();
-    let customers = std::mem::take(&mut pending.customers);
-    for chunk in customers.chunks(MAX_BIND_PARAMS / 3) {
-        let mut sql = Sql::new(
-            backend,
-            "INSERT INTO customers (id, merged_into, given_name, family_name, addresses_json, \
-             preferred_language, consents_json, account_id, lifecycle_stage, provenance_json, \
-             revision, created_at, updated_at) VALUES ",
-        );
-        for (i, c) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.push("(")
-                .bind(text(c.to_string()))
-                .push(", NULL, '', '', '[]', '', '[]', '', NULL, '{}', 0, ")
-                .bind(time(now))
-                .push(", ")
-                .bind(time(now))
-                .push(")");
-        }
-        txn.execute_raw(sql.build()).await.db()?;
+    if backend == DbBackend::Postgres {
+        return flush_postgres(txn, items, pending, priority, now).await;
     }
+    write_new_customers(txn, items, pending, priority, now).await?;
 
     let identities = std::mem::take(&mut pending.identities);
     for chunk in identities.chunks(MAX_BIND_PARAMS / 4) {
@@ -404,12 +431,7 @@ async fn flush(
         txn.execute_raw(sql.build()).await.db()?;
     }
 
-    // The last write of each key wins (a batch may carry two versions of one record).
-    let mut records = std::mem::take(&mut pending.records);
-    let mut seen: HashSet<&RecordKey> = HashSet::with_capacity(records.len());
-    records.reverse();
-    records.retain(|(pos, _)| seen.insert(&items[*pos].key));
-    records.reverse();
+    let records = last_writes(items, std::mem::take(&mut pending.records));
 
     for chunk in records.chunks(MAX_BIND_PARAMS / 10) {
         let mut sql = Sql::new(
@@ -426,10 +448,7 @@ async fn flush(
                 Some(c) => Some(serde_json::to_string(c).map_err(corrupt)?),
                 None => None,
             };
-            let source_customer_id = match &item.anchor {
-                Identifier::SourceId { id, .. } => id.clone(),
-                other => other.value(),
-            };
+            let source_customer_id = source_customer_id(item);
             sql.tuple([
                 text(item.key.source.as_str()),
                 text(item.key.record_type.as_str()),
@@ -539,6 +558,255 @@ async fn flush(
     Ok(())
 }
 
+/// The last pending write of each key, in batch order (a batch may carry two versions of one
+/// record; the later one is what is stored).
+fn last_writes(
+    items: &[IngestItem],
+    records: Vec<(usize, CustomerId)>,
+) -> Vec<(usize, CustomerId)> {
+    let mut records = records;
+    let mut seen: HashSet<&RecordKey> = HashSet::with_capacity(records.len());
+    records.reverse();
+    records.retain(|(pos, _)| seen.insert(&items[*pos].key));
+    records.reverse();
+    records
+}
+
+/// [`flush`] on PostgreSQL: one `INSERT … SELECT FROM UNNEST(arrays)` per table, so each
+/// statement has a handful of parameters and one text (prepared once), whatever the batch size.
+async fn flush_postgres(
+    txn: &DatabaseTransaction,
+    items: &[IngestItem],
+    pending: &mut Pending,
+    priority: &cxhub_domain::record::SourcePriority,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    use sea_orm::sea_query::ArrayType;
+    let backend = DbBackend::Postgres;
+    write_new_customers(txn, items, pending, priority, now).await?;
+
+    let identities = std::mem::take(&mut pending.identities);
+    if !identities.is_empty() {
+        let mut sql = Sql::new(
+            backend,
+            "INSERT INTO customer_identities (kind, value, customer_id, created_at) \
+             SELECT k, v, c, ",
+        );
+        sql.bind(time(now))
+            .push(" FROM UNNEST(")
+            .bind(texts(
+                identities
+                    .iter()
+                    .map(|(id, _)| id.kind().as_str().to_owned()),
+            ))
+            .push("::text[], ")
+            .bind(texts(identities.iter().map(|(id, _)| id.value())))
+            .push("::text[], ")
+            .bind(texts(identities.iter().map(|(_, c)| c.to_string())))
+            .push("::text[]) AS t(k, v, c) ON CONFLICT (kind, value, customer_id) DO NOTHING");
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+
+    let records = last_writes(items, std::mem::take(&mut pending.records));
+    if records.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<(&IngestItem, &CustomerId)> =
+        records.iter().map(|(pos, c)| (&items[*pos], c)).collect();
+    let mut contact_json = Vec::with_capacity(rows.len());
+    for (item, _) in &rows {
+        contact_json.push(match &item.derived.contact {
+            Some(c) => serde_json::to_string(c).map_err(corrupt)?,
+            None => String::new(),
+        });
+    }
+    let mut sql = Sql::new(
+        backend,
+        "INSERT INTO feed_records (source, record_type, record_id, updated_at, content_hash, \
+         customer_id, source_customer_id, payload, contact_json, ingested_at) \
+         SELECT s, t, i, u, h, c, sc, p, NULLIF(cj, ''), ",
+    );
+    sql.bind(time(now))
+        .push(" FROM UNNEST(")
+        .bind(texts(rows.iter().map(|(i, _)| i.key.source.clone())))
+        .push("::text[], ")
+        .bind(texts(
+            rows.iter()
+                .map(|(i, _)| i.key.record_type.as_str().to_owned()),
+        ))
+        .push("::text[], ")
+        .bind(texts(rows.iter().map(|(i, _)| i.key.record_id.clone())))
+        .push("::text[], ")
+        .bind(array(
+            ArrayType::ChronoDateTimeUtc,
+            rows.iter().map(|(i, _)| time(i.version.updated_at)),
+        ))
+        .push("::timestamptz[], ")
+        .bind(array(
+            ArrayType::Bytes,
+            rows.iter()
+                .map(|(i, _)| bytes(i.version.hash.as_bytes().to_vec())),
+        ))
+        .push("::bytea[], ")
+        .bind(texts(rows.iter().map(|(_, c)| c.to_string())))
+        .push("::text[], ")
+        .bind(texts(rows.iter().map(|(i, _)| source_customer_id(i))))
+        .push("::text[], ")
+        .bind(array(
+            ArrayType::Bytes,
+            rows.iter().map(|(i, _)| bytes(i.payload.clone())),
+        ))
+        .push("::bytea[], ")
+        .bind(texts(contact_json))
+        .push(
+            "::text[]) AS x(s, t, i, u, h, c, sc, p, cj) \
+             ON CONFLICT (source, record_type, record_id) DO UPDATE SET \
+             updated_at = excluded.updated_at, content_hash = excluded.content_hash, \
+             customer_id = excluded.customer_id, source_customer_id = excluded.source_customer_id, \
+             payload = excluded.payload, contact_json = excluded.contact_json, \
+             ingested_at = excluded.ingested_at",
+        );
+    txn.execute_raw(sql.build()).await.db()?;
+
+    let interactions: Vec<(&IngestItem, &CustomerId, &cxhub_domain::feed::Interaction)> = rows
+        .iter()
+        .filter_map(|(i, c)| i.derived.interaction.as_ref().map(|x| (*i, *c, x)))
+        .collect();
+    if !interactions.is_empty() {
+        let mut sql = Sql::new(
+            backend,
+            "INSERT INTO interactions (source, record_type, record_id, customer_id, \
+             touchpoint_key, channel, occurred_at, outcome, content_hash) \
+             SELECT * FROM UNNEST(",
+        );
+        sql.bind(texts(
+            interactions.iter().map(|(i, _, _)| i.key.source.clone()),
+        ))
+        .push("::text[], ")
+        .bind(texts(
+            interactions
+                .iter()
+                .map(|(i, _, _)| i.key.record_type.as_str().to_owned()),
+        ))
+        .push("::text[], ")
+        .bind(texts(
+            interactions.iter().map(|(i, _, _)| i.key.record_id.clone()),
+        ))
+        .push("::text[], ")
+        .bind(texts(interactions.iter().map(|(_, c, _)| c.to_string())))
+        .push("::text[], ")
+        .bind(texts(
+            interactions
+                .iter()
+                .map(|(_, _, x)| x.touchpoint_key.clone()),
+        ))
+        .push("::text[], ")
+        .bind(texts(
+            interactions
+                .iter()
+                .map(|(_, _, x)| x.channel.as_str().to_owned()),
+        ))
+        .push("::text[], ")
+        .bind(array(
+            ArrayType::ChronoDateTimeUtc,
+            interactions.iter().map(|(_, _, x)| time(x.occurred_at)),
+        ))
+        .push("::timestamptz[], ")
+        .bind(texts(
+            interactions.iter().map(|(_, _, x)| x.outcome.clone()),
+        ))
+        .push("::text[], ")
+        .bind(array(
+            ArrayType::Bytes,
+            interactions
+                .iter()
+                .map(|(i, _, _)| bytes(i.version.hash.as_bytes().to_vec())),
+        ))
+        .push(
+            "::bytea[]) ON CONFLICT (source, record_type, record_id) DO UPDATE SET \
+                 customer_id = excluded.customer_id, touchpoint_key = excluded.touchpoint_key, \
+                 channel = excluded.channel, occurred_at = excluded.occurred_at, \
+                 outcome = excluded.outcome, content_hash = excluded.content_hash",
+        );
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+
+    let transactions: Vec<(&IngestItem, &CustomerId, &cxhub_domain::feed::Transaction)> = rows
+        .iter()
+        .filter_map(|(i, c)| i.derived.transaction.as_ref().map(|x| (*i, *c, x)))
+        .collect();
+    if !transactions.is_empty() {
+        let mut sql = Sql::new(
+            backend,
+            "INSERT INTO transactions (source, record_type, record_id, customer_id, kind, \
+             amount_minor, currency_code, occurred_at, status, due_at) \
+             SELECT s, t, i, c, k, a, cur, o, st, NULLIF(d, '')::timestamptz FROM UNNEST(",
+        );
+        sql.bind(texts(
+            transactions.iter().map(|(i, _, _)| i.key.source.clone()),
+        ))
+        .push("::text[], ")
+        .bind(texts(
+            transactions
+                .iter()
+                .map(|(i, _, _)| i.key.record_type.as_str().to_owned()),
+        ))
+        .push("::text[], ")
+        .bind(texts(
+            transactions.iter().map(|(i, _, _)| i.key.record_id.clone()),
+        ))
+        .push("::text[], ")
+        .bind(texts(transactions.iter().map(|(_, c, _)| c.to_string())))
+        .push("::text[], ")
+        .bind(texts(
+            transactions
+                .iter()
+                .map(|(_, _, t)| t.kind.as_str().to_owned()),
+        ))
+        .push("::text[], ")
+        .bind(array(
+            ArrayType::BigInt,
+            transactions
+                .iter()
+                .map(|(_, _, t)| int(t.amount.amount_minor)),
+        ))
+        .push("::int8[], ")
+        .bind(texts(
+            transactions
+                .iter()
+                .map(|(_, _, t)| t.amount.currency.code().to_owned()),
+        ))
+        .push("::text[], ")
+        .bind(array(
+            ArrayType::ChronoDateTimeUtc,
+            transactions.iter().map(|(_, _, t)| time(t.occurred_at)),
+        ))
+        .push("::timestamptz[], ")
+        .bind(texts(transactions.iter().map(|(_, _, t)| t.status.clone())))
+        .push("::text[], ")
+        .bind(texts(transactions.iter().map(|(_, _, t)| {
+            t.due_at.map(|d| d.to_rfc3339()).unwrap_or_default()
+        })))
+        .push(
+            "::text[]) AS x(s, t, i, c, k, a, cur, o, st, d) \
+                 ON CONFLICT (source, record_type, record_id) DO UPDATE SET \
+                 customer_id = excluded.customer_id, kind = excluded.kind, \
+                 amount_minor = excluded.amount_minor, currency_code = excluded.currency_code, \
+                 occurred_at = excluded.occurred_at, status = excluded.status, \
+                 due_at = excluded.due_at",
+        );
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+    Ok(())
+}
+
+fn source_customer_id(item: &IngestItem) -> String {
+    match &item.anchor {
+        Identifier::SourceId { id, .. } => id.clone(),
+        other => other.value(),
+    }
+}
+
 /// Folds the absorbed customers of `merge` into its survivor and records the merge.
 async fn absorb(
     txn: &DatabaseTransaction,
@@ -556,6 +824,7 @@ async fn absorb(
         let held = Holdings {
             identifiers: identities_of(txn, a).await?,
             records: records_of(txn, a).await?,
+            interactions: direct_interactions_of(txn, a).await?,
         };
         let a_text = a.to_string();
         for id in held
@@ -654,6 +923,67 @@ async fn records_of(
     Ok(out)
 }
 
+/// The interactions recorded directly for `customer` (record type `interaction`).
+async fn direct_interactions_of(
+    conn: &impl ConnectionTrait,
+    customer: &CustomerId,
+) -> Result<BTreeSet<(String, String)>> {
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        "SELECT source, record_id FROM interactions WHERE record_type = 'interaction' AND customer_id = ",
+    );
+    sql.bind(text(customer.to_string()));
+    let mut out = BTreeSet::new();
+    for row in conn.query_all_raw(sql.build()).await.db()? {
+        out.insert((get_col(&row, "source")?, get_col(&row, "record_id")?));
+    }
+    Ok(out)
+}
+
+/// The live customer holding the source customer id (`source`, `id`), created (with that
+/// identifier) when no one holds it. Call within [`crate::Store::begin_identity`]'s
+/// transaction, so that concurrent callers never create two.
+pub(crate) async fn customer_for_source(
+    txn: &DatabaseTransaction,
+    source: &str,
+    id: &str,
+) -> Result<CustomerId> {
+    let backend = txn.get_database_backend();
+    let value = Identifier::SourceId {
+        source: source.to_owned(),
+        id: id.to_owned(),
+    }
+    .value();
+    let mut sql = Sql::new(
+        backend,
+        "SELECT customer_id FROM customer_identities WHERE kind = 'source_id' AND value = ",
+    );
+    sql.bind(text(value.as_str())).push(" ORDER BY customer_id");
+    if let Some(row) = txn.query_one_raw(sql.build()).await.db()? {
+        let customer: String = get_col(&row, "customer_id")?;
+        return live(txn, parse_customer(&customer)?).await;
+    }
+    let customer = CustomerId::generate();
+    let anchor = Identifier::SourceId {
+        source: source.to_owned(),
+        id: id.to_owned(),
+    };
+    let mut pending = Pending {
+        customers: vec![customer],
+        identities: vec![(anchor, customer)],
+        ..Pending::default()
+    };
+    flush(
+        txn,
+        &[],
+        &mut pending,
+        &cxhub_domain::record::SourcePriority::new(),
+        crate::now(),
+    )
+    .await?;
+    Ok(customer)
+}
+
 /// Rebuilds the profile of each customer from the contacts it holds.
 async fn rebuild_profiles(
     txn: &DatabaseTransaction,
@@ -699,14 +1029,87 @@ async fn rebuild_profiles(
             (id, profile)
         })
         .collect();
-    for chunk in rows.chunks(MAX_BIND_PARAMS / 13) {
+    upsert_customers(txn, &rows, now).await
+}
+
+const CUSTOMER_UPSERT_SET: &str = " ON CONFLICT (id) DO UPDATE SET given_name = excluded.given_name, \
+     family_name = excluded.family_name, addresses_json = excluded.addresses_json, \
+     preferred_language = excluded.preferred_language, consents_json = excluded.consents_json, \
+     account_id = excluded.account_id, lifecycle_stage = excluded.lifecycle_stage, \
+     provenance_json = excluded.provenance_json, revision = customers.revision + 1, \
+     updated_at = excluded.updated_at";
+
+/// Writes customers with their profiles: new ones are inserted, existing ones get the profile
+/// (and a new revision).
+async fn upsert_customers(
+    txn: &DatabaseTransaction,
+    rows: &[(String, Profile)],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let backend = txn.get_database_backend();
+    let mut json = Vec::with_capacity(rows.len());
+    for (_, p) in rows {
+        json.push((
+            serde_json::to_string(&p.addresses).map_err(corrupt)?,
+            serde_json::to_string(&p.consents).map_err(corrupt)?,
+            serde_json::to_string(&p.provenance).map_err(corrupt)?,
+        ));
+    }
+    if backend == DbBackend::Postgres {
+        let mut sql = Sql::new(
+            backend,
+            "INSERT INTO customers (id, merged_into, given_name, family_name, addresses_json, \
+             preferred_language, consents_json, account_id, lifecycle_stage, provenance_json, \
+             revision, created_at, updated_at) \
+             SELECT id, NULL, g, f, a, l, c, acc, NULLIF(st, ''), pv, 0, ",
+        );
+        sql.bind(time(now))
+            .push(", ")
+            .bind(time(now))
+            .push(" FROM UNNEST(")
+            .bind(texts(rows.iter().map(|(id, _)| id.clone())))
+            .push("::text[], ")
+            .bind(texts(rows.iter().map(|(_, p)| p.given_name.clone())))
+            .push("::text[], ")
+            .bind(texts(rows.iter().map(|(_, p)| p.family_name.clone())))
+            .push("::text[], ")
+            .bind(texts(json.iter().map(|j| j.0.clone())))
+            .push("::text[], ")
+            .bind(texts(
+                rows.iter().map(|(_, p)| p.preferred_language.clone()),
+            ))
+            .push("::text[], ")
+            .bind(texts(json.iter().map(|j| j.1.clone())))
+            .push("::text[], ")
+            .bind(texts(rows.iter().map(|(_, p)| p.account_id.clone())))
+            .push("::text[], ")
+            .bind(texts(rows.iter().map(|(_, p)| {
+                p.lifecycle_stage
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default()
+            })))
+            .push("::text[], ")
+            .bind(texts(json.iter().map(|j| j.2.clone())))
+            .push("::text[]) AS t(id, g, f, a, l, c, acc, st, pv)")
+            .push(CUSTOMER_UPSERT_SET);
+        txn.execute_raw(sql.build()).await.db()?;
+        return Ok(());
+    }
+    for (chunk, json) in rows
+        .chunks(MAX_BIND_PARAMS / 13)
+        .zip(json.chunks(MAX_BIND_PARAMS / 13))
+    {
         let mut sql = Sql::new(
             backend,
             "INSERT INTO customers (id, merged_into, given_name, family_name, addresses_json, \
              preferred_language, consents_json, account_id, lifecycle_stage, provenance_json, \
              revision, created_at, updated_at) VALUES ",
         );
-        for (i, (id, p)) in chunk.iter().enumerate() {
+        for (i, ((id, p), (addresses, consents, provenance))) in chunk.iter().zip(json).enumerate()
+        {
             if i > 0 {
                 sql.push(", ");
             }
@@ -715,26 +1118,18 @@ async fn rebuild_profiles(
                 Value::String(None),
                 text(p.given_name.as_str()),
                 text(p.family_name.as_str()),
-                text(serde_json::to_string(&p.addresses).map_err(corrupt)?),
+                text(addresses.as_str()),
                 text(p.preferred_language.as_str()),
-                text(serde_json::to_string(&p.consents).map_err(corrupt)?),
+                text(consents.as_str()),
                 text(p.account_id.as_str()),
                 text_opt(p.lifecycle_stage.map(|s| s.as_str())),
-                text(serde_json::to_string(&p.provenance).map_err(corrupt)?),
+                text(provenance.as_str()),
                 int(0),
                 time(now),
                 time(now),
             ]);
         }
-        sql.push(
-            " ON CONFLICT (id) DO UPDATE SET given_name = excluded.given_name, \
-             family_name = excluded.family_name, addresses_json = excluded.addresses_json, \
-             preferred_language = excluded.preferred_language, \
-             consents_json = excluded.consents_json, account_id = excluded.account_id, \
-             lifecycle_stage = excluded.lifecycle_stage, \
-             provenance_json = excluded.provenance_json, \
-             revision = customers.revision + 1, updated_at = excluded.updated_at",
-        );
+        sql.push(CUSTOMER_UPSERT_SET);
         txn.execute_raw(sql.build()).await.db()?;
     }
     Ok(())
@@ -975,6 +1370,17 @@ pub(crate) async fn split(
                     txn.execute_raw(sql.build()).await.db()?;
                 }
             }
+        }
+        for (source, id) in &restored.held.interactions {
+            let mut sql = Sql::new(backend, "UPDATE interactions SET customer_id = ");
+            sql.bind(text(a.as_str()))
+                .push(" WHERE customer_id = ")
+                .bind(text(survivor_text.as_str()))
+                .push(" AND source = ")
+                .bind(text(source.as_str()))
+                .push(" AND record_type = 'interaction' AND record_id = ")
+                .bind(text(id.as_str()));
+            txn.execute_raw(sql.build()).await.db()?;
         }
         let mut sql = Sql::new(
             backend,

@@ -71,6 +71,24 @@ impl Sql {
         self
     }
 
+    /// Appends a membership test of the preceding expression in `values`: ` IN (?, …)` on
+    /// SQLite, ` = ANY($n)` with one `text[]` parameter on PostgreSQL (one statement text
+    /// whatever the number of values, so one prepared statement and one plan shape). The list
+    /// must not be empty.
+    pub(crate) fn in_texts(&mut self, values: impl IntoIterator<Item = String>) -> &mut Self {
+        match self.backend {
+            DbBackend::Postgres => {
+                self.push(" = ANY(");
+                self.bind(texts(values));
+                self.push(")")
+            }
+            _ => {
+                self.push(" IN ");
+                self.list(values.into_iter().map(text))
+            }
+        }
+    }
+
     /// The finished statement.
     pub(crate) fn build(self) -> Statement {
         Statement::from_sql_and_values(self.backend, self.text, self.values)
@@ -105,4 +123,20 @@ pub(crate) fn bytes(b: Vec<u8>) -> Value {
 /// A 64-bit integer value.
 pub(crate) fn int(i: i64) -> Value {
     Value::BigInt(Some(i))
+}
+
+/// A PostgreSQL `text[]` value.
+pub(crate) fn texts(values: impl IntoIterator<Item = String>) -> Value {
+    array(
+        sea_orm::sea_query::ArrayType::String,
+        values.into_iter().map(text),
+    )
+}
+
+/// A PostgreSQL array value of `ty` (every element non-null).
+pub(crate) fn array(
+    ty: sea_orm::sea_query::ArrayType,
+    values: impl IntoIterator<Item = Value>,
+) -> Value {
+    Value::Array(ty, Some(Box::new(values.into_iter().collect())))
 }
