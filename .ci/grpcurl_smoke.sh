@@ -112,4 +112,42 @@ expect "$out" '"nextPageToken"' "ListTouchpoints over the demo registry"
 count=$(grep -c '"key":' <<<"$out" || true)
 [[ $count -eq 5 ]] || fail "ListTouchpoints page_size 5 returned $count touchpoints"
 
-echo "grpcurl smoke: OK (list, describe, health, create, get, refusal, list)"
+feeds=cxhub.feeds.v1.FeedService
+profile=cxhub.profile.v1.CustomerProfileService
+
+echo "--- IngestRecords: a contact and an order of one person, plus an invalid record"
+batch=$(cat <<EOF
+{"records": [
+  {"source": "crm", "record_id": "ci-${run_id}", "updated_at": "2026-01-02T03:04:05Z",
+   "customer": {"source_customer_id": "ci-${run_id}", "emails": ["CI.${run_id}@Correio.PT"]},
+   "contact": {"given_name": "Grpcurl", "family_name": "Smoke"}},
+  {"source": "erp", "record_id": "ci-order-${run_id}", "updated_at": "2026-01-02T03:04:05Z",
+   "customer": {"source_customer_id": "k-${run_id}", "emails": ["ci.${run_id}@correio.pt"]},
+   "order": {"ordered_at": "2026-01-02T03:04:05Z", "channel": "CHANNEL_WEB", "status": "ORDER_STATUS_PLACED",
+             "lines": [{"sku": "CD", "quantity": 2, "unit_price": {"amount_minor": 1299, "currency_code": "USD"}}]}},
+  {"source": "erp", "record_id": "ci-bad-${run_id}", "updated_at": "1850-01-01T00:00:00Z",
+   "customer": {"source_customer_id": "k-${run_id}"},
+   "order": {"ordered_at": "2026-01-02T03:04:05Z", "channel": "CHANNEL_WEB", "status": "ORDER_STATUS_PLACED",
+             "lines": [{"sku": "CD", "quantity": 1, "unit_price": {"amount_minor": 100, "currency_code": "EURO"}}]}}
+]}
+EOF
+)
+out=$(call -d "$batch" "$target" "$feeds/IngestRecords")
+[[ $(grep -c '"RECORD_OUTCOME_CREATED"' <<<"$out") -eq 2 ]] || { printf '%s\n' "$out" >&2; fail "IngestRecords: expected 2 CREATED"; }
+expect "$out" '"RECORD_OUTCOME_REJECTED"' "IngestRecords"
+expect "$out" 'order.lines[0].unit_price.currency_code' "IngestRecords violation path"
+customers=$(grep -o '"customerId": "[^"]*"' <<<"$out" | sort -u | wc -l)
+[[ $customers -eq 1 ]] || fail "the contact and the order resolved to $customers customers"
+cid=$(grep -o '"customerId": "[^"]*"' <<<"$out" | head -1 | cut -d'"' -f4)
+
+echo "--- IngestRecords again: UNCHANGED"
+out=$(call -d "$batch" "$target" "$feeds/IngestRecords")
+[[ $(grep -c '"RECORD_OUTCOME_UNCHANGED"' <<<"$out") -eq 2 ]] || { printf '%s\n' "$out" >&2; fail "a re-send must be UNCHANGED"; }
+
+echo "--- GetCustomer"
+out=$(call -d "{\"customer_id\": \"$cid\"}" "$target" "$profile/GetCustomer")
+expect "$out" '"givenName": "Grpcurl"' "GetCustomer"
+expect "$out" "ci.${run_id}@correio.pt" "GetCustomer (normalised e-mail)"
+expect "$out" '"recordCount": "2"' "GetCustomer"
+
+echo "grpcurl smoke: OK (list, describe, health, create, get, refusal, list, ingest, re-send, customer)"

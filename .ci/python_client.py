@@ -219,8 +219,88 @@ def main():
             fields = [v.field for v in bad_request.field_violations]
             check("touchpoint.key" in fields, f"BadRequest fields {fields}")
 
+        from cxhub.common.v1 import common_pb2 as common
+        from cxhub.feeds.v1 import feeds_service_pb2 as feeds
+        from cxhub.feeds.v1 import feeds_service_pb2_grpc as feeds_grpc
+        from cxhub.profile.v1 import profile_service_pb2 as profile
+        from cxhub.profile.v1 import profile_service_pb2_grpc as profile_grpc
+        from google.protobuf import timestamp_pb2
+
+        with grpc.insecure_channel(target) as channel:
+            feed_stub = feeds_grpc.FeedServiceStub(channel)
+            profile_stub = profile_grpc.CustomerProfileServiceStub(channel)
+
+            def at(seconds):
+                return timestamp_pb2.Timestamp(seconds=seconds)
+
+            def contact(source, sid, t, emails=(), phones=(), given=""):
+                return feeds.Record(
+                    source=source,
+                    record_id=f"{sid}-contact",
+                    updated_at=at(t),
+                    customer=common.SourceCustomer(
+                        source_customer_id=sid, emails=list(emails), phones=list(phones)
+                    ),
+                    contact=feeds.Contact(given_name=given),
+                )
+
+            # Two customers, then a record linking them: a merge; then its exact undoing.
+            email, phone = f"py-{run}@correio.pt", "+351 93" + str(1000000 + int(run[:6], 16) % 8999999)
+            first = feed_stub.IngestRecords(
+                feeds.IngestRecordsRequest(
+                    records=[
+                        contact("crm", f"py-{run}-a", 1_760_000_000, [email], given="Ana"),
+                        contact("shop", f"py-{run}-b", 1_760_000_001, phones=[phone], given="A."),
+                    ]
+                ),
+                metadata=metadata,
+                timeout=30,
+            ).results
+            check(all(r.outcome == feeds.RECORD_OUTCOME_CREATED for r in first), f"{first}")
+            a, b = first[0].customer_id, first[1].customer_id
+            check(a != b, "two unrelated contacts became one customer")
+            linking = feed_stub.IngestRecords(
+                feeds.IngestRecordsRequest(
+                    records=[contact("billing", f"py-{run}-c", 1_760_000_002, [email], [phone])]
+                ),
+                metadata=metadata,
+                timeout=30,
+            ).results[0]
+            check(list(linking.merged_customer_ids) == [b], f"merge result {linking}")
+            redirected = profile_stub.GetCustomer(
+                profile.GetCustomerRequest(customer_id=b), metadata=metadata, timeout=30
+            )
+            check(redirected.redirected and redirected.customer.customer_id == a, "redirect")
+            merges = profile_stub.ListCustomerMerges(
+                profile.ListCustomerMergesRequest(customer_id=a), metadata=metadata, timeout=30
+            ).merges
+            check(len(merges) == 1 and merges[0].rule in ("SAME_EMAIL", "SAME_PHONE"), f"{merges}")
+            split = profile_stub.SplitCustomer(
+                profile.SplitCustomerRequest(merge_id=merges[0].merge_id, request_id=str(uuid.uuid4())),
+                metadata=metadata,
+                timeout=30,
+            )
+            check(split.merge.HasField("split_at"), "split_at not set")
+            restored = profile_stub.GetCustomer(
+                profile.GetCustomerRequest(customer_id=b), metadata=metadata, timeout=30
+            )
+            check(not restored.redirected and restored.customer.given_name == "A.", "restore")
+
+            # A rejected record carries a BadRequest-like violation list per record.
+            bad = feed_stub.IngestRecords(
+                feeds.IngestRecordsRequest(
+                    records=[feeds.Record(source="Bad Source", record_id="x", updated_at=at(-2_300_000_000))]
+                ),
+                metadata=metadata,
+                timeout=30,
+            ).results[0]
+            check(bad.outcome == feeds.RECORD_OUTCOME_REJECTED, f"{bad}")
+            bad_fields = sorted(v.field for v in bad.violations)
+            check("source" in bad_fields and "updated_at" in bad_fields, f"{bad_fields}")
+
     print(
         f"python client: OK: created {key}, updated with etag, stale etag ABORTED, "
+        f"merged and split customers {a} and {b}, rejected record fields {bad_fields}, "
         f"{len(keys)} touchpoints over {pages} pages, {len(tree.roots)} roots, "
         f"journey {journey_key}, BadRequest names {fields}"
     )

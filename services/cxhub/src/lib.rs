@@ -50,7 +50,7 @@ pub struct ServeArgs {
     /// Comma-separated services to serve [default: all; known: touchpoints, feeds, profile].
     #[arg(long, env = "CXHUB_SERVICES", value_delimiter = ',')]
     pub services: Option<Vec<String>>,
-    /// Load the demo registry (about 300 touchpoints, a few journeys) if the registry is empty.
+    /// Load the demo registry (about 350 touchpoints, a few journeys) if the registry is empty.
     #[arg(long, env = "CXHUB_DEMO")]
     pub demo: bool,
     /// Log format: `plain` or `json` [default: plain]. Filter with RUST_LOG.

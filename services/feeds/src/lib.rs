@@ -104,6 +104,12 @@ impl Feeds {
         records: &[pb::Record],
         principal: &str,
     ) -> Result<Vec<pb::RecordResult>, Status> {
+        let prepared = self.prepare_batch(records)?;
+        self.commit_batch(prepared, principal).await
+    }
+
+    /// Validates a batch: the valid records ready for the store, the rejected ones answered.
+    fn prepare_batch(&self, records: &[pb::Record]) -> Result<Prepared, Status> {
         check_batch_size(records.len(), self.config.max_batch)?;
         let now = Utc::now();
         let mut results: Vec<Option<pb::RecordResult>> = vec![None; records.len()];
@@ -114,7 +120,19 @@ impl Feeds {
                 Err(violations) => results[index] = Some(rejected(index, violations)),
             }
         }
-        let rejected = records.len() - items.len();
+        Ok(Prepared { items, results })
+    }
+
+    /// Ingests the valid records of a prepared batch in one transaction; the results of the
+    /// whole batch in request order.
+    async fn commit_batch(
+        &self,
+        prepared: Prepared,
+        principal: &str,
+    ) -> Result<Vec<pb::RecordResult>, Status> {
+        let Prepared { items, mut results } = prepared;
+        let records = results.len();
+        let rejected = records - items.len();
         let ctx = IngestContext {
             principal: principal.to_owned(),
             rules: self.config.rules.clone(),
@@ -136,7 +154,7 @@ impl Feeds {
             }
         }
         tracing::info!(
-            records = records.len(),
+            records,
             created = counts[0],
             updated = counts[1],
             unchanged = counts[2],
@@ -151,6 +169,14 @@ impl Feeds {
             .map(|r| r.ok_or_else(|| to_status(Error::internal("a record got no result"))))
             .collect()
     }
+}
+
+/// A validated batch waiting for its transaction.
+struct Prepared {
+    /// The valid records.
+    items: Vec<IngestItem>,
+    /// One slot per record of the batch; rejected ones already answered.
+    results: Vec<Option<pb::RecordResult>>,
 }
 
 fn check_batch_size(len: usize, max: usize) -> Result<(), Status> {
@@ -256,29 +282,50 @@ impl FeedService for Feeds {
         let caller = principal(&req);
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(SYNC_BUFFER);
-        let feeds = self.clone();
+        // Two stages, so that decoding and validating the next batch overlaps the database
+        // work of this one: the reader validates batches in order and hands them over through
+        // a channel of one; the committer commits them in order and answers each once it is
+        // durable.
+        let (prepared_tx, mut prepared_rx) = mpsc::channel::<Result<(u64, Prepared), Status>>(1);
+        let reader = self.clone();
         let span = tracing::Span::current();
         tokio::spawn(tracing::Instrument::instrument(
             async move {
                 let mut last: Option<u64> = None;
                 while let Some(next) = inbound.next().await {
-                    let answer = match next {
+                    let stage = match next {
                         Err(status) => {
                             tracing::info!(code = ?status.code(), "sync stream ended by the client");
                             break;
                         }
-                        Ok(batch) => match check_batch_number(last, batch.batch_number) {
-                            Err(status) => Err(status),
-                            Ok(()) => {
-                                last = Some(batch.batch_number);
-                                feeds.ingest_batch(&batch.records, &caller.name).await.map(
-                                    |results| pb::SyncRecordsResponse {
-                                        batch_number: batch.batch_number,
-                                        results,
-                                    },
-                                )
-                            }
-                        },
+                        Ok(batch) => check_batch_number(last, batch.batch_number).and_then(|()| {
+                            last = Some(batch.batch_number);
+                            reader
+                                .prepare_batch(&batch.records)
+                                .map(|prepared| (batch.batch_number, prepared))
+                        }),
+                    };
+                    let failed = stage.is_err();
+                    if prepared_tx.send(stage).await.is_err() || failed {
+                        break;
+                    }
+                }
+            },
+            span.clone(),
+        ));
+        let committer = self.clone();
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                while let Some(stage) = prepared_rx.recv().await {
+                    let answer = match stage {
+                        Err(status) => Err(status),
+                        Ok((batch_number, prepared)) => committer
+                            .commit_batch(prepared, &caller.name)
+                            .await
+                            .map(|results| pb::SyncRecordsResponse {
+                                batch_number,
+                                results,
+                            }),
                     };
                     let failed = answer.is_err();
                     if tx.send(answer).await.is_err() {

@@ -647,7 +647,7 @@ impl TouchpointRegistryService for TouchpointRegistry {
     }
 }
 
-/// Loads the demo registry (about 300 touchpoints and a few journeys) through the repository,
+/// Loads the demo registry (about 350 touchpoints and a few journeys) through the repository,
 /// as an idempotent batch: running it twice changes nothing. Returns how many touchpoints and
 /// journeys were created (zero when the registry already holds touchpoints).
 pub async fn seed_demo(repo: &dyn TouchpointRepo) -> cxhub_domain::Result<(usize, usize)> {
