@@ -2,6 +2,7 @@
 //! database (SQLite, or PostgreSQL when `CXHUB_TEST_POSTGRES_URL` is set) and talks to it with
 //! the generated clients.
 
+mod feeds;
 mod registry;
 mod server;
 

@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use cxhub::{ServeArgs, Settings};
+use cxhub_proto::feeds::v1::feed_service_client::FeedServiceClient;
+use cxhub_proto::profile::v1::customer_profile_service_client::CustomerProfileServiceClient;
 use cxhub_proto::touchpoint::v1::touchpoint_registry_service_client::TouchpointRegistryServiceClient;
 use cxhub_server::TokenConfig;
 use cxhub_store::{Store, StoreOptions};
@@ -71,6 +73,12 @@ impl TestHubBuilder {
     /// How long in-flight calls get on shutdown.
     pub fn drain_timeout(mut self, d: Duration) -> Self {
         self.args.drain_timeout = Some(d);
+        self
+    }
+
+    /// Most records in one IngestRecords or SyncRecords batch.
+    pub fn max_batch(mut self, n: usize) -> Self {
+        self.args.max_batch = Some(n);
         self
     }
 
@@ -201,6 +209,16 @@ impl TestHub {
     /// A touchpoint registry client.
     pub async fn touchpoints(&self) -> TouchpointRegistryServiceClient<Channel> {
         TouchpointRegistryServiceClient::new(self.channel().await)
+    }
+
+    /// A feed service client.
+    pub async fn feeds(&self) -> FeedServiceClient<Channel> {
+        FeedServiceClient::new(self.channel().await)
+    }
+
+    /// A customer profile service client.
+    pub async fn profiles(&self) -> CustomerProfileServiceClient<Channel> {
+        CustomerProfileServiceClient::new(self.channel().await)
     }
 
     /// Asks the hub to shut down (as SIGTERM would) without waiting.
