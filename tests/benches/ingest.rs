@@ -13,7 +13,8 @@
 //! ```
 //!
 //! Figures printed, per backend:
-//! - raw: records/s of the baseline;
+//! - raw: records/s of the baseline (same SQLite settings as the hub: WAL, synchronous=FULL,
+//!   64 MiB page cache);
 //! - IngestRecords and SyncRecords: records/s through the hub, and ÷ raw;
 //! - re-send: the same batches again (all UNCHANGED, no row changed) ÷ the first send;
 //! - resolution: ingest time with e-mails and phones on every record ÷ the same records with
@@ -479,7 +480,8 @@ async fn raw_sqlite(path: &std::path::Path, batches: &[Rows]) -> Duration {
     let options = SqliteConnectOptions::new()
         .filename(path)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full);
+        .synchronous(SqliteSynchronous::Full)
+        .pragma("cache_size", "-65536");
     let pool = SqlitePoolOptions::new()
         .max_connections(1)
         .connect_with(options)

@@ -24,11 +24,13 @@ use cxhub_domain::resolution::{
     AbsorbedCustomer, Holdings, Merge, MergeId, MergeRecord, resolve, split_plan,
 };
 use cxhub_domain::{Error, Result};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult, Value};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult};
 
+use crate::IN_LIST_CHUNK;
 use crate::error::{DbResultExt, corrupt};
-use crate::sql::{Sql, array, bytes, int, text, text_opt, texts, time, time_opt};
-use crate::{IN_LIST_CHUNK, MAX_BIND_PARAMS};
+use crate::sql::{
+    Column, Pg, Sql, bytes, col, insert_rows, int, nullable, text, text_opt, time, time_opt,
+};
 
 /// Longest chain of merge redirects followed.
 const MAX_REDIRECTS: usize = 64;
@@ -404,158 +406,165 @@ async fn flush(
     priority: &cxhub_domain::record::SourcePriority,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let backend = txn.get_database_backend();
-    if backend == DbBackend::Postgres {
-        return flush_postgres(txn, items, pending, priority, now).await;
-    }
     write_new_customers(txn, items, pending, priority, now).await?;
 
     let identities = std::mem::take(&mut pending.identities);
-    for chunk in identities.chunks(MAX_BIND_PARAMS / 4) {
-        let mut sql = Sql::new(
-            backend,
-            "INSERT INTO customer_identities (kind, value, customer_id, created_at) VALUES ",
-        );
-        for (i, (id, c)) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.tuple([
+    let rows = identities
+        .into_iter()
+        .map(|(id, c)| {
+            vec![
                 text(id.kind().as_str()),
                 text(id.value()),
                 text(c.to_string()),
                 time(now),
-            ]);
-        }
-        sql.push(" ON CONFLICT (kind, value, customer_id) DO NOTHING");
-        txn.execute_raw(sql.build()).await.db()?;
-    }
+            ]
+        })
+        .collect();
+    insert_rows(
+        txn,
+        "customer_identities",
+        &[
+            col("kind", Pg::Text),
+            col("value", Pg::Text),
+            col("customer_id", Pg::Text),
+            col("created_at", Pg::Time),
+        ],
+        rows,
+        "ON CONFLICT (kind, value, customer_id) DO NOTHING",
+    )
+    .await
+    .db()?;
 
     let records = last_writes(items, std::mem::take(&mut pending.records));
-
-    for chunk in records.chunks(MAX_BIND_PARAMS / 10) {
-        let mut sql = Sql::new(
-            backend,
-            "INSERT INTO feed_records (source, record_type, record_id, updated_at, content_hash, \
-             customer_id, source_customer_id, payload, contact_json, ingested_at) VALUES ",
-        );
-        for (i, (pos, customer)) in chunk.iter().enumerate() {
-            let item = &items[*pos];
-            if i > 0 {
-                sql.push(", ");
-            }
-            let contact_json = match &item.derived.contact {
-                Some(c) => Some(serde_json::to_string(c).map_err(corrupt)?),
-                None => None,
-            };
-            let source_customer_id = source_customer_id(item);
-            sql.tuple([
+    let mut rows = Vec::with_capacity(records.len());
+    let mut interactions = Vec::new();
+    let mut transactions = Vec::new();
+    for (pos, customer) in &records {
+        let item = &items[*pos];
+        let contact_json = match &item.derived.contact {
+            Some(c) => Some(serde_json::to_string(c).map_err(corrupt)?),
+            None => None,
+        };
+        let key = || {
+            [
                 text(item.key.source.as_str()),
                 text(item.key.record_type.as_str()),
                 text(item.key.record_id.as_str()),
-                time(item.version.updated_at),
-                bytes(item.version.hash.as_bytes().to_vec()),
-                text(customer.to_string()),
-                text(source_customer_id),
-                bytes(item.payload.clone()),
-                text_opt(contact_json),
-                time(now),
-            ]);
+            ]
+        };
+        rows.push(
+            key()
+                .into_iter()
+                .chain([
+                    time(item.version.updated_at),
+                    bytes(item.version.hash.as_bytes().to_vec()),
+                    text(customer.to_string()),
+                    text(source_customer_id(item)),
+                    bytes(item.payload.clone()),
+                    text_opt(contact_json),
+                    time(now),
+                ])
+                .collect(),
+        );
+        if let Some(x) = &item.derived.interaction {
+            interactions.push(
+                key()
+                    .into_iter()
+                    .chain([
+                        text(customer.to_string()),
+                        text(x.touchpoint_key.as_str()),
+                        text(x.channel.as_str()),
+                        time(x.occurred_at),
+                        text(x.outcome.as_str()),
+                        bytes(item.version.hash.as_bytes().to_vec()),
+                    ])
+                    .collect(),
+            );
         }
-        sql.push(
-            " ON CONFLICT (source, record_type, record_id) DO UPDATE SET \
-             updated_at = excluded.updated_at, content_hash = excluded.content_hash, \
-             customer_id = excluded.customer_id, source_customer_id = excluded.source_customer_id, \
-             payload = excluded.payload, contact_json = excluded.contact_json, \
-             ingested_at = excluded.ingested_at",
-        );
-        txn.execute_raw(sql.build()).await.db()?;
-    }
-
-    let interactions: Vec<(&IngestItem, &CustomerId)> = records
-        .iter()
-        .map(|(pos, c)| (&items[*pos], c))
-        .filter(|(item, _)| item.derived.interaction.is_some())
-        .collect();
-    for chunk in interactions.chunks(MAX_BIND_PARAMS / 9) {
-        let mut sql = Sql::new(
-            backend,
-            "INSERT INTO interactions (source, record_type, record_id, customer_id, \
-             touchpoint_key, channel, occurred_at, outcome, content_hash) VALUES ",
-        );
-        let mut first = true;
-        for (item, customer) in chunk {
-            let Some(interaction) = &item.derived.interaction else {
-                continue;
-            };
-            if !first {
-                sql.push(", ");
-            }
-            first = false;
-            sql.tuple([
-                text(item.key.source.as_str()),
-                text(item.key.record_type.as_str()),
-                text(item.key.record_id.as_str()),
-                text(customer.to_string()),
-                text(interaction.touchpoint_key.as_str()),
-                text(interaction.channel.as_str()),
-                time(interaction.occurred_at),
-                text(interaction.outcome.as_str()),
-                bytes(item.version.hash.as_bytes().to_vec()),
-            ]);
+        if let Some(t) = &item.derived.transaction {
+            transactions.push(
+                key()
+                    .into_iter()
+                    .chain([
+                        text(customer.to_string()),
+                        text(t.kind.as_str()),
+                        int(t.amount.amount_minor),
+                        text(t.amount.currency.code()),
+                        time(t.occurred_at),
+                        text(t.status.as_str()),
+                        time_opt(t.due_at),
+                    ])
+                    .collect(),
+            );
         }
-        sql.push(
-            " ON CONFLICT (source, record_type, record_id) DO UPDATE SET \
-             customer_id = excluded.customer_id, touchpoint_key = excluded.touchpoint_key, \
-             channel = excluded.channel, occurred_at = excluded.occurred_at, \
-             outcome = excluded.outcome, content_hash = excluded.content_hash",
-        );
-        txn.execute_raw(sql.build()).await.db()?;
     }
-
-    let transactions: Vec<(&IngestItem, &CustomerId)> = records
-        .iter()
-        .map(|(pos, c)| (&items[*pos], c))
-        .filter(|(item, _)| item.derived.transaction.is_some())
-        .collect();
-    for chunk in transactions.chunks(MAX_BIND_PARAMS / 10) {
-        let mut sql = Sql::new(
-            backend,
-            "INSERT INTO transactions (source, record_type, record_id, customer_id, kind, \
-             amount_minor, currency_code, occurred_at, status, due_at) VALUES ",
-        );
-        let mut first = true;
-        for (item, customer) in chunk {
-            let Some(t) = &item.derived.transaction else {
-                continue;
-            };
-            if !first {
-                sql.push(", ");
-            }
-            first = false;
-            sql.tuple([
-                text(item.key.source.as_str()),
-                text(item.key.record_type.as_str()),
-                text(item.key.record_id.as_str()),
-                text(customer.to_string()),
-                text(t.kind.as_str()),
-                int(t.amount.amount_minor),
-                text(t.amount.currency.code()),
-                time(t.occurred_at),
-                text(t.status.as_str()),
-                time_opt(t.due_at),
-            ]);
-        }
-        sql.push(
-            " ON CONFLICT (source, record_type, record_id) DO UPDATE SET \
-             customer_id = excluded.customer_id, kind = excluded.kind, \
-             amount_minor = excluded.amount_minor, currency_code = excluded.currency_code, \
-             occurred_at = excluded.occurred_at, status = excluded.status, \
-             due_at = excluded.due_at",
-        );
-        txn.execute_raw(sql.build()).await.db()?;
-    }
-    Ok(())
+    let key_columns = [
+        col("source", Pg::Text),
+        col("record_type", Pg::Text),
+        col("record_id", Pg::Text),
+    ];
+    let with_key =
+        |rest: &[Column]| -> Vec<Column> { key_columns.iter().chain(rest).copied().collect() };
+    insert_rows(
+        txn,
+        "feed_records",
+        &with_key(&[
+            col("updated_at", Pg::Time),
+            col("content_hash", Pg::Bytes),
+            col("customer_id", Pg::Text),
+            col("source_customer_id", Pg::Text),
+            col("payload", Pg::Bytes),
+            nullable("contact_json", Pg::Text),
+            col("ingested_at", Pg::Time),
+        ]),
+        rows,
+        "ON CONFLICT (source, record_type, record_id) DO UPDATE SET \
+         updated_at = excluded.updated_at, content_hash = excluded.content_hash, \
+         customer_id = excluded.customer_id, source_customer_id = excluded.source_customer_id, \
+         payload = excluded.payload, contact_json = excluded.contact_json, \
+         ingested_at = excluded.ingested_at",
+    )
+    .await
+    .db()?;
+    insert_rows(
+        txn,
+        "interactions",
+        &with_key(&[
+            col("customer_id", Pg::Text),
+            col("touchpoint_key", Pg::Text),
+            col("channel", Pg::Text),
+            col("occurred_at", Pg::Time),
+            col("outcome", Pg::Text),
+            col("content_hash", Pg::Bytes),
+        ]),
+        interactions,
+        "ON CONFLICT (source, record_type, record_id) DO UPDATE SET \
+         customer_id = excluded.customer_id, touchpoint_key = excluded.touchpoint_key, \
+         channel = excluded.channel, occurred_at = excluded.occurred_at, \
+         outcome = excluded.outcome, content_hash = excluded.content_hash",
+    )
+    .await
+    .db()?;
+    insert_rows(
+        txn,
+        "transactions",
+        &with_key(&[
+            col("customer_id", Pg::Text),
+            col("kind", Pg::Text),
+            col("amount_minor", Pg::Int),
+            col("currency_code", Pg::Text),
+            col("occurred_at", Pg::Time),
+            col("status", Pg::Text),
+            nullable("due_at", Pg::Time),
+        ]),
+        transactions,
+        "ON CONFLICT (source, record_type, record_id) DO UPDATE SET \
+         customer_id = excluded.customer_id, kind = excluded.kind, \
+         amount_minor = excluded.amount_minor, currency_code = excluded.currency_code, \
+         occurred_at = excluded.occurred_at, status = excluded.status, due_at = excluded.due_at",
+    )
+    .await
+    .db()
 }
 
 /// The last pending write of each key, in batch order (a batch may carry two versions of one
@@ -570,234 +579,6 @@ fn last_writes(
     records.retain(|(pos, _)| seen.insert(&items[*pos].key));
     records.reverse();
     records
-}
-
-/// [`flush`] on PostgreSQL: one `INSERT … SELECT FROM UNNEST(arrays)` per table, so each
-/// statement has a handful of parameters and one text (prepared once), whatever the batch size.
-async fn flush_postgres(
-    txn: &DatabaseTransaction,
-    items: &[IngestItem],
-    pending: &mut Pending,
-    priority: &cxhub_domain::record::SourcePriority,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    use sea_orm::sea_query::ArrayType;
-    let backend = DbBackend::Postgres;
-    write_new_customers(txn, items, pending, priority, now).await?;
-
-    let identities = std::mem::take(&mut pending.identities);
-    if !identities.is_empty() {
-        let mut sql = Sql::new(
-            backend,
-            "INSERT INTO customer_identities (kind, value, customer_id, created_at) \
-             SELECT k, v, c, ",
-        );
-        sql.bind(time(now))
-            .push(" FROM UNNEST(")
-            .bind(texts(
-                identities
-                    .iter()
-                    .map(|(id, _)| id.kind().as_str().to_owned()),
-            ))
-            .push("::text[], ")
-            .bind(texts(identities.iter().map(|(id, _)| id.value())))
-            .push("::text[], ")
-            .bind(texts(identities.iter().map(|(_, c)| c.to_string())))
-            .push("::text[]) AS t(k, v, c) ON CONFLICT (kind, value, customer_id) DO NOTHING");
-        txn.execute_raw(sql.build()).await.db()?;
-    }
-
-    let records = last_writes(items, std::mem::take(&mut pending.records));
-    if records.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<(&IngestItem, &CustomerId)> =
-        records.iter().map(|(pos, c)| (&items[*pos], c)).collect();
-    let mut contact_json = Vec::with_capacity(rows.len());
-    for (item, _) in &rows {
-        contact_json.push(match &item.derived.contact {
-            Some(c) => serde_json::to_string(c).map_err(corrupt)?,
-            None => String::new(),
-        });
-    }
-    let mut sql = Sql::new(
-        backend,
-        "INSERT INTO feed_records (source, record_type, record_id, updated_at, content_hash, \
-         customer_id, source_customer_id, payload, contact_json, ingested_at) \
-         SELECT s, t, i, u, h, c, sc, p, NULLIF(cj, ''), ",
-    );
-    sql.bind(time(now))
-        .push(" FROM UNNEST(")
-        .bind(texts(rows.iter().map(|(i, _)| i.key.source.clone())))
-        .push("::text[], ")
-        .bind(texts(
-            rows.iter()
-                .map(|(i, _)| i.key.record_type.as_str().to_owned()),
-        ))
-        .push("::text[], ")
-        .bind(texts(rows.iter().map(|(i, _)| i.key.record_id.clone())))
-        .push("::text[], ")
-        .bind(array(
-            ArrayType::ChronoDateTimeUtc,
-            rows.iter().map(|(i, _)| time(i.version.updated_at)),
-        ))
-        .push("::timestamptz[], ")
-        .bind(array(
-            ArrayType::Bytes,
-            rows.iter()
-                .map(|(i, _)| bytes(i.version.hash.as_bytes().to_vec())),
-        ))
-        .push("::bytea[], ")
-        .bind(texts(rows.iter().map(|(_, c)| c.to_string())))
-        .push("::text[], ")
-        .bind(texts(rows.iter().map(|(i, _)| source_customer_id(i))))
-        .push("::text[], ")
-        .bind(array(
-            ArrayType::Bytes,
-            rows.iter().map(|(i, _)| bytes(i.payload.clone())),
-        ))
-        .push("::bytea[], ")
-        .bind(texts(contact_json))
-        .push(
-            "::text[]) AS x(s, t, i, u, h, c, sc, p, cj) \
-             ON CONFLICT (source, record_type, record_id) DO UPDATE SET \
-             updated_at = excluded.updated_at, content_hash = excluded.content_hash, \
-             customer_id = excluded.customer_id, source_customer_id = excluded.source_customer_id, \
-             payload = excluded.payload, contact_json = excluded.contact_json, \
-             ingested_at = excluded.ingested_at",
-        );
-    txn.execute_raw(sql.build()).await.db()?;
-
-    let interactions: Vec<(&IngestItem, &CustomerId, &cxhub_domain::feed::Interaction)> = rows
-        .iter()
-        .filter_map(|(i, c)| i.derived.interaction.as_ref().map(|x| (*i, *c, x)))
-        .collect();
-    if !interactions.is_empty() {
-        let mut sql = Sql::new(
-            backend,
-            "INSERT INTO interactions (source, record_type, record_id, customer_id, \
-             touchpoint_key, channel, occurred_at, outcome, content_hash) \
-             SELECT * FROM UNNEST(",
-        );
-        sql.bind(texts(
-            interactions.iter().map(|(i, _, _)| i.key.source.clone()),
-        ))
-        .push("::text[], ")
-        .bind(texts(
-            interactions
-                .iter()
-                .map(|(i, _, _)| i.key.record_type.as_str().to_owned()),
-        ))
-        .push("::text[], ")
-        .bind(texts(
-            interactions.iter().map(|(i, _, _)| i.key.record_id.clone()),
-        ))
-        .push("::text[], ")
-        .bind(texts(interactions.iter().map(|(_, c, _)| c.to_string())))
-        .push("::text[], ")
-        .bind(texts(
-            interactions
-                .iter()
-                .map(|(_, _, x)| x.touchpoint_key.clone()),
-        ))
-        .push("::text[], ")
-        .bind(texts(
-            interactions
-                .iter()
-                .map(|(_, _, x)| x.channel.as_str().to_owned()),
-        ))
-        .push("::text[], ")
-        .bind(array(
-            ArrayType::ChronoDateTimeUtc,
-            interactions.iter().map(|(_, _, x)| time(x.occurred_at)),
-        ))
-        .push("::timestamptz[], ")
-        .bind(texts(
-            interactions.iter().map(|(_, _, x)| x.outcome.clone()),
-        ))
-        .push("::text[], ")
-        .bind(array(
-            ArrayType::Bytes,
-            interactions
-                .iter()
-                .map(|(i, _, _)| bytes(i.version.hash.as_bytes().to_vec())),
-        ))
-        .push(
-            "::bytea[]) ON CONFLICT (source, record_type, record_id) DO UPDATE SET \
-                 customer_id = excluded.customer_id, touchpoint_key = excluded.touchpoint_key, \
-                 channel = excluded.channel, occurred_at = excluded.occurred_at, \
-                 outcome = excluded.outcome, content_hash = excluded.content_hash",
-        );
-        txn.execute_raw(sql.build()).await.db()?;
-    }
-
-    let transactions: Vec<(&IngestItem, &CustomerId, &cxhub_domain::feed::Transaction)> = rows
-        .iter()
-        .filter_map(|(i, c)| i.derived.transaction.as_ref().map(|x| (*i, *c, x)))
-        .collect();
-    if !transactions.is_empty() {
-        let mut sql = Sql::new(
-            backend,
-            "INSERT INTO transactions (source, record_type, record_id, customer_id, kind, \
-             amount_minor, currency_code, occurred_at, status, due_at) \
-             SELECT s, t, i, c, k, a, cur, o, st, NULLIF(d, '')::timestamptz FROM UNNEST(",
-        );
-        sql.bind(texts(
-            transactions.iter().map(|(i, _, _)| i.key.source.clone()),
-        ))
-        .push("::text[], ")
-        .bind(texts(
-            transactions
-                .iter()
-                .map(|(i, _, _)| i.key.record_type.as_str().to_owned()),
-        ))
-        .push("::text[], ")
-        .bind(texts(
-            transactions.iter().map(|(i, _, _)| i.key.record_id.clone()),
-        ))
-        .push("::text[], ")
-        .bind(texts(transactions.iter().map(|(_, c, _)| c.to_string())))
-        .push("::text[], ")
-        .bind(texts(
-            transactions
-                .iter()
-                .map(|(_, _, t)| t.kind.as_str().to_owned()),
-        ))
-        .push("::text[], ")
-        .bind(array(
-            ArrayType::BigInt,
-            transactions
-                .iter()
-                .map(|(_, _, t)| int(t.amount.amount_minor)),
-        ))
-        .push("::int8[], ")
-        .bind(texts(
-            transactions
-                .iter()
-                .map(|(_, _, t)| t.amount.currency.code().to_owned()),
-        ))
-        .push("::text[], ")
-        .bind(array(
-            ArrayType::ChronoDateTimeUtc,
-            transactions.iter().map(|(_, _, t)| time(t.occurred_at)),
-        ))
-        .push("::timestamptz[], ")
-        .bind(texts(transactions.iter().map(|(_, _, t)| t.status.clone())))
-        .push("::text[], ")
-        .bind(texts(transactions.iter().map(|(_, _, t)| {
-            t.due_at.map(|d| d.to_rfc3339()).unwrap_or_default()
-        })))
-        .push(
-            "::text[]) AS x(s, t, i, c, k, a, cur, o, st, d) \
-                 ON CONFLICT (source, record_type, record_id) DO UPDATE SET \
-                 customer_id = excluded.customer_id, kind = excluded.kind, \
-                 amount_minor = excluded.amount_minor, currency_code = excluded.currency_code, \
-                 occurred_at = excluded.occurred_at, status = excluded.status, \
-                 due_at = excluded.due_at",
-        );
-        txn.execute_raw(sql.build()).await.db()?;
-    }
-    Ok(())
 }
 
 fn source_customer_id(item: &IngestItem) -> String {
@@ -940,50 +721,6 @@ async fn direct_interactions_of(
     Ok(out)
 }
 
-/// The live customer holding the source customer id (`source`, `id`), created (with that
-/// identifier) when no one holds it. Call within [`crate::Store::begin_identity`]'s
-/// transaction, so that concurrent callers never create two.
-pub(crate) async fn customer_for_source(
-    txn: &DatabaseTransaction,
-    source: &str,
-    id: &str,
-) -> Result<CustomerId> {
-    let backend = txn.get_database_backend();
-    let value = Identifier::SourceId {
-        source: source.to_owned(),
-        id: id.to_owned(),
-    }
-    .value();
-    let mut sql = Sql::new(
-        backend,
-        "SELECT customer_id FROM customer_identities WHERE kind = 'source_id' AND value = ",
-    );
-    sql.bind(text(value.as_str())).push(" ORDER BY customer_id");
-    if let Some(row) = txn.query_one_raw(sql.build()).await.db()? {
-        let customer: String = get_col(&row, "customer_id")?;
-        return live(txn, parse_customer(&customer)?).await;
-    }
-    let customer = CustomerId::generate();
-    let anchor = Identifier::SourceId {
-        source: source.to_owned(),
-        id: id.to_owned(),
-    };
-    let mut pending = Pending {
-        customers: vec![customer],
-        identities: vec![(anchor, customer)],
-        ..Pending::default()
-    };
-    flush(
-        txn,
-        &[],
-        &mut pending,
-        &cxhub_domain::record::SourcePriority::new(),
-        crate::now(),
-    )
-    .await?;
-    Ok(customer)
-}
-
 /// Rebuilds the profile of each customer from the contacts it holds.
 async fn rebuild_profiles(
     txn: &DatabaseTransaction,
@@ -1032,13 +769,6 @@ async fn rebuild_profiles(
     upsert_customers(txn, &rows, now).await
 }
 
-const CUSTOMER_UPSERT_SET: &str = " ON CONFLICT (id) DO UPDATE SET given_name = excluded.given_name, \
-     family_name = excluded.family_name, addresses_json = excluded.addresses_json, \
-     preferred_language = excluded.preferred_language, consents_json = excluded.consents_json, \
-     account_id = excluded.account_id, lifecycle_stage = excluded.lifecycle_stage, \
-     provenance_json = excluded.provenance_json, revision = customers.revision + 1, \
-     updated_at = excluded.updated_at";
-
 /// Writes customers with their profiles: new ones are inserted, existing ones get the profile
 /// (and a new revision).
 async fn upsert_customers(
@@ -1046,93 +776,52 @@ async fn upsert_customers(
     rows: &[(String, Profile)],
     now: DateTime<Utc>,
 ) -> Result<()> {
-    if rows.is_empty() {
-        return Ok(());
+    let mut values = Vec::with_capacity(rows.len());
+    for (id, p) in rows {
+        values.push(vec![
+            text(id.as_str()),
+            text_opt(None::<String>),
+            text(p.given_name.as_str()),
+            text(p.family_name.as_str()),
+            text(serde_json::to_string(&p.addresses).map_err(corrupt)?),
+            text(p.preferred_language.as_str()),
+            text(serde_json::to_string(&p.consents).map_err(corrupt)?),
+            text(p.account_id.as_str()),
+            text_opt(p.lifecycle_stage.map(|s| s.as_str())),
+            text(serde_json::to_string(&p.provenance).map_err(corrupt)?),
+            int(0),
+            time(now),
+            time(now),
+        ]);
     }
-    let backend = txn.get_database_backend();
-    let mut json = Vec::with_capacity(rows.len());
-    for (_, p) in rows {
-        json.push((
-            serde_json::to_string(&p.addresses).map_err(corrupt)?,
-            serde_json::to_string(&p.consents).map_err(corrupt)?,
-            serde_json::to_string(&p.provenance).map_err(corrupt)?,
-        ));
-    }
-    if backend == DbBackend::Postgres {
-        let mut sql = Sql::new(
-            backend,
-            "INSERT INTO customers (id, merged_into, given_name, family_name, addresses_json, \
-             preferred_language, consents_json, account_id, lifecycle_stage, provenance_json, \
-             revision, created_at, updated_at) \
-             SELECT id, NULL, g, f, a, l, c, acc, NULLIF(st, ''), pv, 0, ",
-        );
-        sql.bind(time(now))
-            .push(", ")
-            .bind(time(now))
-            .push(" FROM UNNEST(")
-            .bind(texts(rows.iter().map(|(id, _)| id.clone())))
-            .push("::text[], ")
-            .bind(texts(rows.iter().map(|(_, p)| p.given_name.clone())))
-            .push("::text[], ")
-            .bind(texts(rows.iter().map(|(_, p)| p.family_name.clone())))
-            .push("::text[], ")
-            .bind(texts(json.iter().map(|j| j.0.clone())))
-            .push("::text[], ")
-            .bind(texts(
-                rows.iter().map(|(_, p)| p.preferred_language.clone()),
-            ))
-            .push("::text[], ")
-            .bind(texts(json.iter().map(|j| j.1.clone())))
-            .push("::text[], ")
-            .bind(texts(rows.iter().map(|(_, p)| p.account_id.clone())))
-            .push("::text[], ")
-            .bind(texts(rows.iter().map(|(_, p)| {
-                p.lifecycle_stage
-                    .map(|s| s.as_str().to_owned())
-                    .unwrap_or_default()
-            })))
-            .push("::text[], ")
-            .bind(texts(json.iter().map(|j| j.2.clone())))
-            .push("::text[]) AS t(id, g, f, a, l, c, acc, st, pv)")
-            .push(CUSTOMER_UPSERT_SET);
-        txn.execute_raw(sql.build()).await.db()?;
-        return Ok(());
-    }
-    for (chunk, json) in rows
-        .chunks(MAX_BIND_PARAMS / 13)
-        .zip(json.chunks(MAX_BIND_PARAMS / 13))
-    {
-        let mut sql = Sql::new(
-            backend,
-            "INSERT INTO customers (id, merged_into, given_name, family_name, addresses_json, \
-             preferred_language, consents_json, account_id, lifecycle_stage, provenance_json, \
-             revision, created_at, updated_at) VALUES ",
-        );
-        for (i, ((id, p), (addresses, consents, provenance))) in chunk.iter().zip(json).enumerate()
-        {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.tuple([
-                text(id.as_str()),
-                Value::String(None),
-                text(p.given_name.as_str()),
-                text(p.family_name.as_str()),
-                text(addresses.as_str()),
-                text(p.preferred_language.as_str()),
-                text(consents.as_str()),
-                text(p.account_id.as_str()),
-                text_opt(p.lifecycle_stage.map(|s| s.as_str())),
-                text(provenance.as_str()),
-                int(0),
-                time(now),
-                time(now),
-            ]);
-        }
-        sql.push(CUSTOMER_UPSERT_SET);
-        txn.execute_raw(sql.build()).await.db()?;
-    }
-    Ok(())
+    insert_rows(
+        txn,
+        "customers",
+        &[
+            col("id", Pg::Text),
+            nullable("merged_into", Pg::Text),
+            col("given_name", Pg::Text),
+            col("family_name", Pg::Text),
+            col("addresses_json", Pg::Text),
+            col("preferred_language", Pg::Text),
+            col("consents_json", Pg::Text),
+            col("account_id", Pg::Text),
+            nullable("lifecycle_stage", Pg::Text),
+            col("provenance_json", Pg::Text),
+            col("revision", Pg::Int),
+            col("created_at", Pg::Time),
+            col("updated_at", Pg::Time),
+        ],
+        values,
+        "ON CONFLICT (id) DO UPDATE SET given_name = excluded.given_name, \
+         family_name = excluded.family_name, addresses_json = excluded.addresses_json, \
+         preferred_language = excluded.preferred_language, consents_json = excluded.consents_json, \
+         account_id = excluded.account_id, lifecycle_stage = excluded.lifecycle_stage, \
+         provenance_json = excluded.provenance_json, revision = customers.revision + 1, \
+         updated_at = excluded.updated_at",
+    )
+    .await
+    .db()
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -156,6 +156,8 @@ impl CustomerRepo for Store {
         match customers::ingest(&txn, &items, ctx).await {
             Ok(results) => {
                 txn.commit().await.db()?;
+                let written = results.iter().filter(|r| r.outcome.writes()).count();
+                self.note_growth(u64::try_from(written).unwrap_or(u64::MAX));
                 Ok(results)
             }
             Err(err) => {

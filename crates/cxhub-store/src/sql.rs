@@ -140,3 +140,143 @@ pub(crate) fn array(
 ) -> Value {
     Value::Array(ty, Some(Box::new(values.into_iter().collect())))
 }
+
+/// The type of a column on PostgreSQL, for the arrays of an `UNNEST` insert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pg {
+    /// `text`.
+    Text,
+    /// `timestamptz`.
+    Time,
+    /// `bytea`.
+    Bytes,
+    /// `int8`.
+    Int,
+}
+
+/// A column of [`insert_rows`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Column {
+    /// Its name.
+    pub name: &'static str,
+    /// Its type on PostgreSQL.
+    pub pg: Pg,
+    /// Whether rows may hold NULL in it.
+    pub nullable: bool,
+}
+
+/// A non-null column.
+pub(crate) const fn col(name: &'static str, pg: Pg) -> Column {
+    Column {
+        name,
+        pg,
+        nullable: false,
+    }
+}
+
+/// A nullable column (text or timestamp).
+pub(crate) const fn nullable(name: &'static str, pg: Pg) -> Column {
+    Column {
+        name,
+        pg,
+        nullable: true,
+    }
+}
+
+/// Inserts `rows` (one value per column each) into `table`, followed by `tail` (an
+/// `ON CONFLICT …` clause), in as few statements as each backend allows: multi-row `VALUES`
+/// chunked under SQLite's parameter limit, or one `INSERT … SELECT FROM UNNEST(arrays)` on
+/// PostgreSQL (one statement text and one parameter per column, whatever the number of rows).
+/// A NULL in a nullable column travels as an empty text and comes back with `NULLIF`.
+pub(crate) async fn insert_rows(
+    conn: &impl sea_orm::ConnectionTrait,
+    table: &str,
+    columns: &[Column],
+    rows: Vec<Vec<Value>>,
+    tail: &str,
+) -> Result<(), sea_orm::DbErr> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let backend = conn.get_database_backend();
+    let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
+    let head = format!("INSERT INTO {table} ({}) ", names.join(", "));
+    if backend == DbBackend::Postgres {
+        use sea_orm::sea_query::ArrayType;
+        let mut arrays: Vec<Vec<Value>> = vec![Vec::with_capacity(rows.len()); columns.len()];
+        for row in rows {
+            for ((value, column), array) in row.into_iter().zip(columns).zip(arrays.iter_mut()) {
+                array.push(if column.nullable {
+                    nullable_as_text(value)
+                } else {
+                    value
+                });
+            }
+        }
+        let select: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match (c.nullable, c.pg) {
+                (false, _) => format!("c{i}"),
+                (true, Pg::Text) => format!("NULLIF(c{i}, '')"),
+                (true, Pg::Time) => format!("NULLIF(c{i}, '')::timestamptz"),
+                (true, Pg::Bytes) => format!("decode(NULLIF(c{i}, ''), 'hex')"),
+                (true, Pg::Int) => format!("NULLIF(c{i}, '')::int8"),
+            })
+            .collect();
+        let mut sql = Sql::new(backend, &head);
+        sql.push(&format!("SELECT {} FROM UNNEST(", select.join(", ")));
+        for (i, (column, values)) in columns.iter().zip(arrays).enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            let (ty, cast) = match (column.nullable, column.pg) {
+                (true, _) | (false, Pg::Text) => (ArrayType::String, "text[]"),
+                (false, Pg::Time) => (ArrayType::ChronoDateTimeUtc, "timestamptz[]"),
+                (false, Pg::Bytes) => (ArrayType::Bytes, "bytea[]"),
+                (false, Pg::Int) => (ArrayType::BigInt, "int8[]"),
+            };
+            sql.bind(array(ty, values)).push("::").push(cast);
+        }
+        let aliases: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
+        sql.push(&format!(") AS u({}) ", aliases.join(", ")))
+            .push(tail);
+        conn.execute_raw(sql.build()).await?;
+        return Ok(());
+    }
+    let per_statement = (crate::MAX_BIND_PARAMS / columns.len().max(1)).max(1);
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let mut sql = Sql::new(backend, &head);
+        sql.push("VALUES ");
+        for (i, row) in rows.by_ref().take(per_statement).enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.list(row);
+        }
+        sql.push(" ").push(tail);
+        conn.execute_raw(sql.build()).await?;
+    }
+    Ok(())
+}
+
+/// A value of a nullable column as the text PostgreSQL gets it in a `text[]` (NULL as empty).
+fn nullable_as_text(value: Value) -> Value {
+    text(match value {
+        Value::String(s) => s.unwrap_or_default(),
+        Value::ChronoDateTimeUtc(t) => t.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        Value::BigInt(i) => i.map(|i| i.to_string()).unwrap_or_default(),
+        Value::Bytes(b) => b.map(hex).unwrap_or_default(),
+        _ => String::new(),
+    })
+}
+
+fn hex(bytes: Vec<u8>) -> String {
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}

@@ -24,6 +24,8 @@ const SQLITE_READERS: u32 = 4;
 const POSTGRES_CONNECTIONS: u32 = 10;
 /// How long a SQLite connection waits for a lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// SQLite page cache per connection, as `PRAGMA cache_size` (negative: KiB): 64 MiB.
+const SQLITE_CACHE_PAGES: &str = "-65536";
 /// How long a caller waits for a pooled connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long opening a PostgreSQL connection may take.
@@ -61,7 +63,25 @@ pub struct Store {
     pub(crate) writer: DatabaseConnection,
     pub(crate) reader: DatabaseConnection,
     pub(crate) kind: Backend,
+    pub(crate) growth: std::sync::Arc<Growth>,
 }
+
+/// Rows this process has ingested, to refresh PostgreSQL's statistics while tables grow fast.
+///
+/// Autovacuum analyzes a table at most once a minute; a bulk load from empty can grow it a
+/// hundredfold in that time, and with the statistics of the empty table the planner reads the
+/// ingest lookups (`record_id = ANY(…)`) as a filter over the whole (source, type) range
+/// instead of as index conditions: 70 ms instead of 3 ms per 1,000 keys at 300,000 records.
+#[derive(Debug, Default)]
+pub(crate) struct Growth {
+    written: std::sync::atomic::AtomicU64,
+    analyzed_at: std::sync::atomic::AtomicU64,
+}
+
+/// Rows written before the first ANALYZE; each later one waits until the rows written have
+/// doubled (a handful per bulk load: the planner scales statistics by the table's current
+/// size, so they only need to describe its shape).
+const ANALYZE_EVERY: u64 = 10_000;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -173,6 +193,42 @@ impl Store {
 }
 
 impl Store {
+    /// Records `rows` newly written by ingestion; on PostgreSQL, after the first 10,000 rows
+    /// and each time the count doubles, refreshes the statistics of the tables ingestion looks
+    /// up, in the background (ANALYZE does not block writers).
+    pub(crate) fn note_growth(&self, rows: u64) {
+        use std::sync::atomic::Ordering;
+        if self.kind != Backend::Postgres || rows == 0 {
+            return;
+        }
+        let written = self.growth.written.fetch_add(rows, Ordering::Relaxed) + rows;
+        let last = self.growth.analyzed_at.load(Ordering::Relaxed);
+        if written < ANALYZE_EVERY.max(last.saturating_mul(2)) {
+            return;
+        }
+        if self
+            .growth
+            .analyzed_at
+            .compare_exchange(last, written, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let db = self.writer.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            match db
+                .execute_unprepared("ANALYZE feed_records, customer_identities")
+                .await
+            {
+                Ok(_) => {
+                    tracing::debug!(rows = written, elapsed = ?started.elapsed(), "statistics refreshed")
+                }
+                Err(err) => tracing::warn!(error = %err, "refreshing statistics failed"),
+            }
+        });
+    }
+
     /// Begins a write transaction of identity resolution (ingest, split): `BEGIN IMMEDIATE` on
     /// SQLite; on PostgreSQL a transaction holding the identity advisory lock, so that replicas
     /// resolving overlapping identifiers at once never create two customers for one identifier
@@ -221,6 +277,9 @@ async fn connect_sqlite(url: &str, options: &StoreOptions) -> Result<Store> {
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
         .busy_timeout(SQLITE_BUSY_TIMEOUT)
+        // SQLite's default page cache is 2 MB; ingest lookups and upserts touch the indexes of
+        // tables of hundreds of MB. 64 MiB per connection keeps their inner pages in memory.
+        .pragma("cache_size", SQLITE_CACHE_PAGES)
         .disable_statement_logging();
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
     // The writer: exactly one connection, opened first so that it creates the file.
@@ -251,6 +310,7 @@ async fn connect_sqlite(url: &str, options: &StoreOptions) -> Result<Store> {
         writer,
         reader,
         kind: Backend::Sqlite,
+        growth: Default::default(),
     })
 }
 
@@ -294,6 +354,7 @@ async fn connect_postgres(url: &str, options: &StoreOptions) -> Result<Store> {
         writer: db.clone(),
         reader: db,
         kind: Backend::Postgres,
+        growth: Default::default(),
     })
 }
 
