@@ -3,6 +3,7 @@
 //! the generated clients.
 
 mod feeds;
+mod interactions;
 mod registry;
 mod server;
 

@@ -9,6 +9,7 @@ pub mod feed;
 mod id;
 pub mod idempotency;
 pub mod identifier;
+pub mod interaction;
 pub mod journey;
 pub mod loyalty;
 pub mod money;

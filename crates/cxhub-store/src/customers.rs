@@ -721,6 +721,50 @@ async fn direct_interactions_of(
     Ok(out)
 }
 
+/// The live customer holding the source customer id (`source`, `id`), created (with that
+/// identifier) when no one holds it. Call within [`crate::Store::begin_identity`]'s
+/// transaction, so that concurrent callers never create two.
+pub(crate) async fn customer_for_source(
+    txn: &DatabaseTransaction,
+    source: &str,
+    id: &str,
+) -> Result<CustomerId> {
+    let backend = txn.get_database_backend();
+    let value = Identifier::SourceId {
+        source: source.to_owned(),
+        id: id.to_owned(),
+    }
+    .value();
+    let mut sql = Sql::new(
+        backend,
+        "SELECT customer_id FROM customer_identities WHERE kind = 'source_id' AND value = ",
+    );
+    sql.bind(text(value.as_str())).push(" ORDER BY customer_id");
+    if let Some(row) = txn.query_one_raw(sql.build()).await.db()? {
+        let customer: String = get_col(&row, "customer_id")?;
+        return live(txn, parse_customer(&customer)?).await;
+    }
+    let customer = CustomerId::generate();
+    let anchor = Identifier::SourceId {
+        source: source.to_owned(),
+        id: id.to_owned(),
+    };
+    let mut pending = Pending {
+        customers: vec![customer],
+        identities: vec![(anchor, customer)],
+        ..Pending::default()
+    };
+    flush(
+        txn,
+        &[],
+        &mut pending,
+        &cxhub_domain::record::SourcePriority::new(),
+        crate::now(),
+    )
+    .await?;
+    Ok(customer)
+}
+
 /// Rebuilds the profile of each customer from the contacts it holds.
 async fn rebuild_profiles(
     txn: &DatabaseTransaction,

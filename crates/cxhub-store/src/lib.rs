@@ -20,6 +20,7 @@ mod customers;
 mod entity;
 mod error;
 mod idempotency;
+mod interactions;
 mod journeys;
 mod repo;
 mod sql;

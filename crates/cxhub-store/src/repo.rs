@@ -186,3 +186,23 @@ impl CustomerRepo for Store {
         ))
     }
 }
+
+#[async_trait]
+impl cxhub_domain::interaction::InteractionRepo for Store {
+    async fn record_interactions(
+        &self,
+        items: Vec<cxhub_domain::interaction::NewInteraction>,
+    ) -> Result<Vec<cxhub_domain::interaction::Recorded>> {
+        let txn = self.begin_identity().await?;
+        match crate::interactions::record(&txn, &items).await {
+            Ok(results) => {
+                txn.commit().await.db()?;
+                Ok(results)
+            }
+            Err(err) => {
+                rollback(txn).await;
+                Err(err)
+            }
+        }
+    }
+}

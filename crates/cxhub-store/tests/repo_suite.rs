@@ -122,4 +122,5 @@ repo_test_suite!(
     a_merge_inside_one_batch_equals_one_across_batches,
     unknown_customers_and_merges_are_not_found,
     concurrent_batches_never_duplicate_a_customer,
+    direct_interactions_follow_merges_and_splits,
 );

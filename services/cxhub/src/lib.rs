@@ -354,7 +354,10 @@ pub fn registrations(
         let store = Arc::new(store.clone());
         match name.as_str() {
             cxhub_touchpoint_registry::SHORT_NAME => {
-                out.push(cxhub_touchpoint_registry::registration(store));
+                out.push(cxhub_touchpoint_registry::registration(
+                    store.clone(),
+                    store,
+                ));
             }
             cxhub_feeds::SHORT_NAME => {
                 out.push(cxhub_feeds::registration(store, feeds.clone()));

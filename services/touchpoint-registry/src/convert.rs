@@ -458,6 +458,72 @@ pub fn journey_to_pb(j: Journey) -> pb::Journey {
     }
 }
 
+/// Validates one `InteractionInput` (every violation, paths from the interaction) into what
+/// the store records; the content hash is that of its canonical encoding.
+pub fn new_interaction(
+    input: &pb::InteractionInput,
+    index: usize,
+    now: DateTime<Utc>,
+) -> Result<cxhub_domain::interaction::NewInteraction, Vec<cxhub_domain::FieldViolation>> {
+    use cxhub_domain::interaction::{CustomerRef, NewInteraction, check_outcome};
+    use cxhub_domain::record::{ContentHash, check_record_id, check_source, check_unix_timestamp};
+    use cxhub_proto::common::v1::customer_ref::Ref;
+    use prost::Message;
+
+    let mut v = Violations::new();
+    v.check("source", check_source(&input.source));
+    v.check("interaction_id", check_record_id(&input.interaction_id));
+    let customer = match input.customer.as_ref().and_then(|c| c.r#ref.as_ref()) {
+        None => {
+            v.add("customer", "required: a customer_id or a source_ref");
+            None
+        }
+        Some(Ref::CustomerId(id)) => v
+            .check(
+                "customer.customer_id",
+                id.parse::<cxhub_domain::identifier::CustomerId>(),
+            )
+            .map(CustomerRef::Id),
+        Some(Ref::SourceRef(r)) => {
+            let source = v.check("customer.source_ref.source", check_source(&r.source));
+            let id = v.check("customer.source_ref.id", check_record_id(&r.id));
+            source.zip(id).map(|_| CustomerRef::Source {
+                source: r.source.clone(),
+                id: r.id.clone(),
+            })
+        }
+    };
+    let touchpoint_key = v.check("touchpoint_key", Key::parse(&input.touchpoint_key));
+    let occurred_at = match &input.occurred_at {
+        None => {
+            v.add("occurred_at", "required");
+            None
+        }
+        Some(t) => check_unix_timestamp(t.seconds, t.nanos, "occurred_at", now, &mut v),
+    };
+    let channel = v.check("channel", channel_from_pb(input.channel)).flatten();
+    v.check("outcome", check_outcome(&input.outcome));
+    match (v.into_result(), customer, touchpoint_key, occurred_at) {
+        (Ok(()), Some(customer), Some(touchpoint_key), Some(occurred_at)) => Ok(NewInteraction {
+            index,
+            source: input.source.clone(),
+            interaction_id: input.interaction_id.clone(),
+            customer,
+            touchpoint_key,
+            occurred_at,
+            channel,
+            outcome: input.outcome.clone(),
+            hash: ContentHash::of(&input.encode_to_vec()),
+        }),
+        (Err(err), ..) => Err(Vec::from(err)),
+        // Every missing value recorded a violation above.
+        (Ok(()), ..) => Err(vec![cxhub_domain::FieldViolation {
+            field: "interaction".into(),
+            description: "incomplete".into(),
+        }]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

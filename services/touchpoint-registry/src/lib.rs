@@ -8,6 +8,7 @@ pub mod demo;
 use std::sync::Arc;
 
 use cxhub_domain::idempotency::RequestKey;
+use cxhub_domain::interaction::{InteractionRepo, MAX_INTERACTIONS, RecordOutcome};
 use cxhub_domain::journey::{JourneyFilter, JourneyId};
 use cxhub_domain::page::{PageRequest, filter_fingerprint, next_page_token, page_request};
 use cxhub_domain::repo::{Lookup, TouchpointRepo};
@@ -90,20 +91,27 @@ pub const METHODS: &[MethodAccess] = &[
         method: "DeleteJourney",
         access: WRITE,
     },
+    MethodAccess {
+        method: "RecordInteractions",
+        access: WRITE,
+    },
 ];
 
 /// The service's name on the `--services` flag.
 pub const SHORT_NAME: &str = "touchpoints";
 
 /// The registration the hub serves.
-pub fn registration(repo: Arc<dyn TouchpointRepo>) -> ServiceRegistration {
+pub fn registration(
+    repo: Arc<dyn TouchpointRepo>,
+    interactions: Arc<dyn InteractionRepo>,
+) -> ServiceRegistration {
     ServiceRegistration {
         short_name: SHORT_NAME,
         grpc_name: SERVICE_NAME,
         methods: METHODS,
         add: Box::new(move |routes, limits: &Limits| {
             routes.add_service(
-                TouchpointRegistryServiceServer::new(TouchpointRegistry::new(repo))
+                TouchpointRegistryServiceServer::new(TouchpointRegistry::new(repo, interactions))
                     .max_decoding_message_size(limits.max_message_bytes)
                     .max_encoding_message_size(limits.max_message_bytes),
             );
@@ -114,12 +122,13 @@ pub fn registration(repo: Arc<dyn TouchpointRepo>) -> ServiceRegistration {
 /// The gRPC handlers over a [`TouchpointRepo`].
 pub struct TouchpointRegistry {
     repo: Arc<dyn TouchpointRepo>,
+    interactions: Arc<dyn InteractionRepo>,
 }
 
 impl TouchpointRegistry {
-    /// Handlers over `repo`.
-    pub fn new(repo: Arc<dyn TouchpointRepo>) -> Self {
-        Self { repo }
+    /// Handlers over `repo` (touchpoints and journeys) and `interactions`.
+    pub fn new(repo: Arc<dyn TouchpointRepo>, interactions: Arc<dyn InteractionRepo>) -> Self {
+        Self { repo, interactions }
     }
 }
 
@@ -645,6 +654,82 @@ impl TouchpointRegistryService for TouchpointRegistry {
             .map_err(to_status)?;
         ok(pb::DeleteJourneyResponse {})
     }
+
+    async fn record_interactions(
+        &self,
+        req: Request<pb::RecordInteractionsRequest>,
+    ) -> Result<Response<pb::RecordInteractionsResponse>, Status> {
+        let inputs = &req.get_ref().interactions;
+        if inputs.is_empty() {
+            return Err(to_status(Error::invalid_field(
+                "interactions",
+                "at least one interaction is required",
+            )));
+        }
+        if inputs.len() > MAX_INTERACTIONS {
+            return Err(to_status(Error::InvalidArgument {
+                reason: "BATCH_TOO_LARGE",
+                violations: vec![cxhub_domain::FieldViolation {
+                    field: "interactions".into(),
+                    description: format!(
+                        "{} interactions in one call; at most {MAX_INTERACTIONS}: split the call",
+                        inputs.len()
+                    ),
+                }],
+            }));
+        }
+        let now = chrono::Utc::now();
+        let mut results: Vec<pb::InteractionResult> = Vec::with_capacity(inputs.len());
+        let mut valid = Vec::new();
+        let mut slots = Vec::new();
+        for (index, input) in inputs.iter().enumerate() {
+            results.push(pb::InteractionResult {
+                index: i32::try_from(index).unwrap_or(i32::MAX),
+                ..Default::default()
+            });
+            match convert::new_interaction(input, index, now) {
+                Ok(item) => {
+                    slots.push(index);
+                    valid.push(item);
+                }
+                Err(violations) => rejected(&mut results[index], violations),
+            }
+        }
+        let recorded = if valid.is_empty() {
+            Vec::new()
+        } else {
+            self.interactions
+                .record_interactions(valid)
+                .await
+                .map_err(to_status)?
+        };
+        for (index, outcome) in slots.into_iter().zip(recorded) {
+            let result = &mut results[index];
+            match outcome {
+                Ok((outcome, customer)) => {
+                    result.outcome = match outcome {
+                        RecordOutcome::Created => pb::InteractionOutcome::Created,
+                        RecordOutcome::Unchanged => pb::InteractionOutcome::Unchanged,
+                        RecordOutcome::Conflict => pb::InteractionOutcome::Conflict,
+                    } as i32;
+                    result.customer_id = customer.to_string();
+                }
+                Err(violations) => rejected(result, violations),
+            }
+        }
+        ok(pb::RecordInteractionsResponse { results })
+    }
+}
+
+fn rejected(result: &mut pb::InteractionResult, violations: Vec<cxhub_domain::FieldViolation>) {
+    result.outcome = pb::InteractionOutcome::Rejected as i32;
+    result.violations = violations
+        .into_iter()
+        .map(|v| cxhub_proto::common::v1::FieldViolation {
+            field: v.field,
+            description: v.description,
+        })
+        .collect();
 }
 
 /// Loads the demo registry (about 350 touchpoints and a few journeys) through the repository,

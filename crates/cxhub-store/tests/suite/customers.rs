@@ -481,3 +481,89 @@ pub async fn concurrent_batches_never_duplicate_a_customer(store: Store) {
     }
     assert!(per_email.iter().all(|s| s.len() == 1), "{per_email:?}");
 }
+
+pub async fn direct_interactions_follow_merges_and_splits(store: Store) {
+    use cxhub_domain::interaction::{CustomerRef, InteractionRepo, NewInteraction, RecordOutcome};
+    use cxhub_domain::repo::TouchpointRepo;
+    use cxhub_domain::touchpoint::{IntendedExperience, Key, NewTouchpoint, ParentRef, Stage};
+
+    let tp = NewTouchpoint {
+        key: Key::parse("web-home").expect("key"),
+        name: "Home page".into(),
+        description: String::new(),
+        channel: Channel::Web,
+        stage: Stage::Awareness,
+        department: "digital".into(),
+        main: true,
+        parent: ParentRef::Root,
+        intended: IntendedExperience::default(),
+        labels: Default::default(),
+    };
+    let req = RequestKey::new("tester", "test/Create", "tp-1", b"x").expect("key");
+    store
+        .create_touchpoints(&req, vec![tp])
+        .await
+        .expect("touchpoint");
+    let visit = || NewInteraction {
+        index: 0,
+        source: "web".into(),
+        interaction_id: "visit-1".into(),
+        customer: CustomerRef::Source {
+            source: "billing".into(),
+            id: "b1".into(),
+        },
+        touchpoint_key: Key::parse("web-home").expect("key"),
+        occurred_at: at(1),
+        channel: None,
+        outcome: "VISITED".into(),
+        hash: ContentHash::of(b"visit-1"),
+    };
+
+    let c1 = ingest(
+        &store,
+        vec![Rec::contact("crm", "c1", 1).email("ana@example.pt")],
+    )
+    .await[0]
+        .customer;
+    let first = store
+        .record_interactions(vec![visit()])
+        .await
+        .expect("record");
+    let (outcome, c2) = first[0].clone().expect("recorded");
+    assert_eq!(outcome, RecordOutcome::Created);
+    assert_ne!(c1, c2, "a new customer for an unknown source id");
+    let merge = ingest(
+        &store,
+        vec![
+            Rec::contact("billing", "b1", 2).phone("+351912345678"),
+            Rec::contact("shop", "s1", 3)
+                .email("ana@example.pt")
+                .phone("+351912345678"),
+        ],
+    )
+    .await;
+    assert_eq!(merge[1].merged, [c2], "the shop contact links both");
+    assert_eq!(merge[0].customer, c1, "results name the survivor");
+    let again = store
+        .record_interactions(vec![visit()])
+        .await
+        .expect("again");
+    assert_eq!(
+        again[0].clone().expect("recorded"),
+        (RecordOutcome::Unchanged, c1)
+    );
+
+    let m = store.list_merges(c1).await.expect("merges").remove(0);
+    assert_eq!(m.record.absorbed[0].held.interactions.len(), 1);
+    let req = RequestKey::new("tester", "test/Split", "split-i", b"x").expect("key");
+    store.split(&req, m.id, &ctx()).await.expect("split");
+    let after = store
+        .record_interactions(vec![visit()])
+        .await
+        .expect("after");
+    assert_eq!(
+        after[0].clone().expect("recorded"),
+        (RecordOutcome::Unchanged, c2),
+        "the interaction went back with its customer"
+    );
+}
