@@ -366,7 +366,17 @@ fn is_international(number: &str) -> bool {
 /// (Australia's `0011`) still work. The number must be valid for its country, not just plausible.
 /// An extension (`… ext. 12`) is dropped: E.164 has none.
 pub fn normalise_phone(raw: &str, default_region: &str) -> Result<Identifier, IdentifierProblem> {
-    parse_phone(raw, default_region).map(|number| Identifier::Phone(e164(&number)))
+    let normalised = e164(&parse_phone(raw, default_region)?);
+    // Letters are read as keypad digits (`1-800-FLOWERS`), and the library can then accept a
+    // number whose E.164 form it no longer accepts (`007T40 0000 000` became `+78400000000`,
+    // itself invalid). An identifier must read back as itself, so such numbers are refused.
+    if raw.chars().any(|c| c.is_alphabetic()) {
+        match phonenumber::parse(None, &normalised) {
+            Ok(again) if again.is_valid() && e164(&again) == normalised => {}
+            _ => return Err(IdentifierProblem::InvalidPhone),
+        }
+    }
+    Ok(Identifier::Phone(normalised))
 }
 
 /// A valid phone number read from `raw` (see [`normalise_phone`]).
@@ -1577,6 +1587,16 @@ mod tests {
             Classified::Junk(reason) => Some(*reason),
             _ => None,
         }
+    }
+
+    #[test]
+    fn keypad_letters_that_do_not_read_back_are_refused() {
+        // Found by the idempotence property: the keypad reading accepted a number whose E.164
+        // form is invalid.
+        assert_eq!(
+            normalise_phone("007T40 0000 000 ", "PT"),
+            Err(IdentifierProblem::InvalidPhone)
+        );
     }
 
     proptest! {
