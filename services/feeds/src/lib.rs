@@ -282,10 +282,10 @@ impl FeedService for Feeds {
         let caller = principal(&req);
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(SYNC_BUFFER);
-        // Two stages, so that decoding and validating the next batch overlaps the database
-        // work of this one: the reader validates batches in order and hands them over through
-        // a channel of one; the committer commits them in order and answers each once it is
-        // durable.
+        // Three stages, so that decoding and validating the next batch overlaps the database
+        // work of the previous ones: the reader validates batches in order and hands them
+        // over through a channel of one; the committer starts their transactions; the acker
+        // answers them in order, each once it is durable.
         let (prepared_tx, mut prepared_rx) = mpsc::channel::<Result<(u64, Prepared), Status>>(1);
         let reader = self.clone();
         let span = tracing::Span::current();
@@ -313,20 +313,49 @@ impl FeedService for Feeds {
             },
             span.clone(),
         ));
+        // Two batches commit at once (their transactions queue on the store's locks, so the
+        // next one starts the moment the previous one commits); answers still go out in batch
+        // order, each once its batch is durable.
+        let (handles_tx, mut handles_rx) =
+            mpsc::channel::<tokio::task::JoinHandle<Result<pb::SyncRecordsResponse, Status>>>(1);
         let committer = self.clone();
         tokio::spawn(tracing::Instrument::instrument(
             async move {
                 while let Some(stage) = prepared_rx.recv().await {
-                    let answer = match stage {
-                        Err(status) => Err(status),
-                        Ok((batch_number, prepared)) => committer
-                            .commit_batch(prepared, &caller.name)
-                            .await
-                            .map(|results| pb::SyncRecordsResponse {
-                                batch_number,
-                                results,
-                            }),
+                    let Ok(permit) = handles_tx.reserve().await else {
+                        break;
                     };
+                    let failed = stage.is_err();
+                    let feeds = committer.clone();
+                    let principal = caller.name.clone();
+                    let span = tracing::Span::current();
+                    permit.send(tokio::spawn(tracing::Instrument::instrument(
+                        async move {
+                            let (batch_number, prepared) = stage?;
+                            feeds
+                                .commit_batch(prepared, &principal)
+                                .await
+                                .map(|results| pb::SyncRecordsResponse {
+                                    batch_number,
+                                    results,
+                                })
+                        },
+                        span,
+                    )));
+                    if failed {
+                        break;
+                    }
+                }
+            },
+            span.clone(),
+        ));
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                while let Some(handle) = handles_rx.recv().await {
+                    let answer = handle.await.unwrap_or_else(|err| {
+                        tracing::error!(error = %err, "a sync batch task failed");
+                        Err(to_status(Error::internal("a sync batch task failed")))
+                    });
                     let failed = answer.is_err();
                     if tx.send(answer).await.is_err() {
                         tracing::info!("sync stream closed before its answer was sent");
