@@ -171,7 +171,20 @@ where
             .map_or(self.shared.request_timeout, |t| {
                 t.min(self.shared.request_timeout)
             });
-        let deadline = tokio::time::sleep(timeout);
+        // A call whose budget is spent before its handler starts (a tiny `grpc-timeout`, or
+        // time lost waiting above) is refused now rather than raced against a timer whose
+        // resolution (1 ms) a fast handler can beat.
+        let Some(remaining) = timeout
+            .checked_sub(start.elapsed())
+            .filter(|d| !d.is_zero())
+        else {
+            let status = Status::deadline_exceeded(format!(
+                "the call did not complete within {} ms",
+                timeout.as_millis()
+            ));
+            return Box::pin(async move { Ok(respond(status, record)) }.instrument(span));
+        };
+        let deadline = tokio::time::sleep(remaining);
         let response = {
             let _entered = span.enter();
             self.inner.call(req)
