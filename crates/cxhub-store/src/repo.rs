@@ -17,9 +17,8 @@ use cxhub_domain::touchpoint::{
     NewTouchpoint, Touchpoint, TouchpointFilter, TouchpointId, TouchpointPatch,
 };
 
-use crate::error::DbResultExt;
 use crate::idempotency::idempotent;
-use crate::store::{Store, rollback, snapshot};
+use crate::store::{Store, identity_write, snapshot};
 use crate::{customers, journeys, touchpoints};
 
 #[async_trait]
@@ -152,19 +151,10 @@ impl CustomerRepo for Store {
         items: Vec<IngestItem>,
         ctx: &IngestContext,
     ) -> Result<Vec<IngestResult>> {
-        let txn = self.begin_identity().await?;
-        match customers::ingest(&txn, &items, ctx).await {
-            Ok(results) => {
-                txn.commit().await.db()?;
-                let written = results.iter().filter(|r| r.outcome.writes()).count();
-                self.note_growth(u64::try_from(written).unwrap_or(u64::MAX));
-                Ok(results)
-            }
-            Err(err) => {
-                rollback(txn).await;
-                Err(err)
-            }
-        }
+        let results = identity_write!(self, |txn| customers::ingest(&txn, &items, ctx))?;
+        let written = results.iter().filter(|r| r.outcome.writes()).count();
+        self.note_growth(u64::try_from(written).unwrap_or(u64::MAX));
+        Ok(results)
     }
 
     async fn get_customer(&self, id: CustomerId) -> Result<CustomerView> {
@@ -193,16 +183,6 @@ impl cxhub_domain::interaction::InteractionRepo for Store {
         &self,
         items: Vec<cxhub_domain::interaction::NewInteraction>,
     ) -> Result<Vec<cxhub_domain::interaction::Recorded>> {
-        let txn = self.begin_identity().await?;
-        match crate::interactions::record(&txn, &items).await {
-            Ok(results) => {
-                txn.commit().await.db()?;
-                Ok(results)
-            }
-            Err(err) => {
-                rollback(txn).await;
-                Err(err)
-            }
-        }
+        identity_write!(self, |txn| crate::interactions::record(&txn, &items))
     }
 }

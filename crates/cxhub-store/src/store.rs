@@ -261,6 +261,26 @@ macro_rules! snapshot {
 }
 pub(crate) use snapshot;
 
+/// Runs `$work` (an expression that may use the transaction `$txn`, evaluating to a future of
+/// `Result<T>`) in a transaction begun with [`Store::begin_identity`], committed when it
+/// succeeds and rolled back when it fails.
+macro_rules! identity_write {
+    ($store:expr, |$txn:ident| $work:expr) => {{
+        let $txn = $store.begin_identity().await?;
+        match $work.await {
+            Ok(value) => {
+                use $crate::error::DbResultExt as _;
+                $txn.commit().await.db().map(|()| value)
+            }
+            Err(err) => {
+                $crate::store::rollback($txn).await;
+                Err(err)
+            }
+        }
+    }};
+}
+pub(crate) use identity_write;
+
 /// Rolls a transaction back; a failure is only logged (the connection drops the transaction
 /// anyway).
 pub(crate) async fn rollback(txn: DatabaseTransaction) {
