@@ -4,10 +4,10 @@ use cxhub_proto::common::v1::{CustomerRef, SourceRef, customer_ref::Ref};
 use cxhub_proto::feeds::v1 as feeds;
 use cxhub_proto::profile::v1 as profile;
 use cxhub_proto::touchpoint::v1 as pb;
-use cxhub_testkit::TestHub;
+use cxhub_testkit::{TestHub, with_token};
 use tonic::Code;
 
-use crate::{refused, rid, touchpoint};
+use crate::{fields, refused, rid, touchpoint};
 
 fn by_source(source: &str, id: &str) -> Option<CustomerRef> {
     Some(CustomerRef {
@@ -224,11 +224,210 @@ async fn empty_and_oversized_calls_are_refused() {
     let many = (0..1_001)
         .map(|i| visit(&format!("v{i}"), by_source("crm", "c"), "web-home"))
         .collect();
-    refused(
+    let status = refused(
         client
             .record_interactions(pb::RecordInteractionsRequest { interactions: many })
             .await,
         Code::InvalidArgument,
         "BATCH_TOO_LARGE",
     );
+    assert_eq!(fields(&status), ["interactions"]);
+}
+
+/// A feed contact of source customer `crm`/`id` holding `emails`.
+fn contact(id: &str, emails: &[&str]) -> feeds::Record {
+    feeds::Record {
+        source: "crm".into(),
+        record_id: format!("{id}-contact"),
+        updated_at: Some(prost_types::Timestamp {
+            seconds: 1_760_000_000,
+            nanos: 0,
+        }),
+        customer: Some(cxhub_proto::common::v1::SourceCustomer {
+            source_customer_id: id.into(),
+            emails: emails.iter().map(|e| (*e).to_owned()).collect(),
+            ..Default::default()
+        }),
+        body: Some(feeds::record::Body::Contact(feeds::Contact {
+            given_name: id.into(),
+            ..Default::default()
+        })),
+    }
+}
+
+async fn ingest(hub: &TestHub, records: Vec<feeds::Record>) -> Vec<feeds::RecordResult> {
+    hub.feeds()
+        .await
+        .ingest_records(feeds::IngestRecordsRequest { records })
+        .await
+        .expect("ingest")
+        .into_inner()
+        .results
+}
+
+#[tokio::test]
+async fn the_demo_registry_takes_interactions_and_archived_touchpoints_refuse_them() {
+    let hub = TestHub::builder().demo().start().await;
+    let mut client = hub.touchpoints().await;
+
+    // The README's example.
+    let mut page_view = visit(
+        "pv-88121",
+        by_source("salesforce-eu", "003A1"),
+        "website.products.credit-cards",
+    );
+    page_view.channel = pb::Channel::Web as i32;
+    let results = record(&hub, vec![page_view.clone()]).await;
+    assert_eq!(outcomes(&results), [pb::InteractionOutcome::Created]);
+    assert_eq!(results[0].index, 0);
+
+    let loans = client
+        .get_touchpoint(pb::GetTouchpointRequest {
+            lookup: Some(pb::get_touchpoint_request::Lookup::Key(
+                "website.products.loans".into(),
+            )),
+        })
+        .await
+        .expect("demo touchpoint")
+        .into_inner()
+        .touchpoint
+        .expect("touchpoint");
+    client
+        .archive_touchpoint(pb::ArchiveTouchpointRequest {
+            id: loans.id,
+            request_id: rid(),
+            ..Default::default()
+        })
+        .await
+        .expect("archive");
+    let results = record(
+        &hub,
+        vec![
+            visit(
+                "pv-88122",
+                by_source("salesforce-eu", "003A1"),
+                "website.products.loans",
+            ),
+            visit(
+                "pv-88123",
+                by_source("salesforce-eu", "003A1"),
+                "website.products.no-such-page",
+            ),
+            page_view,
+        ],
+    )
+    .await;
+    assert_eq!(
+        outcomes(&results),
+        [
+            pb::InteractionOutcome::Rejected,
+            pb::InteractionOutcome::Rejected,
+            pb::InteractionOutcome::Unchanged,
+        ]
+    );
+    let indexes: Vec<i32> = results.iter().map(|r| r.index).collect();
+    assert_eq!(indexes, [0, 1, 2]);
+    for r in &results[..2] {
+        let paths: Vec<&str> = r.violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(paths, ["touchpoint_key"], "{r:?}");
+    }
+    assert!(results[0].violations[0].description.contains("archived"));
+}
+
+#[tokio::test]
+async fn a_merged_customer_id_names_its_survivor() {
+    let hub = TestHub::builder().demo().start().await;
+    let first = ingest(
+        &hub,
+        vec![
+            contact("c-1", &["ana@mail.pt"]),
+            contact("c-2", &["ana.silva@mail.pt"]),
+        ],
+    )
+    .await;
+    let linking = ingest(
+        &hub,
+        vec![contact("c-3", &["ana@mail.pt", "ana.silva@mail.pt"])],
+    )
+    .await;
+    let survivor = linking[0].customer_id.clone();
+    assert_eq!(linking[0].merged_customer_ids.len(), 1, "{linking:?}");
+    let absorbed = linking[0].merged_customer_ids[0].clone();
+    assert_ne!(absorbed, survivor);
+    assert!(first.iter().any(|r| r.customer_id == absorbed));
+
+    let results = record(
+        &hub,
+        vec![
+            visit("v1", by_id(&absorbed), "branch.teller"),
+            visit("v2", by_source("crm", "c-1"), "branch.teller"),
+            visit("v3", by_source("crm", "c-2"), "branch.teller"),
+        ],
+    )
+    .await;
+    for r in &results {
+        assert_eq!(
+            (r.outcome, r.customer_id.as_str()),
+            (pb::InteractionOutcome::Created as i32, survivor.as_str()),
+            "{r:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn junk_source_customer_ids_are_rejected() {
+    let hub = TestHub::builder().demo().start().await;
+    let results = record(
+        &hub,
+        vec![
+            visit("v1", by_source("web-analytics", "anonymous"), "website"),
+            visit("v2", by_source("pos", "GUEST"), "branch.teller"),
+            visit("v3", by_source("crm", "0"), "website"),
+            visit("v4", by_source("crm", "c-1"), "website"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        outcomes(&results),
+        [
+            pb::InteractionOutcome::Rejected,
+            pb::InteractionOutcome::Rejected,
+            pb::InteractionOutcome::Rejected,
+            pb::InteractionOutcome::Created,
+        ]
+    );
+    for r in &results[..3] {
+        assert_eq!(r.violations.len(), 1, "{r:?}");
+        assert_eq!(r.violations[0].field, "customer.source_ref.id");
+        assert!(r.violations[0].description.contains("PLACEHOLDER"), "{r:?}");
+        assert!(r.customer_id.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn recording_interactions_needs_the_write_scope() {
+    let hub = TestHub::builder()
+        .demo()
+        .token("dashboard:touchpoints:read:read-secret")
+        .token("web-analytics:touchpoints:write:write-secret")
+        .start()
+        .await;
+    let mut client = hub.touchpoints().await;
+    let request = || pb::RecordInteractionsRequest {
+        interactions: vec![visit("v1", by_source("crm", "c-1"), "website")],
+    };
+    refused(
+        client
+            .record_interactions(with_token(request(), "read-secret"))
+            .await,
+        Code::PermissionDenied,
+        "MISSING_SCOPE",
+    );
+    let results = client
+        .record_interactions(with_token(request(), "write-secret"))
+        .await
+        .expect("recorded")
+        .into_inner()
+        .results;
+    assert_eq!(outcomes(&results), [pb::InteractionOutcome::Created]);
 }

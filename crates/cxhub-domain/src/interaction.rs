@@ -20,11 +20,12 @@ pub const MAX_OUTCOME_LEN: usize = 64;
 pub enum CustomerRef {
     /// A hub customer id (a merged one names its survivor).
     Id(CustomerId),
-    /// The id a source gave the customer; unknown ones create the customer.
+    /// The id a source gave the customer; unknown ones create the customer, as a feed record
+    /// would. Never a junk id ([`crate::identifier::classify_source_id`] refuses those).
     Source {
         /// The source system.
         source: String,
-        /// The customer's id there.
+        /// The customer's id there, normalised ([`crate::identifier::normalise_source_id`]).
         id: String,
     },
 }

@@ -179,10 +179,23 @@ impl CustomerRepo for Store {
 
 #[async_trait]
 impl cxhub_domain::interaction::InteractionRepo for Store {
+    /// One transaction under the identity lock (an unknown source customer id creates its
+    /// customer); see the `interactions` module.
     async fn record_interactions(
         &self,
         items: Vec<cxhub_domain::interaction::NewInteraction>,
     ) -> Result<Vec<cxhub_domain::interaction::Recorded>> {
-        identity_write!(self, |txn| crate::interactions::record(&txn, &items))
+        let results = identity_write!(self, |txn| crate::interactions::record(&txn, &items))?;
+        let created = results
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r,
+                    Ok((cxhub_domain::interaction::RecordOutcome::Created, _))
+                )
+            })
+            .count();
+        self.note_growth(u64::try_from(created).unwrap_or(u64::MAX));
+        Ok(results)
     }
 }

@@ -123,4 +123,9 @@ repo_test_suite!(
     unknown_customers_and_merges_are_not_found,
     concurrent_batches_never_duplicate_a_customer,
     direct_interactions_follow_merges_and_splits,
+    interactions_are_recorded_once_and_conflicts_overwrite_nothing,
+    interaction_customers_are_found_by_hub_id_or_source_id,
+    interactions_of_a_merged_customer_land_on_the_survivor,
+    unknown_customers_and_touchpoints_are_rejected_and_write_nothing,
+    concurrent_calls_record_each_interaction_and_customer_once,
 );

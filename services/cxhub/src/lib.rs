@@ -357,6 +357,7 @@ pub fn registrations(
                 out.push(cxhub_touchpoint_registry::registration(
                     store.clone(),
                     store,
+                    feeds.policy.junk.clone(),
                 ));
             }
             cxhub_feeds::SHORT_NAME => {

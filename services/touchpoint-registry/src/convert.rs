@@ -8,12 +8,17 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use cxhub_domain::Violations;
+use cxhub_domain::identifier::{
+    Classified, CustomerId, Identifier, JunkPolicy, classify_source_id,
+};
+use cxhub_domain::interaction::{CustomerRef, NewInteraction, check_outcome};
 use cxhub_domain::journey::{self, Journey, JourneyMapStage, JourneyPatch, NewJourney};
+use cxhub_domain::record::{ContentHash, check_record_id, check_source, check_unix_timestamp};
 use cxhub_domain::touchpoint::{
     self as tp, Channel, IntendedExperience, Key, LifecycleState, NewTouchpoint, ParentRef, Stage,
     Touchpoint, TouchpointPatch, TreeNode,
 };
+use cxhub_domain::{FieldViolation, Violations};
 use cxhub_proto::touchpoint::v1 as pb;
 
 /// A protobuf timestamp from a UTC time.
@@ -459,14 +464,19 @@ pub fn journey_to_pb(j: Journey) -> pb::Journey {
 }
 
 /// Validates one `InteractionInput` (every violation, paths from the interaction) into what
-/// the store records; the content hash is that of its canonical encoding.
+/// the store records; the content hash is that of its canonical encoding (prost's, for a
+/// decoded message: fields in number order, unknown fields dropped), so a re-send hashes the
+/// same.
+///
+/// A source customer id is read as a feed record's is: normalised, and refused when it is junk
+/// (`unknown`, `guest`, `0`, `-1`… or on `junk`'s block list), since every interaction naming
+/// it would otherwise land on one shared customer.
 pub fn new_interaction(
     input: &pb::InteractionInput,
     index: usize,
     now: DateTime<Utc>,
-) -> Result<cxhub_domain::interaction::NewInteraction, Vec<cxhub_domain::FieldViolation>> {
-    use cxhub_domain::interaction::{CustomerRef, NewInteraction, check_outcome};
-    use cxhub_domain::record::{ContentHash, check_record_id, check_source, check_unix_timestamp};
+    junk: &JunkPolicy,
+) -> Result<NewInteraction, Vec<FieldViolation>> {
     use cxhub_proto::common::v1::customer_ref::Ref;
     use prost::Message;
 
@@ -479,19 +489,9 @@ pub fn new_interaction(
             None
         }
         Some(Ref::CustomerId(id)) => v
-            .check(
-                "customer.customer_id",
-                id.parse::<cxhub_domain::identifier::CustomerId>(),
-            )
+            .check("customer.customer_id", id.parse::<CustomerId>())
             .map(CustomerRef::Id),
-        Some(Ref::SourceRef(r)) => {
-            let source = v.check("customer.source_ref.source", check_source(&r.source));
-            let id = v.check("customer.source_ref.id", check_record_id(&r.id));
-            source.zip(id).map(|_| CustomerRef::Source {
-                source: r.source.clone(),
-                id: r.id.clone(),
-            })
-        }
+        Some(Ref::SourceRef(r)) => source_customer(&r.source, &r.id, junk, &mut v),
     };
     let touchpoint_key = v.check("touchpoint_key", Key::parse(&input.touchpoint_key));
     let occurred_at = match &input.occurred_at {
@@ -517,10 +517,51 @@ pub fn new_interaction(
         }),
         (Err(err), ..) => Err(Vec::from(err)),
         // Every missing value recorded a violation above.
-        (Ok(()), ..) => Err(vec![cxhub_domain::FieldViolation {
+        (Ok(()), ..) => Err(vec![FieldViolation {
             field: "interaction".into(),
             description: "incomplete".into(),
         }]),
+    }
+}
+
+/// The customer named by a source's id for them, normalised as a feed record's source customer
+/// id is; violations at `customer.source_ref.*`.
+fn source_customer(
+    source: &str,
+    id: &str,
+    junk: &JunkPolicy,
+    v: &mut Violations,
+) -> Option<CustomerRef> {
+    const FIELD: &str = "customer.source_ref.id";
+    let source_ok = v
+        .check("customer.source_ref.source", check_source(source))
+        .is_some();
+    if id.trim().is_empty() {
+        v.add(FIELD, "required: the customer's id in that source");
+        return None;
+    }
+    // With a bad source name (reported above) the id is still checked, under a valid stand-in
+    // name; only the configured block list, which holds `source:id` values, depends on it.
+    match classify_source_id(if source_ok { source } else { "-" }, id, junk) {
+        Classified::Usable(Identifier::SourceId { source, id }) if source_ok => {
+            Some(CustomerRef::Source { source, id })
+        }
+        Classified::Usable(_) => None,
+        Classified::Junk(reason) => {
+            v.add(
+                FIELD,
+                format!(
+                    "{} ({}): an interaction needs the real id of its customer in the source, or it would land on one customer shared by everyone the source cannot name",
+                    reason.description(),
+                    reason.as_str()
+                ),
+            );
+            None
+        }
+        Classified::Invalid(problem) => {
+            v.add(FIELD, problem.description());
+            None
+        }
     }
 }
 
@@ -594,5 +635,129 @@ mod tests {
         let mut v = Violations::new();
         touchpoint_patch(&t, None, &mut v);
         assert!(!v.is_empty());
+    }
+
+    fn input(customer: cxhub_proto::common::v1::customer_ref::Ref) -> pb::InteractionInput {
+        pb::InteractionInput {
+            source: "web-analytics".into(),
+            interaction_id: "pv-1".into(),
+            customer: Some(cxhub_proto::common::v1::CustomerRef {
+                r#ref: Some(customer),
+            }),
+            touchpoint_key: "website.products".into(),
+            occurred_at: Some(prost_types::Timestamp {
+                seconds: 1_760_000_000,
+                nanos: 0,
+            }),
+            channel: 0,
+            outcome: "VISITED".into(),
+        }
+    }
+
+    fn by_source(source: &str, id: &str) -> pb::InteractionInput {
+        input(cxhub_proto::common::v1::customer_ref::Ref::SourceRef(
+            cxhub_proto::common::v1::SourceRef {
+                source: source.into(),
+                id: id.into(),
+            },
+        ))
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_760_000_000, 0).unwrap_or_default()
+    }
+
+    fn violations(input: &pb::InteractionInput, junk: &JunkPolicy) -> Vec<(String, String)> {
+        match new_interaction(input, 0, now(), junk) {
+            Ok(item) => panic!("expected violations, got {item:?}"),
+            Err(v) => v.into_iter().map(|v| (v.field, v.description)).collect(),
+        }
+    }
+
+    #[test]
+    fn source_customer_ids_are_normalised_and_junk_ones_refused() {
+        let junk = JunkPolicy::default();
+        let item = new_interaction(&by_source("crm", "\u{200b}C-1 "), 0, now(), &junk)
+            .unwrap_or_else(|v| panic!("{v:?}"));
+        assert_eq!(
+            item.customer,
+            CustomerRef::Source {
+                source: "crm".into(),
+                id: "C-1".into()
+            },
+            "the id a feed record would store"
+        );
+        for id in ["unknown", "GUEST", "0", "-1", "n/a"] {
+            let v = violations(&by_source("web", id), &junk);
+            assert_eq!(v.len(), 1, "{id}: {v:?}");
+            assert_eq!(v[0].0, "customer.source_ref.id", "{id}");
+            assert!(v[0].1.contains("PLACEHOLDER"), "{id}: {}", v[0].1);
+        }
+        let mut blocked = JunkPolicy::default();
+        blocked.block(&Identifier::SourceId {
+            source: "pos".into(),
+            id: "WALKIN-01".into(),
+        });
+        assert!(new_interaction(&by_source("pos", "WALKIN-01"), 0, now(), &junk).is_ok());
+        let v = violations(&by_source("pos", "WALKIN-01"), &blocked);
+        assert!(v[0].1.contains("BLOCKED"), "{v:?}");
+        assert!(new_interaction(&by_source("crm", "WALKIN-01"), 0, now(), &blocked).is_ok());
+    }
+
+    #[test]
+    fn a_bad_interaction_reports_every_field() {
+        let junk = JunkPolicy::default();
+        let mut bad = by_source("Bad Source", "");
+        bad.source = String::new();
+        bad.interaction_id = " x".into();
+        bad.touchpoint_key = "Not A Key".into();
+        bad.occurred_at = None;
+        bad.channel = 99;
+        bad.outcome = "visited".into();
+        let fields: Vec<String> = violations(&bad, &junk).into_iter().map(|v| v.0).collect();
+        assert_eq!(
+            fields,
+            [
+                "source",
+                "interaction_id",
+                "customer.source_ref.source",
+                "customer.source_ref.id",
+                "touchpoint_key",
+                "occurred_at",
+                "channel",
+                "outcome",
+            ]
+        );
+        // A junk id is reported beside a bad source name.
+        let fields: Vec<String> = violations(&by_source("Bad Source", "unknown"), &junk)
+            .into_iter()
+            .map(|v| v.0)
+            .collect();
+        assert_eq!(
+            fields,
+            ["customer.source_ref.source", "customer.source_ref.id"]
+        );
+        let mut nobody = by_source("crm", "c-1");
+        nobody.customer = Some(cxhub_proto::common::v1::CustomerRef { r#ref: None });
+        assert_eq!(violations(&nobody, &junk)[0].0, "customer");
+        let by_id = input(cxhub_proto::common::v1::customer_ref::Ref::CustomerId(
+            "not-a-uuid".into(),
+        ));
+        assert_eq!(violations(&by_id, &junk)[0].0, "customer.customer_id");
+    }
+
+    #[test]
+    fn the_hash_is_of_the_content_whatever_the_position() {
+        let junk = JunkPolicy::default();
+        let a = new_interaction(&by_source("crm", "c-1"), 0, now(), &junk);
+        let b = new_interaction(&by_source("crm", "c-1"), 7, now(), &junk);
+        let (Ok(a), Ok(b)) = (a, b) else {
+            panic!("both valid")
+        };
+        assert_eq!(a.hash, b.hash);
+        let mut other = by_source("crm", "c-1");
+        other.outcome = "ABANDONED_CART".into();
+        let c = new_interaction(&other, 0, now(), &junk).unwrap_or_else(|v| panic!("{v:?}"));
+        assert_ne!(a.hash, c.hash);
     }
 }

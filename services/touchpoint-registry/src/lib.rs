@@ -8,6 +8,7 @@ pub mod demo;
 use std::sync::Arc;
 
 use cxhub_domain::idempotency::RequestKey;
+use cxhub_domain::identifier::JunkPolicy;
 use cxhub_domain::interaction::{InteractionRepo, MAX_INTERACTIONS, RecordOutcome};
 use cxhub_domain::journey::{JourneyFilter, JourneyId};
 use cxhub_domain::page::{PageRequest, filter_fingerprint, next_page_token, page_request};
@@ -100,10 +101,13 @@ pub const METHODS: &[MethodAccess] = &[
 /// The service's name on the `--services` flag.
 pub const SHORT_NAME: &str = "touchpoints";
 
-/// The registration the hub serves.
+/// The registration the hub serves: touchpoints and journeys in `repo`, interactions in
+/// `interactions`, source customer ids of interactions judged junk by `junk` (the feeds' policy,
+/// so that an id a feed record may not use is refused here too).
 pub fn registration(
     repo: Arc<dyn TouchpointRepo>,
     interactions: Arc<dyn InteractionRepo>,
+    junk: JunkPolicy,
 ) -> ServiceRegistration {
     ServiceRegistration {
         short_name: SHORT_NAME,
@@ -111,24 +115,38 @@ pub fn registration(
         methods: METHODS,
         add: Box::new(move |routes, limits: &Limits| {
             routes.add_service(
-                TouchpointRegistryServiceServer::new(TouchpointRegistry::new(repo, interactions))
-                    .max_decoding_message_size(limits.max_message_bytes)
-                    .max_encoding_message_size(limits.max_message_bytes),
+                TouchpointRegistryServiceServer::new(TouchpointRegistry::new(
+                    repo,
+                    interactions,
+                    junk,
+                ))
+                .max_decoding_message_size(limits.max_message_bytes)
+                .max_encoding_message_size(limits.max_message_bytes),
             );
         }),
     }
 }
 
-/// The gRPC handlers over a [`TouchpointRepo`].
+/// The gRPC handlers over a [`TouchpointRepo`] and an [`InteractionRepo`].
 pub struct TouchpointRegistry {
     repo: Arc<dyn TouchpointRepo>,
     interactions: Arc<dyn InteractionRepo>,
+    junk: JunkPolicy,
 }
 
 impl TouchpointRegistry {
-    /// Handlers over `repo` (touchpoints and journeys) and `interactions`.
-    pub fn new(repo: Arc<dyn TouchpointRepo>, interactions: Arc<dyn InteractionRepo>) -> Self {
-        Self { repo, interactions }
+    /// Handlers over `repo` (touchpoints and journeys) and `interactions`, refusing the source
+    /// customer ids of interactions that `junk` calls junk.
+    pub fn new(
+        repo: Arc<dyn TouchpointRepo>,
+        interactions: Arc<dyn InteractionRepo>,
+        junk: JunkPolicy,
+    ) -> Self {
+        Self {
+            repo,
+            interactions,
+            junk,
+        }
     }
 }
 
@@ -660,41 +678,22 @@ impl TouchpointRegistryService for TouchpointRegistry {
         req: Request<pb::RecordInteractionsRequest>,
     ) -> Result<Response<pb::RecordInteractionsResponse>, Status> {
         let inputs = &req.get_ref().interactions;
-        if inputs.is_empty() {
-            return Err(to_status(Error::invalid_field(
-                "interactions",
-                "at least one interaction is required",
-            )));
-        }
-        if inputs.len() > MAX_INTERACTIONS {
-            return Err(to_status(Error::InvalidArgument {
-                reason: "BATCH_TOO_LARGE",
-                violations: vec![cxhub_domain::FieldViolation {
-                    field: "interactions".into(),
-                    description: format!(
-                        "{} interactions in one call; at most {MAX_INTERACTIONS}: split the call",
-                        inputs.len()
-                    ),
-                }],
-            }));
-        }
+        check_interaction_count(inputs.len()).map_err(to_status)?;
         let now = chrono::Utc::now();
-        let mut results: Vec<pb::InteractionResult> = Vec::with_capacity(inputs.len());
-        let mut valid = Vec::new();
-        let mut slots = Vec::new();
-        for (index, input) in inputs.iter().enumerate() {
-            results.push(pb::InteractionResult {
+        let mut results: Vec<pb::InteractionResult> = (0..inputs.len())
+            .map(|index| pb::InteractionResult {
                 index: i32::try_from(index).unwrap_or(i32::MAX),
                 ..Default::default()
-            });
-            match convert::new_interaction(input, index, now) {
-                Ok(item) => {
-                    slots.push(index);
-                    valid.push(item);
-                }
+            })
+            .collect();
+        let mut valid = Vec::new();
+        for (index, input) in inputs.iter().enumerate() {
+            match convert::new_interaction(input, index, now, &self.junk) {
+                Ok(item) => valid.push(item),
                 Err(violations) => rejected(&mut results[index], violations),
             }
         }
+        let slots: Vec<usize> = valid.iter().map(|item| item.index).collect();
         let recorded = if valid.is_empty() {
             Vec::new()
         } else {
@@ -703,6 +702,9 @@ impl TouchpointRegistryService for TouchpointRegistry {
                 .await
                 .map_err(to_status)?
         };
+        if recorded.len() != slots.len() {
+            return Err(to_status(Error::internal("an interaction got no result")));
+        }
         for (index, outcome) in slots.into_iter().zip(recorded) {
             let result = &mut results[index];
             match outcome {
@@ -717,8 +719,40 @@ impl TouchpointRegistryService for TouchpointRegistry {
                 Err(violations) => rejected(result, violations),
             }
         }
+        let count =
+            |o: pb::InteractionOutcome| results.iter().filter(|r| r.outcome == o as i32).count();
+        tracing::info!(
+            interactions = results.len(),
+            created = count(pb::InteractionOutcome::Created),
+            unchanged = count(pb::InteractionOutcome::Unchanged),
+            conflict = count(pb::InteractionOutcome::Conflict),
+            rejected = count(pb::InteractionOutcome::Rejected),
+            "interactions recorded"
+        );
         ok(pb::RecordInteractionsResponse { results })
     }
+}
+
+/// Refuses an empty call and one over [`MAX_INTERACTIONS`] (reason `BATCH_TOO_LARGE`).
+fn check_interaction_count(len: usize) -> Result<(), Error> {
+    if len == 0 {
+        return Err(Error::invalid_field(
+            "interactions",
+            "at least one interaction is required",
+        ));
+    }
+    if len > MAX_INTERACTIONS {
+        return Err(Error::InvalidArgument {
+            reason: "BATCH_TOO_LARGE",
+            violations: vec![cxhub_domain::FieldViolation {
+                field: "interactions".into(),
+                description: format!(
+                    "{len} interactions in one call; at most {MAX_INTERACTIONS}: split the call"
+                ),
+            }],
+        });
+    }
+    Ok(())
 }
 
 fn rejected(result: &mut pb::InteractionResult, violations: Vec<cxhub_domain::FieldViolation>) {

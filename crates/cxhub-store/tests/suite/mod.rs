@@ -16,6 +16,8 @@ use serde::Serialize;
 
 mod customers;
 pub use customers::*;
+mod interactions;
+pub use interactions::*;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
