@@ -286,6 +286,46 @@ def main():
             )
             check(not restored.redirected and restored.customer.given_name == "A.", "restore")
 
+            # The change feed tells the same story: filtered to customer B, its creation, the
+            # merge that absorbed it and the split that restored it, in order; then resuming
+            # after the merge gives only the split.
+            stream = profile_stub.WatchCustomerChanges(
+                profile.WatchCustomerChangesRequest(from_oldest=True, customer_ids=[b]),
+                metadata=metadata,
+                timeout=30,
+            )
+            story = []
+            for response in stream:
+                story.extend(response.changes)
+                if len(story) >= 3:
+                    break
+            stream.cancel()
+            kinds = [c.kind for c in story]
+            check(
+                kinds
+                == [
+                    profile.CUSTOMER_CHANGE_KIND_CREATED,
+                    profile.CUSTOMER_CHANGE_KIND_MERGED,
+                    profile.CUSTOMER_CHANGE_KIND_SPLIT,
+                ],
+                f"change feed of B: {story}",
+            )
+            check(story[1].customer_id == a and list(story[1].related_customer_ids) == [b], f"{story[1]}")
+            resumed = profile_stub.WatchCustomerChanges(
+                profile.WatchCustomerChangesRequest(
+                    resume_token=story[1].resume_token, customer_ids=[b]
+                ),
+                metadata=metadata,
+                timeout=30,
+            )
+            first_after = next(iter(resumed)).changes
+            resumed.cancel()
+            check(
+                [c.sequence for c in first_after] == [story[2].sequence],
+                f"resumed after the merge: {first_after}",
+            )
+            changes_seen = len(story)
+
             # A rejected record carries a BadRequest-like violation list per record.
             bad = feed_stub.IngestRecords(
                 feeds.IngestRecordsRequest(
@@ -300,7 +340,8 @@ def main():
 
     print(
         f"python client: OK: created {key}, updated with etag, stale etag ABORTED, "
-        f"merged and split customers {a} and {b}, rejected record fields {bad_fields}, "
+        f"merged and split customers {a} and {b} ({changes_seen} changes watched), "
+        f"rejected record fields {bad_fields}, "
         f"{len(keys)} touchpoints over {pages} pages, {len(tree.roots)} roots, "
         f"journey {journey_key}, BadRequest names {fields}"
     )

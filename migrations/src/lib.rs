@@ -18,6 +18,9 @@ mod m20261123_000003_journeys;
 mod m20261123_000004_idempotency_keys;
 mod m20261123_000005_customers;
 mod m20261123_000006_feed_records;
+mod m20261123_000007_customer_reads;
+mod m20261123_000008_privacy;
+mod m20261123_000009_change_log;
 
 /// Every migration of cxhub, in the order they apply.
 #[derive(Debug)]
@@ -33,6 +36,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000004_idempotency_keys::Migration),
             Box::new(m20261123_000005_customers::Migration),
             Box::new(m20261123_000006_feed_records::Migration),
+            Box::new(m20261123_000007_customer_reads::Migration),
+            Box::new(m20261123_000008_privacy::Migration),
+            Box::new(m20261123_000009_change_log::Migration),
         ]
     }
 }

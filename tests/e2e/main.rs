@@ -2,8 +2,11 @@
 //! database (SQLite, or PostgreSQL when `CXHUB_TEST_POSTGRES_URL` is set) and talks to it with
 //! the generated clients.
 
+mod changes;
 mod feeds;
 mod interactions;
+mod privacy;
+mod profile_reads;
 mod registry;
 mod server;
 

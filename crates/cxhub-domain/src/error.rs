@@ -122,6 +122,17 @@ pub enum Error {
         /// When a retry may succeed.
         retry_after: Option<Duration>,
     },
+    /// The position asked for is outside what exists (e.g. a resume token older than the
+    /// retention); `metadata` tells the caller where it can start instead.
+    #[error("{message}")]
+    OutOfRange {
+        /// Machine-readable reason, e.g. `CHANGES_PRUNED`.
+        reason: &'static str,
+        /// Human-readable explanation.
+        message: String,
+        /// What the caller can use instead (becomes `google.rpc.ErrorInfo.metadata`).
+        metadata: Vec<(String, String)>,
+    },
     /// A dependency (the database) is unavailable for now; retry the call.
     #[error("unavailable: {0}")]
     Unavailable(String),

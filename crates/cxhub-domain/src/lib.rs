@@ -4,6 +4,8 @@
 //! No tonic, no sea-orm, no I/O: everything here is plain data and pure functions, so the rules
 //! can be tested (and property-tested) without a server or a database.
 
+pub mod change;
+pub mod customer_query;
 pub mod error;
 pub mod feed;
 mod id;
@@ -14,6 +16,7 @@ pub mod journey;
 pub mod loyalty;
 pub mod money;
 pub mod page;
+pub mod privacy;
 pub mod record;
 pub mod repo;
 pub mod resolution;

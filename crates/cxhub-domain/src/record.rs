@@ -258,6 +258,8 @@ pub enum IngestOutcome {
     Stale,
     /// Same version, different content: nothing is overwritten, and the conflict is reported.
     Conflict,
+    /// About an erased customer (an identifier of the record is suppressed): nothing is written.
+    Suppressed,
 }
 
 impl IngestOutcome {
@@ -268,6 +270,7 @@ impl IngestOutcome {
         IngestOutcome::Unchanged,
         IngestOutcome::Stale,
         IngestOutcome::Conflict,
+        IngestOutcome::Suppressed,
     ];
 
     /// The UPPER_SNAKE_CASE code callers see, e.g. `STALE`.
@@ -278,6 +281,7 @@ impl IngestOutcome {
             IngestOutcome::Unchanged => "UNCHANGED",
             IngestOutcome::Stale => "STALE",
             IngestOutcome::Conflict => "CONFLICT",
+            IngestOutcome::Suppressed => "SUPPRESSED",
         }
     }
 
@@ -566,7 +570,14 @@ mod tests {
         let codes: Vec<_> = IngestOutcome::ALL.iter().map(|o| o.as_str()).collect();
         assert_eq!(
             codes,
-            ["CREATED", "UPDATED", "UNCHANGED", "STALE", "CONFLICT"]
+            [
+                "CREATED",
+                "UPDATED",
+                "UNCHANGED",
+                "STALE",
+                "CONFLICT",
+                "SUPPRESSED"
+            ]
         );
         for o in IngestOutcome::ALL {
             assert_eq!(serde_json::to_string(o).unwrap(), format!("\"{o}\""));

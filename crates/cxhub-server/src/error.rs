@@ -83,6 +83,19 @@ pub fn to_status(err: Error) -> Status {
             }
             Status::with_error_details(Code::ResourceExhausted, message, details)
         }
+        Error::OutOfRange {
+            reason,
+            message,
+            metadata,
+        } => Status::with_error_details(
+            Code::OutOfRange,
+            message,
+            ErrorDetails::with_error_info(
+                reason,
+                ERROR_DOMAIN,
+                metadata.into_iter().collect::<HashMap<_, _>>(),
+            ),
+        ),
         Error::Unavailable(detail) => {
             tracing::warn!(error = %detail, "dependency unavailable");
             Status::with_error_details(

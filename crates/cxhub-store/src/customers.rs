@@ -13,11 +13,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use cxhub_domain::change::{self, ChangeKind, NewChange};
 use cxhub_domain::feed::{
     ContactFields, IgnoredIdentifier, IngestItem, IngestResult, Profile, ProfileSource,
     build_profile,
 };
 use cxhub_domain::identifier::{CustomerId, Identifier, IdentifierKind};
+use cxhub_domain::record::FieldGroup;
 use cxhub_domain::record::{ContentHash, Provenance, RecordKey, RecordType, StoredVersion, decide};
 use cxhub_domain::repo::{CustomerView, HeldIdentifier, IngestContext, MergeView, SplitOutcome};
 use cxhub_domain::resolution::{
@@ -27,9 +29,10 @@ use cxhub_domain::{Error, Result};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult};
 
 use crate::IN_LIST_CHUNK;
+use crate::changes as change_log;
 use crate::error::{DbResultExt, corrupt};
 use crate::sql::{
-    Column, Pg, Sql, bytes, col, insert_rows, int, nullable, text, text_opt, time, time_opt,
+    Column, Pg, Sql, bytes, col, insert_rows, int, nullable, text, text_opt, texts, time, time_opt,
 };
 
 /// Longest chain of merge redirects followed.
@@ -92,8 +95,14 @@ pub(crate) async fn ingest(
             wanted.extend(item.identifiers.iter().map(|f| &f.identifier));
         }
     }
-    let mut holders = load_holders(txn, &wanted).await?;
-    let disputed = load_disputes(txn, &wanted).await?;
+    let (mut holders, disputed) = if backend == DbBackend::Postgres {
+        load_identifiers_pg(txn, &wanted).await?
+    } else {
+        (
+            load_holders(txn, &wanted).await?,
+            load_disputes(txn, &wanted).await?,
+        )
+    };
 
     // 3. Resolve in batch order; flush before each merge.
     let mut pending = Pending::default();
@@ -101,6 +110,10 @@ pub(crate) async fn ingest(
     let mut results: Vec<IngestResult> = Vec::with_capacity(items.len());
     // The customer of each key as the batch goes (writers set it when they resolve).
     let mut owner: HashMap<&RecordKey, CustomerId> = HashMap::new();
+    // What to tell the change log.
+    let mut created: Vec<CustomerId> = Vec::new();
+    let mut merges: Vec<NewChange> = Vec::new();
+    let mut touched: BTreeMap<CustomerId, BTreeSet<&'static str>> = BTreeMap::new();
 
     for (pos, (item, outcome)) in items.iter().zip(&outcomes).enumerate() {
         let mut ignored = item.ignored.clone();
@@ -158,6 +171,7 @@ pub(crate) async fn ingest(
             cxhub_domain::resolution::Target::New => {
                 let c = CustomerId::generate();
                 pending.customers.push(c);
+                created.push(c);
                 c
             }
             cxhub_domain::resolution::Target::Existing(c) => c,
@@ -165,7 +179,12 @@ pub(crate) async fn ingest(
         let mut merged = Vec::new();
         if let Some(merge) = &resolution.merge {
             flush(txn, items, &mut pending, &ctx.priority, now).await?;
-            absorb(txn, backend, merge, &item.key, ctx, now).await?;
+            let merge_id = absorb(txn, backend, merge, &item.key, ctx, now).await?;
+            merges.push(NewChange {
+                related: merge.absorbed.clone(),
+                merge: Some(merge_id),
+                ..NewChange::new(merge.survivor, ChangeKind::Merged)
+            });
             tracing::info!(
                 customer_id = %merge.survivor,
                 merged = merge.absorbed.len(),
@@ -197,11 +216,26 @@ pub(crate) async fn ingest(
         for id in ids {
             let held = holders.entry(id.clone()).or_default();
             if held.insert(customer) {
+                touched
+                    .entry(customer)
+                    .or_default()
+                    .insert(match id.kind() {
+                        IdentifierKind::Email => FieldGroup::Email.as_str(),
+                        IdentifierKind::Phone => FieldGroup::Phone.as_str(),
+                        IdentifierKind::SourceId => change::SOURCE_IDS,
+                    });
                 pending.identities.push((id, customer));
             }
         }
         pending.records.push((pos, customer));
         owner.insert(&item.key, customer);
+        let fields = touched.entry(customer).or_default();
+        if item.derived.interaction.is_some() {
+            fields.insert(change::INTERACTIONS);
+        }
+        if item.derived.transaction.is_some() {
+            fields.insert(change::TRANSACTIONS);
+        }
         if item.derived.contact.is_some() {
             pending.rebuild.insert(customer);
         }
@@ -216,12 +250,33 @@ pub(crate) async fn ingest(
     flush(txn, items, &mut pending, &ctx.priority, now).await?;
 
     // 4. Profiles of customers whose contacts changed, and final customer ids.
-    rebuild_profiles(txn, &pending.rebuild, &ctx.priority, now).await?;
+    let rebuilt = rebuild_profiles(txn, &pending.rebuild, &ctx.priority, now).await?;
     for result in &mut results {
         if let Some(survivor) = redirect.get(&result.customer) {
             result.customer = *survivor;
         }
     }
+
+    // 5. The change log: customers created, merges in order, then one update per customer.
+    let live = |c: &CustomerId| *redirect.get(c).unwrap_or(c);
+    let mut log: Vec<NewChange> = created
+        .iter()
+        .filter(|c| !redirect.contains_key(c))
+        .map(|c| NewChange::new(*c, ChangeKind::Created))
+        .collect();
+    log.extend(merges);
+    let mut updates: BTreeMap<CustomerId, BTreeSet<&'static str>> = BTreeMap::new();
+    for (customer, fields) in touched.into_iter().chain(rebuilt) {
+        updates.entry(live(&customer)).or_default().extend(fields);
+    }
+    let fresh: HashSet<CustomerId> = created.iter().copied().collect();
+    log.extend(
+        updates
+            .into_iter()
+            .filter(|(c, fields)| !fields.is_empty() && !fresh.contains(c))
+            .map(|(c, fields)| NewChange::updated(c, fields)),
+    );
+    change_log::append(txn, &log, now).await?;
     Ok(results)
 }
 
@@ -247,6 +302,9 @@ async fn load_versions(
     items: &[IngestItem],
 ) -> Result<HashMap<RecordKey, Known>> {
     let backend = txn.get_database_backend();
+    if backend == DbBackend::Postgres {
+        return load_versions_pg(txn, items).await;
+    }
     let mut groups: BTreeMap<(&str, RecordType), BTreeSet<&str>> = BTreeMap::new();
     for item in items {
         groups
@@ -290,6 +348,97 @@ async fn load_versions(
         }
     }
     Ok(known)
+}
+
+/// [`load_versions`] on PostgreSQL: one statement for the whole batch, joining the keys as
+/// three arrays to the primary key (round trips, not rows, are what a batch pays for there).
+async fn load_versions_pg(
+    txn: &DatabaseTransaction,
+    items: &[IngestItem],
+) -> Result<HashMap<RecordKey, Known>> {
+    let mut known = HashMap::with_capacity(items.len());
+    if items.is_empty() {
+        return Ok(known);
+    }
+    let keys: BTreeSet<&RecordKey> = items.iter().map(|i| &i.key).collect();
+    let mut sql = Sql::new(
+        DbBackend::Postgres,
+        "SELECT f.source, f.record_type, f.record_id, f.updated_at, f.content_hash, f.customer_id \
+         FROM UNNEST(",
+    );
+    sql.bind(texts(keys.iter().map(|k| k.source.clone())))
+        .push("::text[], ")
+        .bind(texts(
+            keys.iter().map(|k| k.record_type.as_str().to_owned()),
+        ))
+        .push("::text[], ")
+        .bind(texts(keys.iter().map(|k| k.record_id.clone())))
+        .push(
+            "::text[]) AS k(source, record_type, record_id) JOIN feed_records f \
+             ON f.source = k.source COLLATE \"C\" AND f.record_type = k.record_type COLLATE \"C\" \
+             AND f.record_id = k.record_id COLLATE \"C\"",
+        );
+    for row in txn.query_all_raw(sql.build()).await.db()? {
+        let hash: Vec<u8> = get_col(&row, "content_hash")?;
+        let customer: String = get_col(&row, "customer_id")?;
+        known.insert(
+            record_key(&row)?,
+            Known {
+                version: StoredVersion {
+                    updated_at: get_col(&row, "updated_at")?,
+                    hash: ContentHash::from_slice(&hash).map_err(corrupt)?,
+                },
+                customer: Some(parse_customer(&customer)?),
+            },
+        );
+    }
+    Ok(known)
+}
+
+/// [`load_holders`] and [`load_disputes`] on PostgreSQL in one statement: every wanted
+/// identifier joined to its holders and to its dispute, if any.
+async fn load_identifiers_pg(
+    txn: &DatabaseTransaction,
+    wanted: &BTreeSet<&Identifier>,
+) -> Result<(
+    HashMap<Identifier, BTreeSet<CustomerId>>,
+    HashSet<Identifier>,
+)> {
+    let mut holders: HashMap<Identifier, BTreeSet<CustomerId>> = HashMap::new();
+    let mut disputed = HashSet::new();
+    if wanted.is_empty() {
+        return Ok((holders, disputed));
+    }
+    let mut sql = Sql::new(
+        DbBackend::Postgres,
+        "SELECT k.kind, k.value, c.customer_id, d.kind IS NOT NULL AS disputed FROM UNNEST(",
+    );
+    sql.bind(texts(wanted.iter().map(|id| id.kind().as_str().to_owned())))
+        .push("::text[], ")
+        .bind(texts(wanted.iter().map(|id| id.value())))
+        .push(
+            "::text[]) AS k(kind, value) \
+             LEFT JOIN customer_identities c \
+             ON c.kind = k.kind COLLATE \"C\" AND c.value = k.value COLLATE \"C\" \
+             LEFT JOIN identity_disputes d ON d.kind = k.kind AND d.value = k.value",
+        );
+    for row in txn.query_all_raw(sql.build()).await.db()? {
+        let kind: String = get_col(&row, "kind")?;
+        let value: String = get_col(&row, "value")?;
+        let id = identifier(parse_kind(&kind)?, &value)?;
+        let customer: Option<String> = get_col(&row, "customer_id")?;
+        let is_disputed: bool = get_col(&row, "disputed")?;
+        if is_disputed && id.kind() != IdentifierKind::SourceId {
+            disputed.insert(id.clone());
+        }
+        if let Some(customer) = customer {
+            holders
+                .entry(id)
+                .or_default()
+                .insert(parse_customer(&customer)?);
+        }
+    }
+    Ok((holders, disputed))
 }
 
 async fn load_holders(
@@ -436,6 +585,7 @@ async fn flush(
     .db()?;
 
     let records = last_writes(items, std::mem::take(&mut pending.records));
+    crate::customer_query::write_record_facts(txn, items, &records).await?;
     let mut rows = Vec::with_capacity(records.len());
     let mut interactions = Vec::new();
     let mut transactions = Vec::new();
@@ -596,7 +746,7 @@ async fn absorb(
     trigger: &RecordKey,
     ctx: &IngestContext,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<MergeId> {
     let survivor = merge.survivor.to_string();
     let survivor_holds = identities_of(txn, &merge.survivor).await?;
     let mut absorbed = Vec::with_capacity(merge.absorbed.len());
@@ -658,8 +808,9 @@ async fn absorb(
         backend,
         "INSERT INTO customer_merges (id, survivor_id, rule, record_json, merged_at, merged_by) VALUES ",
     );
+    let id = MergeId::generate();
     sql.tuple([
-        text(MergeId::generate().to_string()),
+        text(id.to_string()),
         text(survivor),
         text(merge.rule.as_str()),
         text(serde_json::to_string(&record).map_err(corrupt)?),
@@ -667,7 +818,7 @@ async fn absorb(
         text(ctx.principal.as_str()),
     ]);
     txn.execute_raw(sql.build()).await.db()?;
-    Ok(())
+    Ok(id)
 }
 
 async fn identities_of(
@@ -754,29 +905,32 @@ pub(crate) async fn customer_for_source(
         identities: vec![(anchor, customer)],
         ..Pending::default()
     };
+    let now = crate::now();
     flush(
         txn,
         &[],
         &mut pending,
         &cxhub_domain::record::SourcePriority::new(),
-        crate::now(),
+        now,
     )
     .await?;
+    change_log::append(txn, &[NewChange::new(customer, ChangeKind::Created)], now).await?;
     Ok(customer)
 }
 
 /// Rebuilds the profile of each customer from the contacts it holds.
-async fn rebuild_profiles(
+pub(crate) async fn rebuild_profiles(
     txn: &DatabaseTransaction,
     customers: &BTreeSet<CustomerId>,
     priority: &cxhub_domain::record::SourcePriority,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<Vec<(CustomerId, BTreeSet<&'static str>)>> {
     if customers.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let backend = txn.get_database_backend();
     let ids: Vec<String> = customers.iter().map(ToString::to_string).collect();
+    let before = stored_profiles(txn, &ids).await?;
     let mut contacts: BTreeMap<String, Vec<ProfileSource>> = BTreeMap::new();
     for chunk in ids.chunks(IN_LIST_CHUNK) {
         let mut sql = Sql::new(
@@ -810,7 +964,52 @@ async fn rebuild_profiles(
             (id, profile)
         })
         .collect();
-    upsert_customers(txn, &rows, now).await
+    upsert_customers(txn, &rows, now).await?;
+    let mut changed = Vec::with_capacity(rows.len());
+    for ((id, profile), customer) in rows.iter().zip(customers) {
+        let groups = match before.get(id) {
+            Some(old) => change::changed_groups(old, profile),
+            None => Vec::new(),
+        };
+        changed.push((*customer, groups.into_iter().collect()));
+    }
+    Ok(changed)
+}
+
+/// The profiles stored for `ids` (those that exist), by id.
+async fn stored_profiles(
+    txn: &DatabaseTransaction,
+    ids: &[String],
+) -> Result<HashMap<String, Profile>> {
+    let backend = txn.get_database_backend();
+    let mut profiles = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(IN_LIST_CHUNK) {
+        let mut sql = Sql::new(
+            backend,
+            "SELECT id, given_name, family_name, addresses_json, preferred_language, \
+             consents_json, account_id, lifecycle_stage FROM customers WHERE id",
+        );
+        sql.in_texts(chunk.iter().cloned());
+        for row in txn.query_all_raw(sql.build()).await.db()? {
+            let addresses: String = get_col(&row, "addresses_json")?;
+            let consents: String = get_col(&row, "consents_json")?;
+            let stage: Option<String> = get_col(&row, "lifecycle_stage")?;
+            profiles.insert(
+                get_col::<String>(&row, "id")?,
+                Profile {
+                    given_name: get_col(&row, "given_name")?,
+                    family_name: get_col(&row, "family_name")?,
+                    addresses: serde_json::from_str(&addresses).map_err(corrupt)?,
+                    preferred_language: get_col(&row, "preferred_language")?,
+                    consents: serde_json::from_str(&consents).map_err(corrupt)?,
+                    account_id: get_col(&row, "account_id")?,
+                    lifecycle_stage: stage.map(|s| s.parse().map_err(corrupt)).transpose()?,
+                    provenance: BTreeMap::new(),
+                },
+            );
+        }
+    }
+    Ok(profiles)
 }
 
 /// Writes customers with their profiles: new ones are inserted, existing ones get the profile
@@ -820,6 +1019,7 @@ async fn upsert_customers(
     rows: &[(String, Profile)],
     now: DateTime<Utc>,
 ) -> Result<()> {
+    crate::customer_query::index_names(txn, rows).await?;
     let mut values = Vec::with_capacity(rows.len());
     for (id, p) in rows {
         values.push(vec![
@@ -1155,6 +1355,20 @@ pub(crate) async fn split(
 
     let set: BTreeSet<CustomerId> = customers.iter().copied().collect();
     rebuild_profiles(txn, &set, &ctx.priority, now).await?;
+    change_log::append(
+        txn,
+        &[NewChange {
+            related: customers
+                .iter()
+                .copied()
+                .filter(|c| *c != survivor)
+                .collect(),
+            merge: Some(merge_id),
+            ..NewChange::new(survivor, ChangeKind::Split)
+        }],
+        now,
+    )
+    .await?;
     let mut views = Vec::with_capacity(customers.len());
     for c in customers {
         views.push(read(txn, c).await?);

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use cxhub_domain::FieldViolation;
 use cxhub_domain::Result;
+use cxhub_domain::change::NewChange;
 use cxhub_domain::identifier::{CustomerId, Identifier};
 use cxhub_domain::interaction::{CustomerRef, NewInteraction, RecordOutcome, Recorded};
 use cxhub_domain::touchpoint::Channel;
@@ -185,6 +186,18 @@ pub(crate) async fn record(
     )
     .await
     .db()?;
+    let updated: BTreeSet<CustomerId> = results
+        .iter()
+        .filter_map(|r| match r {
+            Ok((RecordOutcome::Created, c)) => Some(*c),
+            _ => None,
+        })
+        .collect();
+    let changes: Vec<NewChange> = updated
+        .into_iter()
+        .map(|c| NewChange::updated(c, [cxhub_domain::change::INTERACTIONS]))
+        .collect();
+    crate::changes::append(txn, &changes, crate::now()).await?;
     Ok(results)
 }
 

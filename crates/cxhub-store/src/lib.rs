@@ -16,12 +16,15 @@
 //! result back and writes nothing. Batches are written with multi-row statements, chunked to
 //! stay under the bind-parameter limits of both backends.
 
+mod changes;
+mod customer_query;
 mod customers;
 mod entity;
 mod error;
 mod idempotency;
 mod interactions;
 mod journeys;
+mod privacy;
 mod repo;
 mod sql;
 mod store;
@@ -29,6 +32,7 @@ mod touchpoints;
 
 use chrono::{DateTime, SubsecRound, Utc};
 
+pub use privacy::{PrivacyStore, suppressed_records_total};
 pub use store::{Store, StoreOptions, drop_postgres_schema};
 
 /// Most bind parameters in one statement: SQLite's limit (PostgreSQL allows 65,535).

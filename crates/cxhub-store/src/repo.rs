@@ -151,7 +151,9 @@ impl CustomerRepo for Store {
         items: Vec<IngestItem>,
         ctx: &IngestContext,
     ) -> Result<Vec<IngestResult>> {
-        let results = identity_write!(self, |txn| customers::ingest(&txn, &items, ctx))?;
+        let results = identity_write!(self, |txn| crate::privacy::ingest_screened(
+            &txn, &items, ctx
+        ))?;
         let written = results.iter().filter(|r| r.outcome.writes()).count();
         self.note_growth(u64::try_from(written).unwrap_or(u64::MAX));
         Ok(results)
@@ -197,5 +199,21 @@ impl cxhub_domain::interaction::InteractionRepo for Store {
             .count();
         self.note_growth(u64::try_from(created).unwrap_or(u64::MAX));
         Ok(results)
+    }
+}
+
+#[async_trait]
+impl cxhub_domain::change::ChangeLogRepo for Store {
+    async fn read_changes(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<cxhub_domain::change::ChangeSlice> {
+        snapshot!(self, |txn| crate::changes::read(&txn, after, limit))
+    }
+
+    /// Under the identity lock, like every writer of the log.
+    async fn prune_changes(&self, before: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+        identity_write!(self, |txn| crate::changes::prune(&txn, before))
     }
 }

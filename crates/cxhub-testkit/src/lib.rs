@@ -82,6 +82,12 @@ impl TestHubBuilder {
         self
     }
 
+    /// The region national phone numbers are read in (ISO 3166 alpha-2, e.g. `PT`).
+    pub fn default_region(mut self, region: &str) -> Self {
+        self.args.default_region = Some(region.to_owned());
+        self
+    }
+
     /// Load the demo registry at start.
     pub fn demo(mut self) -> Self {
         self.args.demo = true;

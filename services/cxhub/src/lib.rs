@@ -91,6 +91,10 @@ pub struct ServeArgs {
     /// [default: US].
     #[arg(long, env = "CXHUB_DEFAULT_REGION")]
     pub default_region: Option<String>,
+    /// How long the customer change log keeps entries for WatchCustomerChanges, e.g. `7days`;
+    /// older entries are pruned and resuming before them answers OUT_OF_RANGE [default: 7days].
+    #[arg(long, env = "CXHUB_CHANGE_RETENTION", value_parser = humantime::parse_duration)]
+    pub change_retention: Option<Duration>,
 }
 
 /// The `[feeds]` table of the TOML file: how records are ingested and customers resolved.
@@ -135,6 +139,7 @@ struct FileSettings {
     max_concurrent_requests: Option<usize>,
     request_timeout: Option<String>,
     drain_timeout: Option<String>,
+    change_retention: Option<String>,
     allow_unauthenticated: Option<bool>,
     #[serde(default)]
     tokens: Vec<TokenConfig>,
@@ -159,6 +164,8 @@ pub struct Settings {
     pub serve: ServeConfig,
     /// How feeds are ingested and customers resolved.
     pub feeds: FeedConfig,
+    /// How long the change log keeps entries.
+    pub change_retention: Duration,
 }
 
 impl ServeArgs {
@@ -207,8 +214,18 @@ impl ServeArgs {
             bail!("max_concurrent_requests must be at least 1");
         }
         let feeds = feed_config(self.max_batch, self.default_region, file.feeds)?;
+        let change_retention = duration(
+            self.change_retention,
+            file.change_retention,
+            "change_retention",
+            Duration::from_secs(7 * 24 * 3600),
+        )?;
+        if change_retention < Duration::from_secs(60) {
+            bail!("change_retention must be at least 1 minute");
+        }
         Ok(Settings {
             feeds,
+            change_retention,
             listen: self.listen.or(file.listen).unwrap_or_else(|| {
                 DEFAULT_LISTEN
                     .parse()
@@ -365,9 +382,25 @@ pub fn registrations(
             }
             cxhub_customer_profile::SHORT_NAME => {
                 out.push(cxhub_customer_profile::registration(
-                    store,
+                    store.clone(),
                     feeds.rules.clone(),
                     feeds.priority.clone(),
+                    store.clone(),
+                    cxhub_customer_profile::watch::Watcher::new(
+                        store.clone(),
+                        cxhub_customer_profile::watch::WatchConfig::default(),
+                    ),
+                    cxhub_customer_profile::Reads {
+                        repo: store.clone(),
+                        default_region: feeds.policy.default_region.clone(),
+                    },
+                ));
+                out.push(cxhub_customer_profile::privacy_registration(
+                    Arc::new(cxhub_store::PrivacyStore::new(
+                        (*store).clone(),
+                        feeds.priority.clone(),
+                    )),
+                    store,
                 ));
             }
             _ => {}
@@ -393,7 +426,44 @@ pub async fn serve_on(
         tracing::info!(touchpoints, journeys, "demo registry loaded");
     }
     let services = registrations(&store, &settings.services, &settings.feeds)?;
-    cxhub_server::serve(settings.serve.clone(), listener, services, shutdown).await
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let pruning = tokio::spawn(prune_changes(
+        store.clone(),
+        settings.change_retention,
+        stopped,
+    ));
+    let served = cxhub_server::serve(settings.serve.clone(), listener, services, shutdown).await;
+    // Stopped between two prunes, never in the middle of one (an abandoned transaction would
+    // hold its locks until the connection is closed).
+    let _ = stop.send(());
+    if let Err(err) = pruning.await {
+        tracing::warn!(error = %err, "the change log pruning task failed");
+    }
+    served
+}
+
+/// Prunes the change log of entries older than `retention`, at start and then every tenth of
+/// the retention (at most every 10 minutes), for as long as the hub serves.
+async fn prune_changes(
+    store: Store,
+    retention: Duration,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    use cxhub_domain::change::ChangeLogRepo;
+    let every = (retention / 10).min(Duration::from_secs(600));
+    loop {
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
+        match store.prune_changes(cutoff).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "change log pruned"),
+            Err(err) => tracing::warn!(error = %err, "pruning the change log failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = &mut stop => return,
+        }
+    }
 }
 
 /// A database URL with any password replaced, for messages.

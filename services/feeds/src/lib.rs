@@ -143,7 +143,7 @@ impl Feeds {
         } else {
             self.repo.ingest(items, &ctx).await.map_err(to_status)?
         };
-        let mut counts = [0usize; 5];
+        let mut counts = [0usize; 6];
         let mut merges = 0usize;
         for result in ingested {
             counts[outcome_slot(result.outcome)] += 1;
@@ -160,6 +160,7 @@ impl Feeds {
             unchanged = counts[2],
             stale = counts[3],
             conflict = counts[4],
+            suppressed = counts[5],
             rejected,
             merged = merges,
             "batch ingested"
@@ -207,6 +208,7 @@ fn outcome_slot(outcome: IngestOutcome) -> usize {
         IngestOutcome::Unchanged => 2,
         IngestOutcome::Stale => 3,
         IngestOutcome::Conflict => 4,
+        IngestOutcome::Suppressed => 5,
     }
 }
 
@@ -238,6 +240,7 @@ fn result_to_pb(result: IngestResult) -> pb::RecordResult {
         IngestOutcome::Unchanged => pb::RecordOutcome::Unchanged,
         IngestOutcome::Stale => pb::RecordOutcome::Stale,
         IngestOutcome::Conflict => pb::RecordOutcome::Conflict,
+        IngestOutcome::Suppressed => pb::RecordOutcome::Suppressed,
     };
     pb::RecordResult {
         index: index_i32(result.index),

@@ -454,6 +454,7 @@ pub fn derive(record: &FeedRecord, map: &TouchpointMap) -> Derived {
             };
             Derived {
                 interaction: interaction(c.channel, occurred_at, case_outcome(c.status)),
+                support_case: Some(c.clone()),
                 ..Derived::default()
             }
         }
@@ -534,6 +535,7 @@ pub fn derive(record: &FeedRecord, map: &TouchpointMap) -> Derived {
         }
         RecordBody::SubscriptionEvent(e) => Derived {
             interaction: interaction(Channel::Web, e.occurred_at, subscription_outcome(e.kind)),
+            subscription: Some(e.clone()),
             ..Derived::default()
         },
         RecordBody::Refund(r) => Derived {
@@ -871,6 +873,8 @@ mod tests {
                 contact: Some(fields),
                 interaction: None,
                 transaction: None,
+                support_case: None,
+                subscription: None,
             }
         );
     }

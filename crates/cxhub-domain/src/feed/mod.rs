@@ -109,6 +109,10 @@ pub struct Derived {
     pub interaction: Option<Interaction>,
     /// The ledger entry, for orders, invoices, payments and refunds.
     pub transaction: Option<Transaction>,
+    /// The case as it stands, for a support case (kept for open-case reads).
+    pub support_case: Option<SupportCase>,
+    /// The event, for a subscription event (kept for subscription-state reads).
+    pub subscription: Option<SubscriptionEvent>,
 }
 
 /// An identifier of a record that links no one, and why.

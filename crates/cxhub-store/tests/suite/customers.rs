@@ -567,3 +567,130 @@ pub async fn direct_interactions_follow_merges_and_splits(store: Store) {
         "the interaction went back with its customer"
     );
 }
+
+async fn all_changes(store: &Store, after: i64) -> Vec<cxhub_domain::change::Change> {
+    use cxhub_domain::change::ChangeLogRepo;
+    store
+        .read_changes(after, 10_000)
+        .await
+        .expect("read changes")
+        .changes
+}
+
+fn summary(
+    changes: &[cxhub_domain::change::Change],
+) -> Vec<(CustomerId, &'static str, Vec<String>)> {
+    changes
+        .iter()
+        .map(|c| {
+            (
+                c.change.customer,
+                c.change.kind.as_str(),
+                c.change.fields.clone(),
+            )
+        })
+        .collect()
+}
+
+pub async fn the_change_log_holds_every_change_in_commit_order(store: Store) {
+    use cxhub_domain::change::{ChangeKind, ChangeLogRepo, check_resume};
+
+    let empty = store.read_changes(0, 10).await.expect("empty log");
+    assert_eq!((empty.head, empty.horizon), (0, 0));
+    assert!(empty.changes.is_empty());
+
+    let (before, merge) = three_then_merge(&store).await;
+    let (c1, c2, c3) = (before[0].id, before[1].id, before[2].id);
+    let log = all_changes(&store, 0).await;
+    assert!(log.windows(2).all(|w| w[0].seq < w[1].seq), "{log:?}");
+    let s = summary(&log);
+    assert_eq!(
+        s[..3],
+        [
+            (c1, "created", vec![]),
+            (c2, "created", vec![]),
+            (c3, "created", vec![]),
+        ]
+    );
+    assert_eq!(s[3].0, c1);
+    assert_eq!(s[3].1, "merged");
+    assert_eq!(log[3].change.related, [c2]);
+    let merges = store.list_merges(c1).await.expect("merges");
+    assert_eq!(log[3].change.merge, Some(merges[0].id));
+    assert_eq!(merge.merged, [c2]);
+    // Then one update of the survivor: its new source id and the name the newer contact set.
+    assert_eq!(s[4].0, c1);
+    assert_eq!(s[4].1, "updated");
+    assert!(s[4].2.contains(&"source_ids".to_owned()), "{s:?}");
+    assert!(s[4].2.contains(&"name".to_owned()), "{s:?}");
+    assert_eq!(log.len(), 5, "{s:?}");
+
+    // An order adds an interaction and a transaction; a re-send adds nothing.
+    let mark = log[4].seq;
+    ingest(
+        &store,
+        vec![Rec::new("erp", RecordType::Order, "o2", "e1", 9)],
+    )
+    .await;
+    ingest(
+        &store,
+        vec![Rec::new("erp", RecordType::Order, "o2", "e1", 9)],
+    )
+    .await;
+    let after = all_changes(&store, mark).await;
+    assert_eq!(
+        summary(&after),
+        [(
+            c3,
+            "updated",
+            vec!["interactions".to_owned(), "transactions".to_owned()]
+        )]
+    );
+
+    // A split is logged on the survivor with the restored customer.
+    let req = RequestKey::new("tester", "test/Split", "split-log", b"x").expect("key");
+    store
+        .split(&req, merges[0].id, &ctx())
+        .await
+        .expect("split");
+    let after = all_changes(&store, after[0].seq).await;
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0].change.kind, ChangeKind::Split);
+    assert_eq!(
+        (after[0].change.customer, after[0].change.related.clone()),
+        (c1, vec![c2])
+    );
+    // Retrying the split logs nothing more.
+    store
+        .split(&req, merges[0].id, &ctx())
+        .await
+        .expect("retry");
+    let head = after[0].seq;
+    assert!(all_changes(&store, head).await.is_empty());
+
+    // Pruning moves the horizon: resuming from before it is out of range, from it is fine.
+    let pruned = store
+        .prune_changes(Utc::now() + chrono::Duration::seconds(5))
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 7);
+    let slice = store.read_changes(0, 10).await.expect("read");
+    assert_eq!((slice.horizon, slice.head), (head, head));
+    assert_eq!(
+        reason(&check_resume(0, &slice).unwrap_err()),
+        "CHANGES_PRUNED"
+    );
+    check_resume(head, &slice).expect("resume at the horizon");
+    // A second prune with nothing old finds nothing; new changes continue the numbering.
+    assert_eq!(
+        store
+            .prune_changes(Utc::now() - chrono::Duration::days(1))
+            .await
+            .expect("prune nothing"),
+        0
+    );
+    ingest(&store, vec![Rec::contact("crm", "c9", 1)]).await;
+    let next = all_changes(&store, head).await;
+    assert_eq!(next.len(), 1);
+    assert!(next[0].seq > head);
+}

@@ -14,10 +14,14 @@ use cxhub_domain::touchpoint::{
 use cxhub_store::Store;
 use serde::Serialize;
 
+mod customer_query;
+pub use customer_query::*;
 mod customers;
 pub use customers::*;
 mod interactions;
 pub use interactions::*;
+mod privacy;
+pub use privacy::*;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -98,7 +102,8 @@ fn reason(err: &Error) -> &'static str {
         | Error::AlreadyExists { reason, .. }
         | Error::FailedPrecondition { reason, .. }
         | Error::Aborted { reason, .. }
-        | Error::ResourceExhausted { reason, .. } => reason,
+        | Error::ResourceExhausted { reason, .. }
+        | Error::OutOfRange { reason, .. } => reason,
         Error::NotFound { .. } => "NOT_FOUND",
         Error::Unavailable(_) => "UNAVAILABLE",
         Error::Internal(_) => "INTERNAL",

@@ -1,0 +1,788 @@
+//! Reads of the unified customer beyond `GetCustomer` (see
+//! [`cxhub_domain::customer_query::CustomerQueryRepo`]), each in one read snapshot, and the
+//! two things ingestion maintains for them: the name keys of each profile
+//! ([`index_names`], called where profiles are written) and the state of support cases and
+//! subscription events ([`write_record_facts`], called where records are written).
+//!
+//! Every query is an index range scan (the indexes are named in `docs/data-model.md`):
+//! - prefix search: `customer_name_keys` primary key (`key`, `customer_id`) for names and
+//!   `customer_identities` primary key (`kind`, `value`, `customer_id`) for e-mails and phones,
+//!   scanned from the prefix (or the page token) to [`prefix_upper_bound`], joined to
+//!   `customers` by id; a customer matching under several keys is listed at its smallest only
+//!   (checked on `customer_name_keys_customer_idx` / `customer_identities_customer_idx`);
+//! - stage-only search: `customers_lifecycle_idx` (`lifecycle_stage`, `id`);
+//! - interactions and transactions: `interactions_customer_time_idx` and
+//!   `transactions_customer_time_idx` (`customer_id`, `occurred_at`), newest first, keyset on
+//!   (`occurred_at`, `source`, `record_type`, `record_id`);
+//! - cases and subscriptions: `feed_records_customer_idx` (`customer_id`, `record_type`),
+//!   then the primary keys of `support_cases` and `subscription_events`.
+
+use chrono::{DateTime, Duration, Utc};
+use cxhub_domain::customer_query::{
+    Customer360, CustomerQueryRepo, CustomerSummary, FAILED_PAYMENT_WINDOW_DAYS, InteractionView,
+    LookupResult, RowKey, SearchBy, SearchFilter, SubscriptionEventRow, SupportCaseView,
+    TimeCursor, TimeRange, TransactionGroup, TransactionSummary, TransactionView,
+    active_subscriptions, decode_cursor, encode_cursor, group_by_source, name_keys,
+    prefix_upper_bound,
+};
+use cxhub_domain::feed::{IngestItem, Profile};
+use cxhub_domain::identifier::{CustomerId, Identifier};
+use cxhub_domain::money::{Currency, Money};
+use cxhub_domain::page::{Page, PageRequest};
+use cxhub_domain::repo::CustomerView;
+use cxhub_domain::{Error, Result};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult};
+
+use crate::IN_LIST_CHUNK;
+use crate::Store;
+use crate::customers::{live, read};
+use crate::error::{DbResultExt, corrupt};
+use crate::sql::{Pg, Sql, col, insert_rows, int, nullable, text, text_opt, time, time_opt};
+use crate::store::snapshot;
+
+// ------------------------------------------------------------------------------------------------
+// Maintained at ingest
+
+/// Rewrites the name keys of the customers whose profiles `rows` writes (see
+/// [`name_keys`]). Called with every profile upsert, in its transaction.
+pub(crate) async fn index_names(
+    txn: &DatabaseTransaction,
+    rows: &[(String, Profile)],
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let backend = txn.get_database_backend();
+    for chunk in rows.chunks(IN_LIST_CHUNK) {
+        let mut sql = Sql::new(backend, "DELETE FROM customer_name_keys WHERE customer_id");
+        sql.in_texts(chunk.iter().map(|(id, _)| id.clone()));
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+    let mut keys = Vec::new();
+    for (id, profile) in rows {
+        for key in name_keys(&profile.given_name, &profile.family_name) {
+            keys.push(vec![text(key), text(id.as_str())]);
+        }
+    }
+    insert_rows(
+        txn,
+        "customer_name_keys",
+        &[col("key", Pg::Text), col("customer_id", Pg::Text)],
+        keys,
+        "ON CONFLICT (key, customer_id) DO NOTHING",
+    )
+    .await
+    .db()
+}
+
+/// Stores the state of the support cases and subscription events among the records written
+/// (`records`: positions in `items`, the last write of each key). Called where records are
+/// written, in the same transaction.
+pub(crate) async fn write_record_facts(
+    txn: &DatabaseTransaction,
+    items: &[IngestItem],
+    records: &[(usize, CustomerId)],
+) -> Result<()> {
+    let mut cases = Vec::new();
+    let mut events = Vec::new();
+    for (pos, _) in records {
+        let Some(item) = items.get(*pos) else {
+            continue;
+        };
+        let key = &item.key;
+        if let Some(c) = &item.derived.support_case {
+            cases.push(vec![
+                text(key.source.as_str()),
+                text(key.record_id.as_str()),
+                text(c.status.as_str()),
+                text(c.priority.as_str()),
+                text(c.category.as_str()),
+                text(c.channel.as_str()),
+                time(c.opened_at),
+                time_opt(c.closed_at),
+            ]);
+        }
+        if let Some(e) = &item.derived.subscription {
+            events.push(vec![
+                text(key.source.as_str()),
+                text(key.record_id.as_str()),
+                text(e.subscription_id.as_str()),
+                text(e.kind.as_str()),
+                time(e.occurred_at),
+                text(e.plan.as_str()),
+                sea_orm::Value::BigInt(e.recurring_amount.map(|m| m.amount_minor)),
+                text_opt(e.recurring_amount.map(|m| m.currency.code())),
+            ]);
+        }
+    }
+    insert_rows(
+        txn,
+        "support_cases",
+        &[
+            col("source", Pg::Text),
+            col("record_id", Pg::Text),
+            col("status", Pg::Text),
+            col("priority", Pg::Text),
+            col("category", Pg::Text),
+            col("channel", Pg::Text),
+            col("opened_at", Pg::Time),
+            nullable("closed_at", Pg::Time),
+        ],
+        cases,
+        "ON CONFLICT (source, record_id) DO UPDATE SET status = excluded.status, \
+         priority = excluded.priority, category = excluded.category, \
+         channel = excluded.channel, opened_at = excluded.opened_at, \
+         closed_at = excluded.closed_at",
+    )
+    .await
+    .db()?;
+    insert_rows(
+        txn,
+        "subscription_events",
+        &[
+            col("source", Pg::Text),
+            col("record_id", Pg::Text),
+            col("subscription_id", Pg::Text),
+            col("kind", Pg::Text),
+            col("occurred_at", Pg::Time),
+            col("plan", Pg::Text),
+            nullable("amount_minor", Pg::Int),
+            nullable("currency_code", Pg::Text),
+        ],
+        events,
+        "ON CONFLICT (source, record_id) DO UPDATE SET \
+         subscription_id = excluded.subscription_id, kind = excluded.kind, \
+         occurred_at = excluded.occurred_at, plan = excluded.plan, \
+         amount_minor = excluded.amount_minor, currency_code = excluded.currency_code",
+    )
+    .await
+    .db()
+}
+
+// ------------------------------------------------------------------------------------------------
+// Batch get and lookup
+
+/// Each id read (following redirects), `None` for an unknown one.
+pub(crate) async fn batch_get(
+    conn: &impl ConnectionTrait,
+    ids: &[CustomerId],
+) -> Result<Vec<Option<CustomerView>>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        match read(conn, *id).await {
+            Ok(view) => out.push(Some(view)),
+            Err(Error::NotFound { .. }) => out.push(None),
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(out)
+}
+
+/// The live customers holding `identifier`.
+pub(crate) async fn lookup(
+    conn: &impl ConnectionTrait,
+    identifier: &Identifier,
+) -> Result<LookupResult> {
+    let backend = conn.get_database_backend();
+    let kind = identifier.kind().as_str();
+    let value = identifier.value();
+    let mut sql = Sql::new(
+        backend,
+        "SELECT customer_id, \
+         (SELECT COUNT(*) FROM identity_disputes d WHERE d.kind = i.kind AND d.value = i.value) AS disputes \
+         FROM customer_identities i WHERE i.kind = ",
+    );
+    sql.bind(text(kind))
+        .push(" AND i.value = ")
+        .bind(text(value.as_str()))
+        .push(" ORDER BY i.customer_id");
+    let rows = conn.query_all_raw(sql.build()).await.db()?;
+    let mut disputed = false;
+    let mut ids = std::collections::BTreeSet::new();
+    for row in &rows {
+        let customer: String = get(row, "customer_id")?;
+        let disputes: i64 = get(row, "disputes")?;
+        disputed |= disputes > 0;
+        ids.insert(live(conn, parse_customer(&customer)?).await?);
+    }
+    if ids.is_empty() {
+        let what = match identifier {
+            Identifier::SourceId { .. } => "holding that source customer id",
+            Identifier::Email(_) => "holding that e-mail address",
+            Identifier::Phone(_) => "holding that phone number",
+        };
+        return Err(Error::not_found("customer", what));
+    }
+    let mut customers = Vec::with_capacity(ids.len());
+    for id in ids {
+        customers.push(read(conn, id).await?);
+    }
+    Ok(LookupResult {
+        identifier: identifier.clone(),
+        linking: rows.len() <= 1 && !disputed,
+        customers,
+    })
+}
+
+// ------------------------------------------------------------------------------------------------
+// Search
+
+/// Live customers matching `filter`, after `page.after` (JSON `[key, customer id]`).
+pub(crate) async fn search(
+    conn: &impl ConnectionTrait,
+    filter: &SearchFilter,
+    page: &PageRequest,
+) -> Result<Page<CustomerSummary>> {
+    let after: Option<(String, String)> = match &page.after {
+        None => None,
+        Some(a) => Some(serde_json::from_str(a).map_err(|_| {
+            Error::invalid_field("page_token", "not a token issued by this service")
+        })?),
+    };
+    let sql = search_statement(conn.get_database_backend(), filter, after, page.size);
+    let rows = conn.query_all_raw(sql.build()).await.db()?;
+    let mut items = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: String = get(row, "customer_id")?;
+        let stage: Option<String> = get(row, "lifecycle_stage")?;
+        items.push(CustomerSummary {
+            id: parse_customer(&id)?,
+            given_name: get(row, "given_name")?,
+            family_name: get(row, "family_name")?,
+            lifecycle_stage: stage.map(|s| s.parse()).transpose().map_err(corrupt)?,
+            matched: get(row, "matched")?,
+            updated_at: get(row, "updated_at")?,
+        });
+    }
+    Ok(finish_page(items, page.size, |last| {
+        serde_json::to_string(&(&last.matched, last.id.to_string())).unwrap_or_default()
+    }))
+}
+
+/// The statement of one search page (`size + 1` rows, to know whether more follow).
+fn search_statement(
+    backend: sea_orm::DbBackend,
+    filter: &SearchFilter,
+    after: Option<(String, String)>,
+    size: u32,
+) -> Sql {
+    const COLUMNS: &str =
+        "c.id AS customer_id, c.given_name, c.family_name, c.lifecycle_stage, c.updated_at";
+    let (table, key, kind, prefix) = match &filter.by {
+        SearchBy::Name(p) => ("customer_name_keys", "key", None, p),
+        SearchBy::Email(p) => ("customer_identities", "value", Some("email"), p),
+        SearchBy::Phone(p) => ("customer_identities", "value", Some("phone"), p),
+        SearchBy::Any => {
+            let mut sql = Sql::new(
+                backend,
+                &format!(
+                    "SELECT '' AS matched, {COLUMNS} FROM customers c WHERE c.lifecycle_stage = "
+                ),
+            );
+            sql.bind(text_opt(filter.lifecycle_stage.map(|s| s.as_str())))
+                .push(" AND c.merged_into IS NULL");
+            if let Some((_, id)) = after {
+                sql.push(" AND c.id > ").bind(text(id));
+            }
+            sql.push(" ORDER BY c.id LIMIT ")
+                .bind(int(i64::from(size) + 1));
+            return sql;
+        }
+    };
+    // CROSS JOIN keeps the key table as the outer loop on SQLite (PostgreSQL plans it as an
+    // inner join): the scan follows the key index in order and stops at the limit.
+    let mut sql = Sql::new(
+        backend,
+        &format!(
+            "SELECT k.{key} AS matched, {COLUMNS} FROM {table} k CROSS JOIN customers c \
+             WHERE c.id = k.customer_id AND c.merged_into IS NULL"
+        ),
+    );
+    if let Some(kind) = kind {
+        sql.push(" AND k.kind = ").bind(text(kind));
+    }
+    let lower = after.as_ref().map_or(prefix.as_str(), |(k, _)| k.as_str());
+    sql.push(&format!(" AND k.{key} >= ")).bind(text(lower));
+    if let Some(upper) = prefix_upper_bound(prefix) {
+        sql.push(&format!(" AND k.{key} < ")).bind(text(upper));
+    }
+    if let Some((after_key, after_id)) = &after {
+        sql.push(&format!(" AND (k.{key} > "))
+            .bind(text(after_key.as_str()))
+            .push(" OR k.customer_id > ")
+            .bind(text(after_id.as_str()))
+            .push(")");
+    }
+    if let Some(stage) = filter.lifecycle_stage {
+        sql.push(" AND c.lifecycle_stage = ")
+            .bind(text(stage.as_str()));
+    }
+    // Listed once: at the smallest of its keys within the prefix.
+    sql.push(&format!(
+        " AND NOT EXISTS (SELECT 1 FROM {table} o WHERE o.customer_id = k.customer_id"
+    ));
+    if kind.is_some() {
+        sql.push(" AND o.kind = k.kind");
+    }
+    sql.push(&format!(" AND o.{key} >= "))
+        .bind(text(prefix.as_str()))
+        .push(&format!(" AND o.{key} < k.{key})"));
+    sql.push(&format!(" ORDER BY k.{key}, k.customer_id LIMIT "))
+        .bind(int(i64::from(size) + 1));
+    sql
+}
+
+/// The first `size` of `items` (fetched `size + 1`) and the cursor after the last, if more.
+fn finish_page<T>(mut items: Vec<T>, size: u32, cursor: impl Fn(&T) -> String) -> Page<T> {
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
+    let more = items.len() > size;
+    items.truncate(size);
+    let next_after = if more { items.last().map(cursor) } else { None };
+    Page { items, next_after }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Interactions and transactions
+
+/// Appends the time range and the keyset condition (rows strictly older than the cursor, in
+/// the order `occurred_at DESC, source DESC, record_type DESC, record_id DESC`) and the order.
+fn newest_first(sql: &mut Sql, range: &TimeRange, after: Option<&TimeCursor>, size: u32) {
+    if let Some(from) = range.from {
+        sql.push(" AND occurred_at >= ").bind(time(from));
+    }
+    if let Some(to) = range.to {
+        sql.push(" AND occurred_at < ").bind(time(to));
+    }
+    if let Some(c) = after {
+        let k = &c.key;
+        sql.push(" AND occurred_at <= ")
+            .bind(time(c.at))
+            .push(" AND (occurred_at < ")
+            .bind(time(c.at))
+            .push(" OR source < ")
+            .bind(text(k.source.as_str()))
+            .push(" OR (source = ")
+            .bind(text(k.source.as_str()))
+            .push(" AND (record_type < ")
+            .bind(text(k.record_type.as_str()))
+            .push(" OR (record_type = ")
+            .bind(text(k.record_type.as_str()))
+            .push(" AND record_id < ")
+            .bind(text(k.record_id.as_str()))
+            .push("))))");
+    }
+    sql.push(" ORDER BY occurred_at DESC, source DESC, record_type DESC, record_id DESC LIMIT ")
+        .bind(int(i64::from(size) + 1));
+}
+
+fn row_key(row: &QueryResult) -> Result<RowKey> {
+    Ok(RowKey {
+        source: get(row, "source")?,
+        record_type: get(row, "record_type")?,
+        record_id: get(row, "record_id")?,
+    })
+}
+
+fn cursor_of(at: DateTime<Utc>, key: &RowKey) -> String {
+    encode_cursor(&TimeCursor {
+        at,
+        key: key.clone(),
+    })
+}
+
+/// A page of the interactions of the live customer `customer`.
+async fn interactions_of(
+    conn: &impl ConnectionTrait,
+    customer: CustomerId,
+    range: &TimeRange,
+    page: &PageRequest,
+) -> Result<Page<InteractionView>> {
+    let after = page.after.as_deref().map(decode_cursor).transpose()?;
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        "SELECT source, record_type, record_id, touchpoint_key, channel, occurred_at, outcome \
+         FROM interactions WHERE customer_id = ",
+    );
+    sql.bind(text(customer.to_string()));
+    newest_first(&mut sql, range, after.as_ref(), page.size);
+    let mut items = Vec::new();
+    for row in conn.query_all_raw(sql.build()).await.db()? {
+        let channel: String = get(&row, "channel")?;
+        items.push(InteractionView {
+            key: row_key(&row)?,
+            touchpoint_key: get(&row, "touchpoint_key")?,
+            channel: channel.parse().map_err(corrupt)?,
+            occurred_at: get(&row, "occurred_at")?,
+            outcome: get(&row, "outcome")?,
+        });
+    }
+    Ok(finish_page(items, page.size, |last| {
+        cursor_of(last.occurred_at, &last.key)
+    }))
+}
+
+/// A customer's interactions (following redirects).
+pub(crate) async fn interactions(
+    conn: &impl ConnectionTrait,
+    id: CustomerId,
+    range: &TimeRange,
+    page: &PageRequest,
+) -> Result<(CustomerId, Page<InteractionView>)> {
+    let customer = live(conn, id).await?;
+    Ok((
+        customer,
+        interactions_of(conn, customer, range, page).await?,
+    ))
+}
+
+/// A customer's ledger entries (following redirects).
+pub(crate) async fn transactions(
+    conn: &impl ConnectionTrait,
+    id: CustomerId,
+    range: &TimeRange,
+    page: &PageRequest,
+) -> Result<(CustomerId, Page<TransactionView>)> {
+    let customer = live(conn, id).await?;
+    let after = page.after.as_deref().map(decode_cursor).transpose()?;
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        "SELECT source, record_type, record_id, kind, amount_minor, currency_code, occurred_at, \
+         status, due_at FROM transactions WHERE customer_id = ",
+    );
+    sql.bind(text(customer.to_string()));
+    newest_first(&mut sql, range, after.as_ref(), page.size);
+    let mut items = Vec::new();
+    for row in conn.query_all_raw(sql.build()).await.db()? {
+        let kind: String = get(&row, "kind")?;
+        items.push(TransactionView {
+            key: row_key(&row)?,
+            kind: kind.parse().map_err(corrupt)?,
+            amount: Money::new(get(&row, "amount_minor")?, currency(&row)?),
+            occurred_at: get(&row, "occurred_at")?,
+            status: get(&row, "status")?,
+            due_at: get(&row, "due_at")?,
+        });
+    }
+    let page = finish_page(items, page.size, |last| {
+        cursor_of(last.occurred_at, &last.key)
+    });
+    Ok((customer, page))
+}
+
+fn currency(row: &QueryResult) -> Result<Currency> {
+    let code: String = get(row, "currency_code")?;
+    Currency::parse(&code).map_err(corrupt)
+}
+
+// ------------------------------------------------------------------------------------------------
+// 360
+
+/// The 360° view (see [`Customer360`]): the profile read, then one query each for the
+/// sources, the latest interactions, the ledger aggregate, the last purchase, the open cases
+/// and the subscription events.
+pub(crate) async fn customer_360(
+    conn: &impl ConnectionTrait,
+    id: CustomerId,
+    recent: u32,
+    now: DateTime<Utc>,
+) -> Result<Customer360> {
+    let backend = conn.get_database_backend();
+    let customer = read(conn, id).await?;
+    let live_id = customer.id.to_string();
+
+    let mut sql = Sql::new(
+        backend,
+        "SELECT source, source_customer_id, COUNT(*) AS n FROM feed_records WHERE customer_id = ",
+    );
+    sql.bind(text(live_id.as_str()))
+        .push(" GROUP BY source, source_customer_id");
+    let mut counts = Vec::new();
+    for row in conn.query_all_raw(sql.build()).await.db()? {
+        counts.push((
+            get(&row, "source")?,
+            get(&row, "source_customer_id")?,
+            get(&row, "n")?,
+        ));
+    }
+    let sources = group_by_source(&customer.identifiers, &counts);
+
+    let recent_interactions = interactions_of(
+        conn,
+        customer.id,
+        &TimeRange::default(),
+        &PageRequest {
+            size: recent,
+            after: None,
+        },
+    )
+    .await?
+    .items;
+
+    let transactions = transaction_summary(conn, &live_id, now).await?;
+    let open_cases = open_cases(conn, &live_id).await?;
+    let active_subscriptions = active_subscriptions(&subscription_events(conn, &live_id).await?);
+    Ok(Customer360 {
+        customer,
+        sources,
+        recent_interactions,
+        transactions,
+        open_cases,
+        active_subscriptions,
+    })
+}
+
+async fn transaction_summary(
+    conn: &impl ConnectionTrait,
+    customer: &str,
+    now: DateTime<Utc>,
+) -> Result<TransactionSummary> {
+    let backend = conn.get_database_backend();
+    let since = now - Duration::days(FAILED_PAYMENT_WINDOW_DAYS);
+    // SUM of int8 is numeric on PostgreSQL: cast back.
+    let mut sql = Sql::new(
+        backend,
+        "SELECT kind, status, currency_code, COUNT(*) AS n, \
+         CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) AS total, \
+         CAST(COALESCE(SUM(CASE WHEN due_at < ",
+    );
+    sql.bind(time(now))
+        .push(" THEN 1 ELSE 0 END), 0) AS BIGINT) AS overdue_n, CAST(COALESCE(SUM(CASE WHEN due_at < ")
+        .bind(time(now))
+        .push(" THEN amount_minor ELSE 0 END), 0) AS BIGINT) AS overdue_total, CAST(COALESCE(SUM(CASE WHEN occurred_at >= ")
+        .bind(time(since))
+        .push(" THEN 1 ELSE 0 END), 0) AS BIGINT) AS recent_n FROM transactions WHERE customer_id = ")
+        .bind(text(customer))
+        .push(" GROUP BY kind, status, currency_code");
+    let mut groups = Vec::new();
+    for row in conn.query_all_raw(sql.build()).await.db()? {
+        let kind: String = get(&row, "kind")?;
+        groups.push(TransactionGroup {
+            kind: kind.parse().map_err(corrupt)?,
+            status: get(&row, "status")?,
+            currency: currency(&row)?,
+            count: get(&row, "n")?,
+            total_minor: get(&row, "total")?,
+            overdue_count: get(&row, "overdue_n")?,
+            overdue_minor: get(&row, "overdue_total")?,
+            recent_count: get(&row, "recent_n")?,
+        });
+    }
+    let mut sql = Sql::new(
+        backend,
+        "SELECT occurred_at FROM transactions WHERE customer_id = ",
+    );
+    sql.bind(text(customer))
+        .push(" AND kind = 'order' AND status = 'placed' ORDER BY occurred_at DESC LIMIT 1");
+    let last_purchase_at = match conn.query_one_raw(sql.build()).await.db()? {
+        Some(row) => Some(get(&row, "occurred_at")?),
+        None => None,
+    };
+    Ok(TransactionSummary::from_groups(&groups, last_purchase_at))
+}
+
+async fn open_cases(conn: &impl ConnectionTrait, customer: &str) -> Result<Vec<SupportCaseView>> {
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        "SELECT c.source, c.record_id, c.status, c.priority, c.category, c.channel, c.opened_at \
+         FROM feed_records f CROSS JOIN support_cases c \
+         WHERE f.customer_id = ",
+    );
+    sql.bind(text(customer)).push(
+        " AND f.record_type = 'support_case' AND c.source = f.source AND c.record_id = f.record_id \
+         AND c.status IN ('open', 'pending') ORDER BY c.opened_at DESC, c.source, c.record_id",
+    );
+    let mut out = Vec::new();
+    for row in conn.query_all_raw(sql.build()).await.db()? {
+        let status: String = get(&row, "status")?;
+        let priority: String = get(&row, "priority")?;
+        let channel: String = get(&row, "channel")?;
+        out.push(SupportCaseView {
+            source: get(&row, "source")?,
+            record_id: get(&row, "record_id")?,
+            status: status.parse().map_err(corrupt)?,
+            priority: priority.parse().map_err(corrupt)?,
+            category: get(&row, "category")?,
+            channel: channel.parse().map_err(corrupt)?,
+            opened_at: get(&row, "opened_at")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn subscription_events(
+    conn: &impl ConnectionTrait,
+    customer: &str,
+) -> Result<Vec<SubscriptionEventRow>> {
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        "SELECT s.source, s.record_id, s.subscription_id, s.kind, s.occurred_at, s.plan, \
+         s.amount_minor, s.currency_code \
+         FROM feed_records f CROSS JOIN subscription_events s WHERE f.customer_id = ",
+    );
+    sql.bind(text(customer)).push(
+        " AND f.record_type = 'subscription_event' AND s.source = f.source \
+         AND s.record_id = f.record_id",
+    );
+    let mut out = Vec::new();
+    for row in conn.query_all_raw(sql.build()).await.db()? {
+        let kind: String = get(&row, "kind")?;
+        let amount: Option<i64> = get(&row, "amount_minor")?;
+        let code: Option<String> = get(&row, "currency_code")?;
+        let recurring_amount = match (amount, code) {
+            (Some(amount), Some(code)) => {
+                Some(Money::new(amount, Currency::parse(&code).map_err(corrupt)?))
+            }
+            _ => None,
+        };
+        out.push(SubscriptionEventRow {
+            source: get(&row, "source")?,
+            record_id: get(&row, "record_id")?,
+            subscription_id: get(&row, "subscription_id")?,
+            kind: kind.parse().map_err(corrupt)?,
+            occurred_at: get(&row, "occurred_at")?,
+            plan: get(&row, "plan")?,
+            recurring_amount,
+        });
+    }
+    Ok(out)
+}
+
+// ------------------------------------------------------------------------------------------------
+// The repository
+
+#[async_trait::async_trait]
+impl CustomerQueryRepo for Store {
+    async fn batch_get_customers(&self, ids: &[CustomerId]) -> Result<Vec<Option<CustomerView>>> {
+        snapshot!(self, |txn| batch_get(&txn, ids))
+    }
+
+    async fn lookup_customers(&self, identifier: &Identifier) -> Result<LookupResult> {
+        snapshot!(self, |txn| lookup(&txn, identifier))
+    }
+
+    async fn search_customers(
+        &self,
+        filter: &SearchFilter,
+        page: &PageRequest,
+    ) -> Result<Page<CustomerSummary>> {
+        snapshot!(self, |txn| search(&txn, filter, page))
+    }
+
+    async fn customer_360(
+        &self,
+        id: CustomerId,
+        recent: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Customer360> {
+        snapshot!(self, |txn| customer_360(&txn, id, recent, now))
+    }
+
+    async fn list_interactions(
+        &self,
+        id: CustomerId,
+        range: &TimeRange,
+        page: &PageRequest,
+    ) -> Result<(CustomerId, Page<InteractionView>)> {
+        snapshot!(self, |txn| interactions(&txn, id, range, page))
+    }
+
+    async fn list_transactions(
+        &self,
+        id: CustomerId,
+        range: &TimeRange,
+        page: &PageRequest,
+    ) -> Result<(CustomerId, Page<TransactionView>)> {
+        snapshot!(self, |txn| transactions(&txn, id, range, page))
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Row helpers
+
+fn get<T: sea_orm::TryGetable>(row: &QueryResult, column: &str) -> Result<T> {
+    row.try_get("", column).map_err(corrupt)
+}
+
+fn parse_customer(s: &str) -> Result<CustomerId> {
+    s.parse().map_err(corrupt)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use cxhub_domain::feed::LifecycleStage;
+    use sea_orm::ConnectionTrait;
+
+    use super::*;
+    use crate::StoreOptions;
+
+    /// The SQLite plan of a statement, one line per step.
+    async fn plan(store: &Store, sql: Sql) -> String {
+        let stmt = sql.build();
+        let explain = sea_orm::Statement::from_sql_and_values(
+            stmt.db_backend,
+            format!("EXPLAIN QUERY PLAN {}", stmt.sql),
+            stmt.values.map(|v| v.0).unwrap_or_default(),
+        );
+        let rows = store.reader.query_all_raw(explain).await.unwrap();
+        rows.iter()
+            .map(|r| r.try_get::<String>("", "detail").unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[tokio::test]
+    async fn prefix_searches_are_index_range_scans_in_index_order() {
+        let store = Store::connect("sqlite::memory:", StoreOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let backend = store.reader.get_database_backend();
+        for (by, index) in [
+            (
+                SearchBy::Name("mar".into()),
+                "sqlite_autoindex_customer_name_keys_1",
+            ),
+            (
+                SearchBy::Email("jo".into()),
+                "sqlite_autoindex_customer_identities_1",
+            ),
+            (
+                SearchBy::Phone("+351".into()),
+                "sqlite_autoindex_customer_identities_1",
+            ),
+        ] {
+            for stage in [None, Some(LifecycleStage::Customer)] {
+                let filter = SearchFilter {
+                    by: by.clone(),
+                    lifecycle_stage: stage,
+                };
+                for after in [None, Some(("mara".to_owned(), "x".to_owned()))] {
+                    let plan = plan(&store, search_statement(backend, &filter, after, 20)).await;
+                    let first = plan.lines().next().unwrap_or_default();
+                    assert!(
+                        first.starts_with("SEARCH k USING") && first.contains(index),
+                        "{filter:?}: {plan}"
+                    );
+                    assert!(
+                        !plan.contains("TEMP B-TREE"),
+                        "no sort, the index order is the page order: {plan}"
+                    );
+                    assert!(
+                        plan.lines()
+                            .any(|l| l.starts_with("SEARCH c USING") && l.contains("id=?")),
+                        "one customer looked up by id per key: {plan}"
+                    );
+                }
+            }
+        }
+        let filter = SearchFilter {
+            by: SearchBy::Any,
+            lifecycle_stage: Some(LifecycleStage::Lead),
+        };
+        let plan = plan(&store, search_statement(backend, &filter, None, 20)).await;
+        assert!(plan.contains("customers_lifecycle_idx"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+}

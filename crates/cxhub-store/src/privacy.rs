@@ -1,0 +1,1056 @@
+//! Privacy: consent answers given to the hub (stored as a contact record of
+//! [`CONSENT_SOURCE`], so the profile combines them with the feeds' like any other source),
+//! their history, erasure with suppression of the erased identifiers, export, and the audit
+//! trail.
+//!
+//! Suppression keeps only [`suppression_hash`]es of the erased identifiers, keyed with a secret
+//! created on the first erasure (table `privacy_keys`). Ingest screens every batch against them
+//! first ([`ingest_screened`]): a record whose source customer id, e-mail or phone is suppressed
+//! is answered SUPPRESSED and not written.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use cxhub_domain::Result;
+use cxhub_domain::feed::{
+    Consent, ConsentChannel, ConsentPurpose, ConsentStatus, ContactFields, IngestItem, IngestResult,
+};
+use cxhub_domain::idempotency::RequestKey;
+use cxhub_domain::identifier::{CustomerId, Identifier};
+use cxhub_domain::page::{Page, PageRequest};
+use cxhub_domain::privacy::{
+    AuditEvent, AuditFilter, AuditLog, CONSENT_SOURCE, ConsentChange, ConsentUpdate,
+    ConsentsUpdated, CustomerExport, Erasure, PrivacyRepo, StoredInteraction, StoredRecord,
+    StoredTransaction, erased, suppression_hash,
+};
+use cxhub_domain::record::{ContentHash, IngestOutcome, SourcePriority};
+use cxhub_domain::repo::IngestContext;
+use cxhub_domain::resolution::MergeRecord;
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult};
+use sha2::{Digest, Sha256};
+
+use crate::IN_LIST_CHUNK;
+use crate::error::{DbResultExt, corrupt};
+use crate::idempotency::idempotent;
+use crate::sql::{Pg, Sql, bytes, col, insert_rows, nullable, text, text_opt, time};
+use crate::store::{Store, snapshot};
+
+/// The name of the suppression key in `privacy_keys`.
+const SUPPRESSION_KEY: &str = "suppression";
+
+/// Records dropped as SUPPRESSED by this process since it started (the metric; the feeds
+/// service also logs it per batch as `suppressed`).
+static SUPPRESSED_RECORDS: AtomicU64 = AtomicU64::new(0);
+
+/// How many feed records this process dropped because they were about an erased customer.
+pub fn suppressed_records_total() -> u64 {
+    SUPPRESSED_RECORDS.load(Ordering::Relaxed)
+}
+
+// ------------------------------------------------------------------------------------------------
+// Ingest screening
+
+/// Ingests a batch after setting aside the records about erased customers: those are answered
+/// SUPPRESSED (with the erased customer's former id) and nothing of them is written; the others
+/// go through [`crate::customers::ingest`]. Results in batch order.
+pub(crate) async fn ingest_screened(
+    txn: &DatabaseTransaction,
+    items: &[IngestItem],
+    ctx: &IngestContext,
+) -> Result<Vec<IngestResult>> {
+    let suppressed = match suppression_key(txn, false).await? {
+        None => HashMap::new(),
+        Some(key) => screen(txn, &key, items).await?,
+    };
+    if suppressed.is_empty() {
+        return crate::customers::ingest(txn, items, ctx).await;
+    }
+    let kept: Vec<IngestItem> = items
+        .iter()
+        .filter(|item| !suppressed.contains_key(&item.index))
+        .cloned()
+        .collect();
+    let mut results = if kept.is_empty() {
+        Vec::new()
+    } else {
+        crate::customers::ingest(txn, &kept, ctx).await?
+    };
+    for item in items {
+        if let Some(customer) = suppressed.get(&item.index) {
+            results.push(IngestResult {
+                index: item.index,
+                outcome: IngestOutcome::Suppressed,
+                customer: *customer,
+                merged: Vec::new(),
+                ignored: item.ignored.clone(),
+            });
+        }
+    }
+    results.sort_by_key(|r| r.index);
+    let n = suppressed.len() as u64;
+    SUPPRESSED_RECORDS.fetch_add(n, Ordering::Relaxed);
+    tracing::info!(
+        suppressed = n,
+        suppressed_total = suppressed_records_total(),
+        "records about erased customers dropped"
+    );
+    Ok(results)
+}
+
+/// The batch positions of the records carrying a suppressed identifier, with the erased
+/// customer each is about.
+async fn screen(
+    txn: &DatabaseTransaction,
+    key: &[u8],
+    items: &[IngestItem],
+) -> Result<HashMap<usize, CustomerId>> {
+    let mut by_hash: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for item in items {
+        let ids =
+            std::iter::once(&item.anchor).chain(item.identifiers.iter().map(|f| &f.identifier));
+        for id in ids {
+            by_hash
+                .entry(suppression_hash(key, id))
+                .or_default()
+                .push(item.index);
+        }
+    }
+    let hashes: Vec<String> = by_hash.keys().cloned().collect();
+    let mut out = HashMap::new();
+    for chunk in hashes.chunks(IN_LIST_CHUNK) {
+        let mut sql = Sql::new(
+            txn.get_database_backend(),
+            "SELECT hash, customer_id FROM suppressed_identifiers WHERE hash",
+        );
+        sql.in_texts(chunk.iter().cloned());
+        for row in txn.query_all_raw(sql.build()).await.db()? {
+            let hash: String = get(&row, "hash")?;
+            let customer = customer_id(&get::<String>(&row, "customer_id")?)?;
+            for index in by_hash.get(&hash).into_iter().flatten() {
+                out.insert(*index, customer);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The suppression key, created (when `create`) on first use.
+async fn suppression_key(conn: &impl ConnectionTrait, create: bool) -> Result<Option<Vec<u8>>> {
+    let read = || {
+        let mut sql = Sql::new(
+            conn.get_database_backend(),
+            "SELECT secret FROM privacy_keys WHERE name = ",
+        );
+        sql.bind(text(SUPPRESSION_KEY));
+        sql.build()
+    };
+    if let Some(row) = conn.query_one_raw(read()).await.db()? {
+        let secret: String = get(&row, "secret")?;
+        return Ok(Some(unhex(&secret)?));
+    }
+    if !create {
+        return Ok(None);
+    }
+    // 32 bytes from the random bits of four UUIDs (v7: 74 random bits each).
+    let mut seed = Sha256::new();
+    for _ in 0..4 {
+        seed.update(uuid::Uuid::now_v7().as_bytes());
+    }
+    let secret: String = seed.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        "INSERT INTO privacy_keys (name, secret, created_at) VALUES ",
+    );
+    sql.tuple([text(SUPPRESSION_KEY), text(secret), time(crate::now())])
+        .push(" ON CONFLICT (name) DO NOTHING");
+    conn.execute_raw(sql.build()).await.db()?;
+    let row = conn
+        .query_one_raw(read())
+        .await
+        .db()?
+        .ok_or_else(|| corrupt("the suppression key was not stored"))?;
+    let secret: String = get(&row, "secret")?;
+    Ok(Some(unhex(&secret)?))
+}
+
+// ------------------------------------------------------------------------------------------------
+// Consents
+
+/// Records consent answers (see [`cxhub_domain::privacy::PrivacyRepo::update_consents`]).
+pub(crate) async fn update_consents(
+    txn: &DatabaseTransaction,
+    requested: CustomerId,
+    update: &ConsentUpdate,
+    principal: &str,
+    priority: &SourcePriority,
+) -> Result<ConsentsUpdated> {
+    let backend = txn.get_database_backend();
+    if erasure_of(txn, requested).await?.is_some() {
+        return Err(erased(requested));
+    }
+    let now = crate::now();
+    let customer = crate::customers::live(txn, requested).await?;
+    let before = crate::customers::read(txn, customer)
+        .await?
+        .profile
+        .consents;
+    let record_id = customer.to_string();
+
+    let mut sql = Sql::new(
+        backend,
+        "SELECT contact_json FROM feed_records WHERE source = ",
+    );
+    sql.bind(text(CONSENT_SOURCE))
+        .push(" AND record_type = 'contact' AND record_id = ")
+        .bind(text(record_id.as_str()));
+    let mut fields: ContactFields = match txn.query_one_raw(sql.build()).await.db()? {
+        Some(row) => match get::<Option<String>>(&row, "contact_json")? {
+            Some(json) => serde_json::from_str(&json).map_err(corrupt)?,
+            None => ContactFields::default(),
+        },
+        None => ContactFields::default(),
+    };
+    for answer in &update.consents {
+        match fields
+            .consents
+            .iter_mut()
+            .find(|c| c.purpose == answer.purpose && c.channel == answer.channel)
+        {
+            Some(kept) if kept.given_at > answer.given_at => {}
+            Some(kept) => *kept = answer.clone(),
+            None => fields.consents.push(answer.clone()),
+        }
+    }
+    fields.consents.sort_by_key(|c| (c.purpose, c.channel));
+    let json = serde_json::to_string(&fields).map_err(corrupt)?;
+    insert_rows(
+        txn,
+        "feed_records",
+        &[
+            col("source", Pg::Text),
+            col("record_type", Pg::Text),
+            col("record_id", Pg::Text),
+            col("updated_at", Pg::Time),
+            col("content_hash", Pg::Bytes),
+            col("customer_id", Pg::Text),
+            col("source_customer_id", Pg::Text),
+            col("payload", Pg::Bytes),
+            nullable("contact_json", Pg::Text),
+            col("ingested_at", Pg::Time),
+        ],
+        vec![vec![
+            text(CONSENT_SOURCE),
+            text("contact"),
+            text(record_id.as_str()),
+            time(now),
+            bytes(ContentHash::of(json.as_bytes()).as_bytes().to_vec()),
+            text(record_id.as_str()),
+            text(record_id.as_str()),
+            bytes(json.clone().into_bytes()),
+            text_opt(Some(json)),
+            time(now),
+        ]],
+        "ON CONFLICT (source, record_type, record_id) DO UPDATE SET \
+         updated_at = excluded.updated_at, content_hash = excluded.content_hash, \
+         customer_id = excluded.customer_id, payload = excluded.payload, \
+         contact_json = excluded.contact_json, ingested_at = excluded.ingested_at",
+    )
+    .await
+    .db()?;
+    let rebuilt =
+        crate::customers::rebuild_profiles(txn, &BTreeSet::from([customer]), priority, now).await?;
+    let changed: Vec<cxhub_domain::change::NewChange> = rebuilt
+        .into_iter()
+        .filter(|(_, fields)| !fields.is_empty())
+        .map(|(c, fields)| cxhub_domain::change::NewChange::updated(c, fields))
+        .collect();
+    crate::changes::append(txn, &changed, now).await?;
+    let after = crate::customers::read(txn, customer)
+        .await?
+        .profile
+        .consents;
+
+    let slot = |list: &[Consent], c: &Consent| {
+        list.iter()
+            .find(|x| x.purpose == c.purpose && x.channel == c.channel)
+            .cloned()
+    };
+    let mut changes = Vec::with_capacity(update.consents.len());
+    let mut rows = Vec::with_capacity(update.consents.len());
+    for answer in &update.consents {
+        let change = ConsentChange {
+            id: uuid::Uuid::now_v7().to_string(),
+            customer,
+            purpose: answer.purpose,
+            channel: answer.channel,
+            previous: slot(&before, answer).map(|c| c.status),
+            status: answer.status,
+            given_at: answer.given_at,
+            effective: slot(&after, answer).as_ref() == Some(answer),
+            source: update.source.clone(),
+            recorded_by: principal.to_owned(),
+            recorded_at: now,
+        };
+        rows.push(vec![
+            text(change.customer.to_string()),
+            text(change.id.as_str()),
+            text(change.purpose.as_str()),
+            text(change.channel.as_str()),
+            text_opt(change.previous.map(|s| s.as_str())),
+            text(change.status.as_str()),
+            time(change.given_at),
+            text(if change.effective { "true" } else { "false" }),
+            text(change.source.as_str()),
+            text(change.recorded_by.as_str()),
+            time(change.recorded_at),
+        ]);
+        changes.push(change);
+    }
+    insert_rows(
+        txn,
+        "consent_history",
+        &[
+            col("customer_id", Pg::Text),
+            col("id", Pg::Text),
+            col("purpose", Pg::Text),
+            col("channel", Pg::Text),
+            nullable("previous_status", Pg::Text),
+            col("status", Pg::Text),
+            col("given_at", Pg::Time),
+            col("effective", Pg::Text),
+            col("source", Pg::Text),
+            col("recorded_by", Pg::Text),
+            col("recorded_at", Pg::Time),
+        ],
+        rows,
+        "",
+    )
+    .await
+    .db()?;
+    tracing::info!(customer_id = %customer, answers = changes.len(), "consents updated");
+    Ok(ConsentsUpdated {
+        customer,
+        consents: after,
+        changes,
+    })
+}
+
+/// The consent history of a customer and of the customers merged into it, newest first.
+pub(crate) async fn consent_history(
+    conn: &impl ConnectionTrait,
+    requested: CustomerId,
+    page: &PageRequest,
+) -> Result<Page<ConsentChange>> {
+    if erasure_of(conn, requested).await?.is_some() {
+        return Err(erased(requested));
+    }
+    let customer = crate::customers::live(conn, requested).await?;
+    let ids = merged_set(conn, customer).await?;
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        "SELECT * FROM consent_history WHERE customer_id",
+    );
+    sql.in_texts(ids.iter().map(ToString::to_string));
+    if let Some(after) = &page.after {
+        sql.push(" AND id < ").bind(text(after.as_str()));
+    }
+    sql.push(" ORDER BY id DESC LIMIT ")
+        .push(&(u64::from(page.size) + 1).to_string());
+    let rows = conn.query_all_raw(sql.build()).await.db()?;
+    let mut items = rows
+        .iter()
+        .map(consent_change)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(paged(&mut items, page.size, |c| c.id.clone()))
+}
+
+fn consent_change(row: &QueryResult) -> Result<ConsentChange> {
+    let purpose: String = get(row, "purpose")?;
+    let channel: String = get(row, "channel")?;
+    let previous: Option<String> = get(row, "previous_status")?;
+    let status: String = get(row, "status")?;
+    let effective: String = get(row, "effective")?;
+    Ok(ConsentChange {
+        id: get(row, "id")?,
+        customer: customer_id(&get::<String>(row, "customer_id")?)?,
+        purpose: purpose.parse::<ConsentPurpose>().map_err(corrupt)?,
+        channel: channel.parse::<ConsentChannel>().map_err(corrupt)?,
+        previous: previous
+            .map(|s| s.parse::<ConsentStatus>())
+            .transpose()
+            .map_err(corrupt)?,
+        status: status.parse::<ConsentStatus>().map_err(corrupt)?,
+        given_at: get(row, "given_at")?,
+        effective: effective == "true",
+        source: get(row, "source")?,
+        recorded_by: get(row, "recorded_by")?,
+        recorded_at: get(row, "recorded_at")?,
+    })
+}
+
+// ------------------------------------------------------------------------------------------------
+// Erasure
+
+/// Erases a customer and everything merged into it (see
+/// [`cxhub_domain::privacy::PrivacyRepo::erase_customer`]).
+pub(crate) async fn erase(
+    txn: &DatabaseTransaction,
+    requested: CustomerId,
+    principal: &str,
+) -> Result<Erasure> {
+    if let Some(mut done) = erasure_of(txn, requested).await? {
+        done.already_erased = true;
+        return Ok(done);
+    }
+    let backend = txn.get_database_backend();
+    let now = crate::now();
+    let survivor = crate::customers::live(txn, requested).await?;
+    let set = merged_set(txn, survivor).await?;
+    let set_texts: Vec<String> = set.iter().map(ToString::to_string).collect();
+    let in_set = |sql: &mut Sql| {
+        sql.in_texts(set_texts.iter().cloned());
+    };
+
+    // The identifiers the customers hold, and those their merge records say they held.
+    let mut identifiers: BTreeSet<Identifier> = BTreeSet::new();
+    let mut sql = Sql::new(
+        backend,
+        "SELECT kind, value FROM customer_identities WHERE customer_id",
+    );
+    in_set(&mut sql);
+    for row in txn.query_all_raw(sql.build()).await.db()? {
+        identifiers.insert(identifier(
+            &get::<String>(&row, "kind")?,
+            &get::<String>(&row, "value")?,
+        )?);
+    }
+    let mut merges: BTreeMap<String, MergeRecord> = BTreeMap::new();
+    let mut sql = Sql::new(
+        backend,
+        "SELECT id, record_json FROM customer_merges WHERE survivor_id",
+    );
+    in_set(&mut sql);
+    for id in &set_texts {
+        sql.push(" OR ");
+        contains(&mut sql, backend, "record_json", id);
+    }
+    for row in txn.query_all_raw(sql.build()).await.db()? {
+        let json: String = get(&row, "record_json")?;
+        let record: MergeRecord = serde_json::from_str(&json).map_err(corrupt)?;
+        for a in record.absorbed.iter().filter(|a| set.contains(&a.customer)) {
+            identifiers.extend(a.held.identifiers.iter().cloned());
+        }
+        merges.insert(get(&row, "id")?, record);
+    }
+
+    // Suppress them (keyed hashes only).
+    let key = suppression_key(txn, true)
+        .await?
+        .ok_or_else(|| corrupt("no suppression key"))?;
+    let rows = identifiers
+        .iter()
+        .map(|id| {
+            vec![
+                text(suppression_hash(&key, id)),
+                text(survivor.to_string()),
+                time(now),
+            ]
+        })
+        .collect();
+    insert_rows(
+        txn,
+        "suppressed_identifiers",
+        &[
+            col("hash", Pg::Text),
+            col("customer_id", Pg::Text),
+            col("created_at", Pg::Time),
+        ],
+        rows,
+        "ON CONFLICT (hash) DO NOTHING",
+    )
+    .await
+    .db()?;
+
+    // Identities, disputes, source records, consent history, the customers themselves.
+    for table in [
+        "customer_identities",
+        "consent_history",
+        "customer_name_keys",
+    ] {
+        let mut sql = Sql::new(backend, &format!("DELETE FROM {table} WHERE customer_id"));
+        in_set(&mut sql);
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+    for id in &identifiers {
+        let mut sql = Sql::new(backend, "DELETE FROM identity_disputes WHERE kind = ");
+        sql.bind(text(id.kind().as_str()))
+            .push(" AND value = ")
+            .bind(text(id.value()));
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+    // The case and subscription state kept for reads, keyed by the records about to go.
+    for (table, record_type) in [
+        ("support_cases", "support_case"),
+        ("subscription_events", "subscription_event"),
+    ] {
+        let mut sql = Sql::new(
+            backend,
+            &format!(
+                "DELETE FROM {table} WHERE EXISTS (SELECT 1 FROM feed_records f \
+                 WHERE f.source = {table}.source AND f.record_id = {table}.record_id \
+                 AND f.record_type = '{record_type}' AND f.customer_id"
+            ),
+        );
+        in_set(&mut sql);
+        sql.push(")");
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+    let mut sql = Sql::new(backend, "DELETE FROM feed_records WHERE customer_id");
+    in_set(&mut sql);
+    let records_removed = affected(txn.execute_raw(sql.build()).await.db()?.rows_affected());
+    let mut sql = Sql::new(backend, "DELETE FROM customers WHERE id");
+    in_set(&mut sql);
+    txn.execute_raw(sql.build()).await.db()?;
+
+    // Interactions and transactions stay for aggregates, under an id that links to no one.
+    let anonymous = CustomerId::generate().to_string();
+    let mut counts = [0i64; 2];
+    for (i, table) in ["interactions", "transactions"].into_iter().enumerate() {
+        let mut sql = Sql::new(backend, &format!("UPDATE {table} SET customer_id = "));
+        sql.bind(text(anonymous.as_str()))
+            .push(" WHERE customer_id");
+        in_set(&mut sql);
+        counts[i] = affected(txn.execute_raw(sql.build()).await.db()?.rows_affected());
+    }
+
+    // Merge records keep their shape but lose the erased identifiers.
+    for (id, mut record) in merges {
+        record.because.retain(|i| !identifiers.contains(i));
+        record.survivor_shared.retain(|i| !identifiers.contains(i));
+        for a in &mut record.absorbed {
+            a.held.identifiers.retain(|i| !identifiers.contains(i));
+        }
+        let mut sql = Sql::new(backend, "UPDATE customer_merges SET record_json = ");
+        sql.bind(text(serde_json::to_string(&record).map_err(corrupt)?))
+            .push(" WHERE id = ")
+            .bind(text(id));
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+
+    // Stored answers of earlier requests that hold the customers' ids or identifiers.
+    let mut needles: Vec<String> = set_texts.clone();
+    needles.extend(
+        identifiers
+            .iter()
+            .filter(|i| !matches!(i, Identifier::SourceId { .. }))
+            .map(Identifier::value),
+    );
+    let mut request_records_removed = 0;
+    for needle in &needles {
+        let mut sql = Sql::new(backend, "DELETE FROM idempotency_keys WHERE ");
+        contains(&mut sql, backend, "response", needle);
+        sql.push(" OR ");
+        contains(&mut sql, backend, "request_id", needle);
+        request_records_removed +=
+            affected(txn.execute_raw(sql.build()).await.db()?.rows_affected());
+    }
+
+    let mut customers: Vec<CustomerId> = vec![survivor];
+    customers.extend(set.iter().copied().filter(|c| *c != survivor));
+    let erasure = Erasure {
+        id: uuid::Uuid::now_v7().to_string(),
+        customers,
+        erased_at: now,
+        erased_by: principal.to_owned(),
+        identifiers_suppressed: affected(identifiers.len() as u64),
+        records_removed,
+        interactions_anonymised: counts[0],
+        transactions_anonymised: counts[1],
+        request_records_removed,
+        already_erased: false,
+    };
+    let json = serde_json::to_string(&erasure).map_err(corrupt)?;
+    let rows = erasure
+        .customers
+        .iter()
+        .map(|c| {
+            vec![
+                text(c.to_string()),
+                text(erasure.id.as_str()),
+                time(now),
+                text(principal),
+                text(json.as_str()),
+            ]
+        })
+        .collect();
+    insert_rows(
+        txn,
+        "customer_erasures",
+        &[
+            col("customer_id", Pg::Text),
+            col("erasure_id", Pg::Text),
+            col("erased_at", Pg::Time),
+            col("erased_by", Pg::Text),
+            col("result_json", Pg::Text),
+        ],
+        rows,
+        "",
+    )
+    .await
+    .db()?;
+    crate::changes::append(
+        txn,
+        &[cxhub_domain::change::NewChange::new(
+            survivor,
+            cxhub_domain::change::ChangeKind::Erased,
+        )],
+        now,
+    )
+    .await?;
+    tracing::info!(
+        customer_id = %survivor,
+        customers = erasure.customers.len(),
+        identifiers = erasure.identifiers_suppressed,
+        records = records_removed,
+        "customer erased"
+    );
+    Ok(erasure)
+}
+
+/// The erasure of `customer`, if it was erased.
+async fn erasure_of(conn: &impl ConnectionTrait, customer: CustomerId) -> Result<Option<Erasure>> {
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        "SELECT result_json FROM customer_erasures WHERE customer_id = ",
+    );
+    sql.bind(text(customer.to_string()));
+    match conn.query_one_raw(sql.build()).await.db()? {
+        None => Ok(None),
+        Some(row) => {
+            let json: String = get(&row, "result_json")?;
+            Ok(Some(serde_json::from_str(&json).map_err(corrupt)?))
+        }
+    }
+}
+
+/// `survivor` and every customer merged into it (directly or through others).
+async fn merged_set(
+    conn: &impl ConnectionTrait,
+    survivor: CustomerId,
+) -> Result<BTreeSet<CustomerId>> {
+    let mut set = BTreeSet::from([survivor]);
+    let mut frontier = vec![survivor.to_string()];
+    while !frontier.is_empty() {
+        let mut sql = Sql::new(
+            conn.get_database_backend(),
+            "SELECT id FROM customers WHERE merged_into",
+        );
+        sql.in_texts(frontier.drain(..));
+        for row in conn.query_all_raw(sql.build()).await.db()? {
+            let id = customer_id(&get::<String>(&row, "id")?)?;
+            if set.insert(id) {
+                frontier.push(id.to_string());
+            }
+        }
+    }
+    Ok(set)
+}
+
+/// Appends "`column` contains `needle`" (a plain substring test on both backends).
+fn contains(sql: &mut Sql, backend: DbBackend, column: &str, needle: &str) {
+    match backend {
+        DbBackend::Postgres => sql.push(&format!("strpos({column}, ")),
+        _ => sql.push(&format!("instr({column}, ")),
+    };
+    sql.bind(text(needle)).push(") > 0");
+}
+
+// ------------------------------------------------------------------------------------------------
+// Export
+
+/// Everything held about a customer, read in the snapshot of `conn`.
+pub(crate) async fn export(
+    conn: &impl ConnectionTrait,
+    requested: CustomerId,
+) -> Result<CustomerExport> {
+    if erasure_of(conn, requested).await?.is_some() {
+        return Err(erased(requested));
+    }
+    let backend = conn.get_database_backend();
+    let customer = crate::customers::read(conn, requested).await?;
+    let set = merged_set(conn, customer.id).await?;
+    let mut ids = vec![customer.id];
+    ids.extend(set.iter().copied().filter(|c| *c != customer.id));
+    let merges = crate::customers::merges(conn, customer.id).await?;
+    let live = customer.id.to_string();
+
+    let mut sql = Sql::new(
+        backend,
+        "SELECT source, record_type, record_id, updated_at, ingested_at, payload FROM feed_records WHERE customer_id = ",
+    );
+    sql.bind(text(live.as_str()))
+        .push(" ORDER BY source, record_type, record_id");
+    let mut records = Vec::new();
+    for row in conn.query_all_raw(sql.build()).await.db()? {
+        records.push(StoredRecord {
+            source: get(&row, "source")?,
+            record_type: get(&row, "record_type")?,
+            record_id: get(&row, "record_id")?,
+            updated_at: get(&row, "updated_at")?,
+            ingested_at: get(&row, "ingested_at")?,
+            payload: get(&row, "payload")?,
+        });
+    }
+
+    let mut sql = Sql::new(
+        backend,
+        "SELECT source, record_type, record_id, touchpoint_key, channel, occurred_at, outcome FROM interactions WHERE customer_id = ",
+    );
+    sql.bind(text(live.as_str()))
+        .push(" ORDER BY occurred_at, source, record_type, record_id");
+    let mut interactions = Vec::new();
+    for row in conn.query_all_raw(sql.build()).await.db()? {
+        interactions.push(StoredInteraction {
+            source: get(&row, "source")?,
+            record_type: get(&row, "record_type")?,
+            record_id: get(&row, "record_id")?,
+            touchpoint_key: get(&row, "touchpoint_key")?,
+            channel: get(&row, "channel")?,
+            occurred_at: get(&row, "occurred_at")?,
+            outcome: get(&row, "outcome")?,
+        });
+    }
+
+    let mut sql = Sql::new(
+        backend,
+        "SELECT source, record_type, record_id, kind, amount_minor, currency_code, occurred_at, status, due_at FROM transactions WHERE customer_id = ",
+    );
+    sql.bind(text(live.as_str()))
+        .push(" ORDER BY occurred_at, source, record_type, record_id");
+    let mut transactions = Vec::new();
+    for row in conn.query_all_raw(sql.build()).await.db()? {
+        transactions.push(StoredTransaction {
+            source: get(&row, "source")?,
+            record_type: get(&row, "record_type")?,
+            record_id: get(&row, "record_id")?,
+            kind: get(&row, "kind")?,
+            amount_minor: get(&row, "amount_minor")?,
+            currency_code: get(&row, "currency_code")?,
+            occurred_at: get(&row, "occurred_at")?,
+            status: get(&row, "status")?,
+            due_at: get(&row, "due_at")?,
+        });
+    }
+
+    let id_texts: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    let mut sql = Sql::new(backend, "SELECT * FROM consent_history WHERE customer_id");
+    sql.in_texts(id_texts.iter().cloned())
+        .push(" ORDER BY id DESC");
+    let consent_history = conn
+        .query_all_raw(sql.build())
+        .await
+        .db()?
+        .iter()
+        .map(consent_change)
+        .collect::<Result<Vec<_>>>()?;
+    let mut sql = Sql::new(backend, "SELECT * FROM audit_events WHERE customer_id");
+    sql.in_texts(id_texts).push(" ORDER BY id DESC");
+    let audit_events = conn
+        .query_all_raw(sql.build())
+        .await
+        .db()?
+        .iter()
+        .map(audit_event)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(CustomerExport {
+        customer,
+        ids,
+        merges,
+        records,
+        interactions,
+        transactions,
+        consent_history,
+        audit_events,
+    })
+}
+
+// ------------------------------------------------------------------------------------------------
+// Audit
+
+/// Records one event per customer.
+pub(crate) async fn record_audit(
+    conn: &impl ConnectionTrait,
+    principal: &str,
+    rpc: &str,
+    customers: &[CustomerId],
+) -> Result<()> {
+    let now = crate::now();
+    let rows = customers
+        .iter()
+        .map(|c| {
+            vec![
+                text(uuid::Uuid::now_v7().to_string()),
+                text(principal),
+                text(rpc),
+                text(c.to_string()),
+                time(now),
+            ]
+        })
+        .collect();
+    insert_rows(
+        conn,
+        "audit_events",
+        &[
+            col("id", Pg::Text),
+            col("principal", Pg::Text),
+            col("rpc", Pg::Text),
+            col("customer_id", Pg::Text),
+            col("occurred_at", Pg::Time),
+        ],
+        rows,
+        "",
+    )
+    .await
+    .db()
+}
+
+/// Lists audit events newest first.
+pub(crate) async fn list_audit(
+    conn: &impl ConnectionTrait,
+    filter: &AuditFilter,
+    page: &PageRequest,
+) -> Result<Page<AuditEvent>> {
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        "SELECT * FROM audit_events WHERE 1 = 1",
+    );
+    if let Some(c) = filter.customer {
+        sql.push(" AND customer_id = ").bind(text(c.to_string()));
+    }
+    if let Some(p) = &filter.principal {
+        sql.push(" AND principal = ").bind(text(p.as_str()));
+    }
+    if let Some(t) = filter.start {
+        sql.push(" AND occurred_at >= ").bind(time(t));
+    }
+    if let Some(t) = filter.end {
+        sql.push(" AND occurred_at < ").bind(time(t));
+    }
+    if let Some(after) = &page.after {
+        sql.push(" AND id < ").bind(text(after.as_str()));
+    }
+    sql.push(" ORDER BY id DESC LIMIT ")
+        .push(&(u64::from(page.size) + 1).to_string());
+    let mut items = conn
+        .query_all_raw(sql.build())
+        .await
+        .db()?
+        .iter()
+        .map(audit_event)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(paged(&mut items, page.size, |e| e.id.clone()))
+}
+
+fn audit_event(row: &QueryResult) -> Result<AuditEvent> {
+    Ok(AuditEvent {
+        id: get(row, "id")?,
+        principal: get(row, "principal")?,
+        rpc: get(row, "rpc")?,
+        customer: customer_id(&get::<String>(row, "customer_id")?)?,
+        occurred_at: get(row, "occurred_at")?,
+    })
+}
+
+// ------------------------------------------------------------------------------------------------
+// Helpers
+
+/// A page from `size + 1` fetched items.
+fn paged<T>(items: &mut Vec<T>, size: u32, key: impl Fn(&T) -> String) -> Page<T> {
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
+    let more = items.len() > size;
+    items.truncate(size);
+    let next_after = if more { items.last().map(key) } else { None };
+    Page {
+        items: std::mem::take(items),
+        next_after,
+    }
+}
+
+fn get<T: sea_orm::TryGetable>(row: &QueryResult, column: &str) -> Result<T> {
+    row.try_get("", column).map_err(corrupt)
+}
+
+fn customer_id(s: &str) -> Result<CustomerId> {
+    s.parse().map_err(corrupt)
+}
+
+fn affected(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The identifier stored as (`kind`, `value`).
+fn identifier(kind: &str, value: &str) -> Result<Identifier> {
+    Ok(match kind {
+        "source_id" => {
+            let (source, id) = value
+                .split_once(':')
+                .ok_or_else(|| corrupt("a source id without a source"))?;
+            Identifier::SourceId {
+                source: source.to_owned(),
+                id: id.to_owned(),
+            }
+        }
+        "email" => Identifier::Email(value.to_owned()),
+        "phone" => Identifier::Phone(value.to_owned()),
+        other => return Err(corrupt(format!("unknown identifier kind {other}"))),
+    })
+}
+
+fn unhex(s: &str) -> Result<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return Err(corrupt("a key that is not hex"));
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(corrupt))
+        .collect()
+}
+
+// ------------------------------------------------------------------------------------------------
+// The repository traits over the store
+
+/// [`PrivacyRepo`] with the source priority profiles are rebuilt with.
+#[derive(Clone, Debug)]
+pub struct PrivacyStore {
+    store: Store,
+    priority: SourcePriority,
+}
+
+impl PrivacyStore {
+    /// Privacy over `store`; consent updates rebuild profiles with `priority` (the feeds').
+    pub fn new(store: Store, priority: SourcePriority) -> Self {
+        Self { store, priority }
+    }
+}
+
+#[async_trait]
+impl PrivacyRepo for PrivacyStore {
+    async fn update_consents(
+        &self,
+        req: &RequestKey,
+        customer: CustomerId,
+        update: ConsentUpdate,
+    ) -> Result<ConsentsUpdated> {
+        let priority = &self.priority;
+        idempotent!(&self.store, req, lock = begin_identity, |txn| {
+            update_consents(&txn, customer, &update, &req.principal, priority)
+        })
+    }
+
+    async fn consent_history(
+        &self,
+        customer: CustomerId,
+        page: &PageRequest,
+    ) -> Result<Page<ConsentChange>> {
+        snapshot!(self.store, |txn| consent_history(&txn, customer, page))
+    }
+
+    async fn erase_customer(
+        &self,
+        req: &RequestKey,
+        customer: CustomerId,
+        principal: &str,
+    ) -> Result<Erasure> {
+        idempotent!(&self.store, req, lock = begin_identity, |txn| erase(
+            &txn, customer, principal
+        ))
+    }
+
+    async fn export_customer(&self, customer: CustomerId) -> Result<CustomerExport> {
+        snapshot!(self.store, |txn| export(&txn, customer))
+    }
+}
+
+#[async_trait]
+impl AuditLog for Store {
+    async fn record(&self, principal: &str, rpc: &str, customers: &[CustomerId]) -> Result<()> {
+        if customers.is_empty() {
+            return Ok(());
+        }
+        record_audit(&self.writer, principal, rpc, customers).await
+    }
+
+    async fn list_audit_events(
+        &self,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEvent>> {
+        snapshot!(self, |txn| list_audit(&txn, filter, page))
+    }
+}
+
+impl Store {
+    /// Every `table.column` holding `needle` anywhere in its value (text, JSON or bytes), over
+    /// every table of the database: the check that an erasure left nothing behind. It scans
+    /// every column of every table: for operators and tests, not for a request path.
+    pub async fn locate_text(&self, needle: &str) -> Result<Vec<String>> {
+        let conn = &self.writer;
+        let backend = conn.get_database_backend();
+        let columns = match backend {
+            DbBackend::Postgres => {
+                "SELECT table_name AS t, column_name AS c, data_type AS ty \
+                 FROM information_schema.columns WHERE table_schema = current_schema() \
+                 ORDER BY table_name, ordinal_position"
+            }
+            _ => {
+                "SELECT m.name AS t, p.name AS c, p.type AS ty FROM sqlite_master m \
+                 JOIN pragma_table_info(m.name) p WHERE m.type = 'table' ORDER BY m.name, p.cid"
+            }
+        };
+        let rows = conn
+            .query_all_raw(Sql::new(backend, columns).build())
+            .await
+            .db()?;
+        let mut found = Vec::new();
+        for row in rows {
+            let table: String = get(&row, "t")?;
+            let column: String = get(&row, "c")?;
+            let ty: String = get(&row, "ty")?;
+            let test = match backend {
+                DbBackend::Postgres => match ty.as_str() {
+                    "text" | "character varying" | "json" | "jsonb" | "ARRAY" => {
+                        format!("strpos(\"{column}\"::text, ")
+                    }
+                    "bytea" => "position(convert_to(".to_owned(),
+                    _ => continue,
+                },
+                _ => format!("instr(CAST(\"{column}\" AS BLOB), CAST("),
+            };
+            let mut sql = Sql::new(
+                backend,
+                &format!("SELECT COUNT(*) AS n FROM \"{table}\" WHERE {test}"),
+            );
+            sql.bind(text(needle));
+            match (backend, ty.as_str()) {
+                (DbBackend::Postgres, "bytea") => {
+                    sql.push(&format!(", 'UTF8') in \"{column}\") > 0"));
+                }
+                (DbBackend::Postgres, _) => {
+                    sql.push(") > 0");
+                }
+                _ => {
+                    sql.push(" AS BLOB)) > 0");
+                }
+            }
+            let n: i64 = match conn.query_one_raw(sql.build()).await.db()? {
+                Some(row) => get(&row, "n")?,
+                None => 0,
+            };
+            if n > 0 {
+                found.push(format!("{table}.{column}"));
+            }
+        }
+        Ok(found)
+    }
+}
