@@ -778,15 +778,97 @@ pub(crate) async fn export(
 // ------------------------------------------------------------------------------------------------
 // Audit
 
-/// Records one event per customer.
-pub(crate) async fn record_audit(
-    conn: &impl ConnectionTrait,
-    principal: &str,
-    rpc: &str,
-    customers: &[CustomerId],
-) -> Result<()> {
+/// Most audit requests waiting for the writer before reads are refused.
+const AUDIT_BACKLOG: usize = 4096;
+/// Most requests written by one statement.
+const AUDIT_GROUP: usize = 512;
+
+/// One read's events, and who to tell once they are durable.
+struct AuditJob {
+    rows: Vec<Vec<sea_orm::Value>>,
+    done: tokio::sync::oneshot::Sender<std::result::Result<(), String>>,
+}
+
+/// Group commit of audit events: every read of personal data waits until its events are
+/// durable (a read that cannot be audited is refused), but the events of the reads in flight
+/// together are written by one statement, so auditing costs one commit per group instead of
+/// one per read. The writing task starts with the first event and ends with the last clone
+/// of the store.
+#[derive(Default)]
+pub(crate) struct AuditQueue {
+    sender: std::sync::OnceLock<tokio::sync::mpsc::Sender<AuditJob>>,
+}
+
+impl AuditQueue {
+    async fn record(
+        &self,
+        writer: &sea_orm::DatabaseConnection,
+        rows: Vec<Vec<sea_orm::Value>>,
+    ) -> Result<()> {
+        let sender = self.sender.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(AUDIT_BACKLOG);
+            tokio::spawn(write_audit(writer.clone(), rx));
+            tx
+        });
+        let (done, written) = tokio::sync::oneshot::channel();
+        sender
+            .try_send(AuditJob { rows, done })
+            .map_err(|err| match err {
+                tokio::sync::mpsc::error::TrySendError::Full(_) => {
+                    cxhub_domain::Error::ResourceExhausted {
+                        reason: "AUDIT_BACKLOG",
+                        message:
+                            "too many reads are waiting for their audit events to be written; \
+                              retry shortly"
+                                .into(),
+                        retry_after: Some(std::time::Duration::from_millis(200)),
+                    }
+                }
+                tokio::sync::mpsc::error::TrySendError::Closed(_) => {
+                    cxhub_domain::Error::Unavailable("the audit writer stopped".into())
+                }
+            })?;
+        match written.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(detail)) => Err(cxhub_domain::Error::Unavailable(detail)),
+            Err(_) => Err(cxhub_domain::Error::Unavailable(
+                "the audit writer stopped".into(),
+            )),
+        }
+    }
+}
+
+async fn write_audit(
+    writer: sea_orm::DatabaseConnection,
+    mut jobs: tokio::sync::mpsc::Receiver<AuditJob>,
+) {
+    while let Some(first) = jobs.recv().await {
+        let mut group = vec![first];
+        while group.len() < AUDIT_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut rows = Vec::new();
+        let mut waiting = Vec::with_capacity(group.len());
+        for job in group {
+            rows.extend(job.rows);
+            waiting.push(job.done);
+        }
+        let outcome = insert_audit(&writer, rows)
+            .await
+            .map_err(|err| format!("writing audit events failed: {err}"));
+        for done in waiting {
+            let _ = done.send(outcome.clone());
+        }
+    }
+}
+
+/// One event per customer.
+fn audit_rows(principal: &str, rpc: &str, customers: &[CustomerId]) -> Vec<Vec<sea_orm::Value>> {
     let now = crate::now();
-    let rows = customers
+    customers
         .iter()
         .map(|c| {
             vec![
@@ -797,7 +879,10 @@ pub(crate) async fn record_audit(
                 time(now),
             ]
         })
-        .collect();
+        .collect()
+}
+
+async fn insert_audit(conn: &impl ConnectionTrait, rows: Vec<Vec<sea_orm::Value>>) -> Result<()> {
     insert_rows(
         conn,
         "audit_events",
@@ -978,7 +1063,9 @@ impl AuditLog for Store {
         if customers.is_empty() {
             return Ok(());
         }
-        record_audit(&self.writer, principal, rpc, customers).await
+        self.audit
+            .record(&self.writer, audit_rows(principal, rpc, customers))
+            .await
     }
 
     async fn list_audit_events(

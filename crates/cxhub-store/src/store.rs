@@ -64,6 +64,7 @@ pub struct Store {
     pub(crate) reader: DatabaseConnection,
     pub(crate) kind: Backend,
     pub(crate) growth: std::sync::Arc<Growth>,
+    pub(crate) audit: std::sync::Arc<crate::privacy::AuditQueue>,
 }
 
 /// Rows this process has ingested, to refresh PostgreSQL's statistics while tables grow fast.
@@ -331,6 +332,7 @@ async fn connect_sqlite(url: &str, options: &StoreOptions) -> Result<Store> {
         reader,
         kind: Backend::Sqlite,
         growth: Default::default(),
+        audit: Default::default(),
     })
 }
 
@@ -375,6 +377,7 @@ async fn connect_postgres(url: &str, options: &StoreOptions) -> Result<Store> {
         reader: db,
         kind: Backend::Postgres,
         growth: Default::default(),
+        audit: Default::default(),
     })
 }
 
