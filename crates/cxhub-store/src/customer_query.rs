@@ -44,16 +44,18 @@ use crate::store::snapshot;
 // Maintained at ingest
 
 /// Rewrites the name keys of the customers whose profiles `rows` writes (see
-/// [`name_keys`]). Called with every profile upsert, in its transaction.
+/// [`name_keys`]). Called with every profile upsert, in its transaction; `fresh` says the
+/// customers were created in it, so there are no old keys to delete.
 pub(crate) async fn index_names(
     txn: &DatabaseTransaction,
     rows: &[(String, Profile)],
+    fresh: bool,
 ) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
     let backend = txn.get_database_backend();
-    for chunk in rows.chunks(IN_LIST_CHUNK) {
+    for chunk in rows.chunks(IN_LIST_CHUNK).filter(|_| !fresh) {
         let mut sql = Sql::new(backend, "DELETE FROM customer_name_keys WHERE customer_id");
         sql.in_texts(chunk.iter().map(|(id, _)| id.clone()));
         txn.execute_raw(sql.build()).await.db()?;

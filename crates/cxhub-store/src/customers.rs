@@ -544,7 +544,7 @@ async fn write_new_customers(
             (c.to_string(), profile)
         })
         .collect();
-    upsert_customers(txn, &rows, now).await
+    upsert_customers(txn, &rows, true, now).await
 }
 
 /// Writes what is pending: new customers, identities, records, interactions, transactions.
@@ -964,7 +964,7 @@ pub(crate) async fn rebuild_profiles(
             (id, profile)
         })
         .collect();
-    upsert_customers(txn, &rows, now).await?;
+    upsert_customers(txn, &rows, false, now).await?;
     let mut changed = Vec::with_capacity(rows.len());
     for ((id, profile), customer) in rows.iter().zip(customers) {
         let groups = match before.get(id) {
@@ -1013,13 +1013,15 @@ async fn stored_profiles(
 }
 
 /// Writes customers with their profiles: new ones are inserted, existing ones get the profile
-/// (and a new revision).
+/// (and a new revision). `fresh`: every row is a customer created in this transaction (so it
+/// has no name keys to replace yet).
 async fn upsert_customers(
     txn: &DatabaseTransaction,
     rows: &[(String, Profile)],
+    fresh: bool,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    crate::customer_query::index_names(txn, rows).await?;
+    crate::customer_query::index_names(txn, rows, fresh).await?;
     let mut values = Vec::with_capacity(rows.len());
     for (id, p) in rows {
         values.push(vec![
