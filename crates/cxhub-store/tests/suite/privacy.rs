@@ -311,6 +311,17 @@ pub async fn erasure_leaves_no_trace_and_suppresses_later_records(store: Store) 
         status: "placed".into(),
         due_at: None,
     });
+    // A support case whose category is a canary too: its state is kept for reads.
+    let category = format!("cat-{tag}");
+    let mut case = item("crm", RecordType::SupportCase, "C1-case", "C1", 11, "case");
+    case.derived.support_case = Some(cxhub_domain::feed::SupportCase {
+        opened_at: at(11),
+        closed_at: None,
+        status: cxhub_domain::feed::CaseStatus::Open,
+        priority: cxhub_domain::feed::CasePriority::Low,
+        category: category.clone(),
+        channel: Channel::Phone,
+    });
     let a = ingest(
         &store,
         vec![
@@ -319,6 +330,7 @@ pub async fn erasure_leaves_no_trace_and_suppresses_later_records(store: Store) 
                 &[e.clone(), ph.clone()],
             ),
             order,
+            case,
         ],
     )
     .await[0]
@@ -366,7 +378,7 @@ pub async fn erasure_leaves_no_trace_and_suppresses_later_records(store: Store) 
         .await
         .expect("audit");
 
-    for canary in [&email, &phone, &name] {
+    for canary in [&email, &phone, &name, &category] {
         assert!(
             !store.locate_text(canary).await.expect("scan").is_empty(),
             "the canary {canary} is stored before the erasure"
@@ -389,7 +401,7 @@ pub async fn erasure_leaves_no_trace_and_suppresses_later_records(store: Store) 
     assert_eq!(erasure.transactions_anonymised, 1);
     assert!(erasure.request_records_removed >= 2, "{erasure:?}");
     assert!(!erasure.already_erased);
-    for canary in [&email, &phone, &name] {
+    for canary in [&email, &phone, &name, &category] {
         assert_eq!(
             store.locate_text(canary).await.expect("scan"),
             Vec::<String>::new(),
