@@ -788,3 +788,167 @@ async fn two_replicas_on_one_postgres_make_one_customer_per_email() {
     }
     assert_eq!(live_ids.len(), PEOPLE, "no two people share a customer");
 }
+
+// ------------------------------------------------------------------------------------------------
+// The change feed across restarts and replicas
+
+fn person(source: &str, id: &str) -> feeds::Record {
+    let mut record = feeds::Record {
+        source: source.into(),
+        record_id: format!("{id}-contact"),
+        customer: Some(common::SourceCustomer {
+            source_customer_id: id.into(),
+            emails: vec![format!("{id}@mail.pt")],
+            ..Default::default()
+        }),
+        body: Some(feeds::record::Body::Contact(feeds::Contact {
+            given_name: format!("Person {id}"),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    record.updated_at.get_or_insert_default().seconds = T0;
+    record
+}
+
+async fn ingest_people(channel: Channel, source: &str, ids: &[String]) {
+    let results = FeedServiceClient::new(channel)
+        .ingest_records(feeds::IngestRecordsRequest {
+            records: ids.iter().map(|id| person(source, id)).collect(),
+        })
+        .await
+        .expect("ingest")
+        .into_inner()
+        .results;
+    assert!(
+        results.iter().all(|r| r.outcome() == Created),
+        "{results:?}"
+    );
+}
+
+/// Reads the change stream until `n` changes arrived (30 s at most).
+async fn take_changes(
+    stream: &mut tonic::Streaming<profile::WatchCustomerChangesResponse>,
+    n: usize,
+) -> Vec<profile::CustomerChange> {
+    let mut changes = Vec::new();
+    while changes.len() < n {
+        let next = tokio::time::timeout(Duration::from_secs(30), stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("{} of {n} changes arrived", changes.len()))
+            .expect("stream healthy")
+            .expect("stream open");
+        changes.extend(next.changes);
+    }
+    changes
+}
+
+async fn watch_from(
+    channel: Channel,
+    req: profile::WatchCustomerChangesRequest,
+) -> tonic::Streaming<profile::WatchCustomerChangesResponse> {
+    CustomerProfileServiceClient::new(channel)
+        .watch_customer_changes(req)
+        .await
+        .expect("watch")
+        .into_inner()
+}
+
+#[tokio::test]
+async fn the_change_feed_resumes_after_kill_9_exactly_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("hub.db");
+    let port = free_port();
+    let mut hub = Running(start(&db, port));
+    let channel = connect(port).await;
+    let first: Vec<String> = (0..3).map(|i| format!("k{i}")).collect();
+    ingest_people(channel.clone(), "crm", &first).await;
+    let mut stream = watch_from(
+        channel,
+        profile::WatchCustomerChangesRequest {
+            from_oldest: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let seen = take_changes(&mut stream, 3).await;
+    let token = seen[2].resume_token.clone();
+    hub.kill_9();
+
+    // Restarted on the same file: more changes, then a resume from the token of the third.
+    let port = free_port();
+    let _hub = Running(start(&db, port));
+    let channel = connect(port).await;
+    let second: Vec<String> = (3..5).map(|i| format!("k{i}")).collect();
+    ingest_people(channel.clone(), "crm", &second).await;
+    let mut resumed = watch_from(
+        channel,
+        profile::WatchCustomerChangesRequest {
+            resume_token: token,
+            ..Default::default()
+        },
+    )
+    .await;
+    let after = take_changes(&mut resumed, 2).await;
+    assert!(
+        after
+            .iter()
+            .all(|c| c.kind() == profile::CustomerChangeKind::Created),
+        "{after:?}"
+    );
+    assert_eq!(
+        after.iter().map(|c| c.sequence).collect::<Vec<_>>(),
+        [seen[2].sequence + 1, seen[2].sequence + 2],
+        "exactly the changes after the token"
+    );
+    // Nothing else follows.
+    if let Ok(next) = tokio::time::timeout(Duration::from_millis(700), resumed.message()).await {
+        let next = next.expect("healthy").expect("open");
+        assert!(next.changes.is_empty(), "{next:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: set CXHUB_TEST_POSTGRES_URL and run with --include-ignored"]
+async fn a_replica_streams_every_change_of_both_replicas_in_commit_order() {
+    let url = std::env::var("CXHUB_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .expect("CXHUB_TEST_POSTGRES_URL names a PostgreSQL database");
+    let schema = Schema::create(&url).await;
+    let database_url = schema.database_url();
+    let ports = [free_port(), free_port()];
+    let _replicas: Vec<Running> = ports
+        .iter()
+        .map(|port| Running(start_on(&database_url, *port)))
+        .collect();
+    let a = connect(ports[0]).await;
+    let b = connect(ports[1]).await;
+    // A watcher on replica B, from now on.
+    let mut stream = watch_from(b.clone(), profile::WatchCustomerChangesRequest::default()).await;
+    // Both replicas ingest different people at once, 10 batches of 5 each.
+    let writers: Vec<_> = [("a", a), ("b", b)]
+        .into_iter()
+        .map(|(name, channel)| {
+            tokio::spawn(async move {
+                for batch in 0..10 {
+                    let ids: Vec<String> = (0..5).map(|i| format!("{name}-{batch}-{i}")).collect();
+                    ingest_people(channel.clone(), "crm", &ids).await;
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let changes = take_changes(&mut stream, 100).await;
+    assert_eq!(changes.len(), 100);
+    let sequences: Vec<i64> = changes.iter().map(|c| c.sequence).collect();
+    assert!(
+        sequences.windows(2).all(|w| w[1] == w[0] + 1),
+        "gapless and ascending: {sequences:?}"
+    );
+    let customers: BTreeSet<&str> = changes.iter().map(|c| c.customer_id.as_str()).collect();
+    assert_eq!(customers.len(), 100, "one creation per person");
+    drop(schema);
+}
