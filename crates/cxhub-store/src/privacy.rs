@@ -685,63 +685,63 @@ pub(crate) async fn export(
     let merges = crate::customers::merges(conn, customer.id).await?;
     let live = customer.id.to_string();
 
-    let mut sql = Sql::new(
-        backend,
-        "SELECT source, record_type, record_id, updated_at, ingested_at, payload FROM feed_records WHERE customer_id = ",
-    );
-    sql.bind(text(live.as_str()))
-        .push(" ORDER BY source, record_type, record_id");
-    let mut records = Vec::new();
-    for row in conn.query_all_raw(sql.build()).await.db()? {
-        records.push(StoredRecord {
-            source: get(&row, "source")?,
-            record_type: get(&row, "record_type")?,
-            record_id: get(&row, "record_id")?,
-            updated_at: get(&row, "updated_at")?,
-            ingested_at: get(&row, "ingested_at")?,
-            payload: get(&row, "payload")?,
-        });
-    }
-
-    let mut sql = Sql::new(
-        backend,
-        "SELECT source, record_type, record_id, touchpoint_key, channel, occurred_at, outcome FROM interactions WHERE customer_id = ",
-    );
-    sql.bind(text(live.as_str()))
-        .push(" ORDER BY occurred_at, source, record_type, record_id");
-    let mut interactions = Vec::new();
-    for row in conn.query_all_raw(sql.build()).await.db()? {
-        interactions.push(StoredInteraction {
-            source: get(&row, "source")?,
-            record_type: get(&row, "record_type")?,
-            record_id: get(&row, "record_id")?,
-            touchpoint_key: get(&row, "touchpoint_key")?,
-            channel: get(&row, "channel")?,
-            occurred_at: get(&row, "occurred_at")?,
-            outcome: get(&row, "outcome")?,
-        });
-    }
-
-    let mut sql = Sql::new(
-        backend,
-        "SELECT source, record_type, record_id, kind, amount_minor, currency_code, occurred_at, status, due_at FROM transactions WHERE customer_id = ",
-    );
-    sql.bind(text(live.as_str()))
-        .push(" ORDER BY occurred_at, source, record_type, record_id");
-    let mut transactions = Vec::new();
-    for row in conn.query_all_raw(sql.build()).await.db()? {
-        transactions.push(StoredTransaction {
-            source: get(&row, "source")?,
-            record_type: get(&row, "record_type")?,
-            record_id: get(&row, "record_id")?,
-            kind: get(&row, "kind")?,
-            amount_minor: get(&row, "amount_minor")?,
-            currency_code: get(&row, "currency_code")?,
-            occurred_at: get(&row, "occurred_at")?,
-            status: get(&row, "status")?,
-            due_at: get(&row, "due_at")?,
-        });
-    }
+    let records = rows_of(
+        conn,
+        "SELECT source, record_type, record_id, updated_at, ingested_at, payload FROM feed_records",
+        &live,
+        "source, record_type, record_id",
+        |row| {
+            Ok(StoredRecord {
+                source: get(row, "source")?,
+                record_type: get(row, "record_type")?,
+                record_id: get(row, "record_id")?,
+                updated_at: get(row, "updated_at")?,
+                ingested_at: get(row, "ingested_at")?,
+                payload: get(row, "payload")?,
+            })
+        },
+    )
+    .await?;
+    let interactions = rows_of(
+        conn,
+        "SELECT source, record_type, record_id, touchpoint_key, channel, occurred_at, outcome \
+         FROM interactions",
+        &live,
+        "occurred_at, source, record_type, record_id",
+        |row| {
+            Ok(StoredInteraction {
+                source: get(row, "source")?,
+                record_type: get(row, "record_type")?,
+                record_id: get(row, "record_id")?,
+                touchpoint_key: get(row, "touchpoint_key")?,
+                channel: get(row, "channel")?,
+                occurred_at: get(row, "occurred_at")?,
+                outcome: get(row, "outcome")?,
+            })
+        },
+    )
+    .await?;
+    let transactions = rows_of(
+        conn,
+        "SELECT source, record_type, record_id, kind, amount_minor, currency_code, occurred_at, \
+         status, due_at FROM transactions",
+        &live,
+        "occurred_at, source, record_type, record_id",
+        |row| {
+            Ok(StoredTransaction {
+                source: get(row, "source")?,
+                record_type: get(row, "record_type")?,
+                record_id: get(row, "record_id")?,
+                kind: get(row, "kind")?,
+                amount_minor: get(row, "amount_minor")?,
+                currency_code: get(row, "currency_code")?,
+                occurred_at: get(row, "occurred_at")?,
+                status: get(row, "status")?,
+                due_at: get(row, "due_at")?,
+            })
+        },
+    )
+    .await?;
 
     let id_texts: Vec<String> = ids.iter().map(ToString::to_string).collect();
     let mut sql = Sql::new(backend, "SELECT * FROM consent_history WHERE customer_id");
@@ -773,6 +773,28 @@ pub(crate) async fn export(
         consent_history,
         audit_events,
     })
+}
+
+/// The rows of `select` (a `SELECT … FROM table`) whose `customer_id` is `customer`, ordered by
+/// `order`, each mapped by `map`.
+async fn rows_of<T>(
+    conn: &impl ConnectionTrait,
+    select: &str,
+    customer: &str,
+    order: &str,
+    map: impl Fn(&sea_orm::QueryResult) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut sql = Sql::new(conn.get_database_backend(), select);
+    sql.push(" WHERE customer_id = ")
+        .bind(text(customer))
+        .push(" ORDER BY ")
+        .push(order);
+    conn.query_all_raw(sql.build())
+        .await
+        .db()?
+        .iter()
+        .map(map)
+        .collect()
 }
 
 // ------------------------------------------------------------------------------------------------
