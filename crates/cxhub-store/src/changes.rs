@@ -9,11 +9,22 @@ use cxhub_domain::resolution::MergeId;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult};
 
 use crate::error::{DbResultExt, corrupt};
-use crate::sql::{Pg, Sql, col, insert_rows, int, nullable, text, text_opt, time};
+use crate::sql::{Inserts, Pg, Sql, col, int, nullable, text, text_opt, time};
 
 /// Appends `changes`, in order, committed with `txn`. The caller holds the identity lock.
 pub(crate) async fn append(
     txn: &DatabaseTransaction,
+    changes: &[NewChange],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let mut inserts = Inserts::new(txn);
+    gather(&mut inserts, changes, now).await?;
+    inserts.run().await.db()
+}
+
+/// [`append`] as one of `inserts` (written when they run).
+pub(crate) async fn gather(
+    inserts: &mut Inserts<'_, DatabaseTransaction>,
     changes: &[NewChange],
     now: DateTime<Utc>,
 ) -> Result<()> {
@@ -29,22 +40,22 @@ pub(crate) async fn append(
             time(now),
         ]);
     }
-    insert_rows(
-        txn,
-        "customer_changes",
-        &[
-            col("customer_id", Pg::Text),
-            col("kind", Pg::Text),
-            col("fields_json", Pg::Text),
-            col("related_json", Pg::Text),
-            nullable("merge_id", Pg::Text),
-            col("occurred_at", Pg::Time),
-        ],
-        rows,
-        "",
-    )
-    .await
-    .db()
+    inserts
+        .add(
+            "customer_changes",
+            &[
+                col("customer_id", Pg::Text),
+                col("kind", Pg::Text),
+                col("fields_json", Pg::Text),
+                col("related_json", Pg::Text),
+                nullable("merge_id", Pg::Text),
+                col("occurred_at", Pg::Time),
+            ],
+            rows,
+            "",
+        )
+        .await
+        .db()
 }
 
 /// Up to `limit` entries after `after`, with the horizon and head, from one snapshot.

@@ -37,7 +37,7 @@ use crate::IN_LIST_CHUNK;
 use crate::Store;
 use crate::customers::{live, read};
 use crate::error::{DbResultExt, corrupt};
-use crate::sql::{Pg, Sql, col, insert_rows, int, nullable, text, text_opt, time, time_opt};
+use crate::sql::{Inserts, Pg, Sql, col, int, nullable, text, text_opt, time, time_opt};
 use crate::store::snapshot;
 
 // ------------------------------------------------------------------------------------------------
@@ -48,6 +48,7 @@ use crate::store::snapshot;
 /// customers were created in it, so there are no old keys to delete.
 pub(crate) async fn index_names(
     txn: &DatabaseTransaction,
+    inserts: &mut Inserts<'_, DatabaseTransaction>,
     rows: &[(String, Profile)],
     fresh: bool,
 ) -> Result<()> {
@@ -66,22 +67,22 @@ pub(crate) async fn index_names(
             keys.push(vec![text(key), text(id.as_str())]);
         }
     }
-    insert_rows(
-        txn,
-        "customer_name_keys",
-        &[col("key", Pg::Text), col("customer_id", Pg::Text)],
-        keys,
-        "ON CONFLICT (key, customer_id) DO NOTHING",
-    )
-    .await
-    .db()
+    inserts
+        .add(
+            "customer_name_keys",
+            &[col("key", Pg::Text), col("customer_id", Pg::Text)],
+            keys,
+            "ON CONFLICT (key, customer_id) DO NOTHING",
+        )
+        .await
+        .db()
 }
 
 /// Stores the state of the support cases and subscription events among the records written
 /// (`records`: positions in `items`, the last write of each key). Called where records are
 /// written, in the same transaction.
 pub(crate) async fn write_record_facts(
-    txn: &DatabaseTransaction,
+    inserts: &mut Inserts<'_, DatabaseTransaction>,
     items: &[IngestItem],
     records: &[(usize, CustomerId)],
 ) -> Result<()> {
@@ -117,48 +118,48 @@ pub(crate) async fn write_record_facts(
             ]);
         }
     }
-    insert_rows(
-        txn,
-        "support_cases",
-        &[
-            col("source", Pg::Text),
-            col("record_id", Pg::Text),
-            col("status", Pg::Text),
-            col("priority", Pg::Text),
-            col("category", Pg::Text),
-            col("channel", Pg::Text),
-            col("opened_at", Pg::Time),
-            nullable("closed_at", Pg::Time),
-        ],
-        cases,
-        "ON CONFLICT (source, record_id) DO UPDATE SET status = excluded.status, \
+    inserts
+        .add(
+            "support_cases",
+            &[
+                col("source", Pg::Text),
+                col("record_id", Pg::Text),
+                col("status", Pg::Text),
+                col("priority", Pg::Text),
+                col("category", Pg::Text),
+                col("channel", Pg::Text),
+                col("opened_at", Pg::Time),
+                nullable("closed_at", Pg::Time),
+            ],
+            cases,
+            "ON CONFLICT (source, record_id) DO UPDATE SET status = excluded.status, \
          priority = excluded.priority, category = excluded.category, \
          channel = excluded.channel, opened_at = excluded.opened_at, \
          closed_at = excluded.closed_at",
-    )
-    .await
-    .db()?;
-    insert_rows(
-        txn,
-        "subscription_events",
-        &[
-            col("source", Pg::Text),
-            col("record_id", Pg::Text),
-            col("subscription_id", Pg::Text),
-            col("kind", Pg::Text),
-            col("occurred_at", Pg::Time),
-            col("plan", Pg::Text),
-            nullable("amount_minor", Pg::Int),
-            nullable("currency_code", Pg::Text),
-        ],
-        events,
-        "ON CONFLICT (source, record_id) DO UPDATE SET \
+        )
+        .await
+        .db()?;
+    inserts
+        .add(
+            "subscription_events",
+            &[
+                col("source", Pg::Text),
+                col("record_id", Pg::Text),
+                col("subscription_id", Pg::Text),
+                col("kind", Pg::Text),
+                col("occurred_at", Pg::Time),
+                col("plan", Pg::Text),
+                nullable("amount_minor", Pg::Int),
+                nullable("currency_code", Pg::Text),
+            ],
+            events,
+            "ON CONFLICT (source, record_id) DO UPDATE SET \
          subscription_id = excluded.subscription_id, kind = excluded.kind, \
          occurred_at = excluded.occurred_at, plan = excluded.plan, \
          amount_minor = excluded.amount_minor, currency_code = excluded.currency_code",
-    )
-    .await
-    .db()
+        )
+        .await
+        .db()
 }
 
 // ------------------------------------------------------------------------------------------------

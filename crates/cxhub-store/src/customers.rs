@@ -32,7 +32,7 @@ use crate::IN_LIST_CHUNK;
 use crate::changes as change_log;
 use crate::error::{DbResultExt, corrupt};
 use crate::sql::{
-    Column, Pg, Sql, bytes, col, insert_rows, int, nullable, text, text_opt, texts, time, time_opt,
+    Column, Inserts, Pg, Sql, bytes, col, int, nullable, text, text_opt, texts, time, time_opt,
 };
 
 /// Longest chain of merge redirects followed.
@@ -250,7 +250,9 @@ pub(crate) async fn ingest(
     flush(txn, items, &mut pending, &ctx.priority, now).await?;
 
     // 4. Profiles of customers whose contacts changed, and final customer ids.
-    let rebuilt = rebuild_profiles(txn, &pending.rebuild, &ctx.priority, now).await?;
+    let mut last = Inserts::new(txn);
+    let rebuilt =
+        rebuild_profiles_into(txn, &mut last, &pending.rebuild, &ctx.priority, now).await?;
     for result in &mut results {
         if let Some(survivor) = redirect.get(&result.customer) {
             result.customer = *survivor;
@@ -276,7 +278,8 @@ pub(crate) async fn ingest(
             .filter(|(c, fields)| !fields.is_empty() && !fresh.contains(c))
             .map(|(c, fields)| NewChange::updated(c, fields)),
     );
-    change_log::append(txn, &log, now).await?;
+    change_log::gather(&mut last, &log, now).await?;
+    last.run().await.db()?;
     Ok(results)
 }
 
@@ -509,6 +512,7 @@ fn by_kind<'a>(
 /// involved in a merge was flushed before it), and removes them from `pending.rebuild`.
 async fn write_new_customers(
     txn: &DatabaseTransaction,
+    inserts: &mut Inserts<'_, DatabaseTransaction>,
     items: &[IngestItem],
     pending: &mut Pending,
     priority: &cxhub_domain::record::SourcePriority,
@@ -544,7 +548,7 @@ async fn write_new_customers(
             (c.to_string(), profile)
         })
         .collect();
-    upsert_customers(txn, &rows, true, now).await
+    upsert_customers(txn, inserts, &rows, true, now).await
 }
 
 /// Writes what is pending: new customers, identities, records, interactions, transactions.
@@ -555,7 +559,8 @@ async fn flush(
     priority: &cxhub_domain::record::SourcePriority,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    write_new_customers(txn, items, pending, priority, now).await?;
+    let mut inserts = Inserts::new(txn);
+    write_new_customers(txn, &mut inserts, items, pending, priority, now).await?;
 
     let identities = std::mem::take(&mut pending.identities);
     let rows = identities
@@ -569,23 +574,23 @@ async fn flush(
             ]
         })
         .collect();
-    insert_rows(
-        txn,
-        "customer_identities",
-        &[
-            col("kind", Pg::Text),
-            col("value", Pg::Text),
-            col("customer_id", Pg::Text),
-            col("created_at", Pg::Time),
-        ],
-        rows,
-        "ON CONFLICT (kind, value, customer_id) DO NOTHING",
-    )
-    .await
-    .db()?;
+    inserts
+        .add(
+            "customer_identities",
+            &[
+                col("kind", Pg::Text),
+                col("value", Pg::Text),
+                col("customer_id", Pg::Text),
+                col("created_at", Pg::Time),
+            ],
+            rows,
+            "ON CONFLICT (kind, value, customer_id) DO NOTHING",
+        )
+        .await
+        .db()?;
 
     let records = last_writes(items, std::mem::take(&mut pending.records));
-    crate::customer_query::write_record_facts(txn, items, &records).await?;
+    crate::customer_query::write_record_facts(&mut inserts, items, &records).await?;
     let mut rows = Vec::with_capacity(records.len());
     let mut interactions = Vec::new();
     let mut transactions = Vec::new();
@@ -655,66 +660,67 @@ async fn flush(
     ];
     let with_key =
         |rest: &[Column]| -> Vec<Column> { key_columns.iter().chain(rest).copied().collect() };
-    insert_rows(
-        txn,
-        "feed_records",
-        &with_key(&[
-            col("updated_at", Pg::Time),
-            col("content_hash", Pg::Bytes),
-            col("customer_id", Pg::Text),
-            col("source_customer_id", Pg::Text),
-            col("payload", Pg::Bytes),
-            nullable("contact_json", Pg::Text),
-            col("ingested_at", Pg::Time),
-        ]),
-        rows,
-        "ON CONFLICT (source, record_type, record_id) DO UPDATE SET \
+    inserts
+        .add(
+            "feed_records",
+            &with_key(&[
+                col("updated_at", Pg::Time),
+                col("content_hash", Pg::Bytes),
+                col("customer_id", Pg::Text),
+                col("source_customer_id", Pg::Text),
+                col("payload", Pg::Bytes),
+                nullable("contact_json", Pg::Text),
+                col("ingested_at", Pg::Time),
+            ]),
+            rows,
+            "ON CONFLICT (source, record_type, record_id) DO UPDATE SET \
          updated_at = excluded.updated_at, content_hash = excluded.content_hash, \
          customer_id = excluded.customer_id, source_customer_id = excluded.source_customer_id, \
          payload = excluded.payload, contact_json = excluded.contact_json, \
          ingested_at = excluded.ingested_at",
-    )
-    .await
-    .db()?;
-    insert_rows(
-        txn,
-        "interactions",
-        &with_key(&[
-            col("customer_id", Pg::Text),
-            col("touchpoint_key", Pg::Text),
-            col("channel", Pg::Text),
-            col("occurred_at", Pg::Time),
-            col("outcome", Pg::Text),
-            col("content_hash", Pg::Bytes),
-        ]),
-        interactions,
-        "ON CONFLICT (source, record_type, record_id) DO UPDATE SET \
+        )
+        .await
+        .db()?;
+    inserts
+        .add(
+            "interactions",
+            &with_key(&[
+                col("customer_id", Pg::Text),
+                col("touchpoint_key", Pg::Text),
+                col("channel", Pg::Text),
+                col("occurred_at", Pg::Time),
+                col("outcome", Pg::Text),
+                col("content_hash", Pg::Bytes),
+            ]),
+            interactions,
+            "ON CONFLICT (source, record_type, record_id) DO UPDATE SET \
          customer_id = excluded.customer_id, touchpoint_key = excluded.touchpoint_key, \
          channel = excluded.channel, occurred_at = excluded.occurred_at, \
          outcome = excluded.outcome, content_hash = excluded.content_hash",
-    )
-    .await
-    .db()?;
-    insert_rows(
-        txn,
-        "transactions",
-        &with_key(&[
-            col("customer_id", Pg::Text),
-            col("kind", Pg::Text),
-            col("amount_minor", Pg::Int),
-            col("currency_code", Pg::Text),
-            col("occurred_at", Pg::Time),
-            col("status", Pg::Text),
-            nullable("due_at", Pg::Time),
-        ]),
-        transactions,
-        "ON CONFLICT (source, record_type, record_id) DO UPDATE SET \
+        )
+        .await
+        .db()?;
+    inserts
+        .add(
+            "transactions",
+            &with_key(&[
+                col("customer_id", Pg::Text),
+                col("kind", Pg::Text),
+                col("amount_minor", Pg::Int),
+                col("currency_code", Pg::Text),
+                col("occurred_at", Pg::Time),
+                col("status", Pg::Text),
+                nullable("due_at", Pg::Time),
+            ]),
+            transactions,
+            "ON CONFLICT (source, record_type, record_id) DO UPDATE SET \
          customer_id = excluded.customer_id, kind = excluded.kind, \
          amount_minor = excluded.amount_minor, currency_code = excluded.currency_code, \
          occurred_at = excluded.occurred_at, status = excluded.status, due_at = excluded.due_at",
-    )
-    .await
-    .db()
+        )
+        .await
+        .db()?;
+    inserts.run().await.db()
 }
 
 /// The last pending write of each key, in batch order (a batch may carry two versions of one
@@ -925,6 +931,21 @@ pub(crate) async fn rebuild_profiles(
     priority: &cxhub_domain::record::SourcePriority,
     now: DateTime<Utc>,
 ) -> Result<Vec<(CustomerId, BTreeSet<&'static str>)>> {
+    let mut inserts = Inserts::new(txn);
+    let changed = rebuild_profiles_into(txn, &mut inserts, customers, priority, now).await?;
+    inserts.run().await.db()?;
+    Ok(changed)
+}
+
+/// [`rebuild_profiles`] with the profile writes among `inserts` (written when they run); the
+/// changed field groups are known before.
+async fn rebuild_profiles_into(
+    txn: &DatabaseTransaction,
+    inserts: &mut Inserts<'_, DatabaseTransaction>,
+    customers: &BTreeSet<CustomerId>,
+    priority: &cxhub_domain::record::SourcePriority,
+    now: DateTime<Utc>,
+) -> Result<Vec<(CustomerId, BTreeSet<&'static str>)>> {
     if customers.is_empty() {
         return Ok(Vec::new());
     }
@@ -964,7 +985,7 @@ pub(crate) async fn rebuild_profiles(
             (id, profile)
         })
         .collect();
-    upsert_customers(txn, &rows, false, now).await?;
+    upsert_customers(txn, inserts, &rows, false, now).await?;
     let mut changed = Vec::with_capacity(rows.len());
     for ((id, profile), customer) in rows.iter().zip(customers) {
         let groups = match before.get(id) {
@@ -1017,11 +1038,12 @@ async fn stored_profiles(
 /// has no name keys to replace yet).
 async fn upsert_customers(
     txn: &DatabaseTransaction,
+    inserts: &mut Inserts<'_, DatabaseTransaction>,
     rows: &[(String, Profile)],
     fresh: bool,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    crate::customer_query::index_names(txn, rows, fresh).await?;
+    crate::customer_query::index_names(txn, inserts, rows, fresh).await?;
     let mut values = Vec::with_capacity(rows.len());
     for (id, p) in rows {
         values.push(vec![
@@ -1040,34 +1062,34 @@ async fn upsert_customers(
             time(now),
         ]);
     }
-    insert_rows(
-        txn,
-        "customers",
-        &[
-            col("id", Pg::Text),
-            nullable("merged_into", Pg::Text),
-            col("given_name", Pg::Text),
-            col("family_name", Pg::Text),
-            col("addresses_json", Pg::Text),
-            col("preferred_language", Pg::Text),
-            col("consents_json", Pg::Text),
-            col("account_id", Pg::Text),
-            nullable("lifecycle_stage", Pg::Text),
-            col("provenance_json", Pg::Text),
-            col("revision", Pg::Int),
-            col("created_at", Pg::Time),
-            col("updated_at", Pg::Time),
-        ],
-        values,
-        "ON CONFLICT (id) DO UPDATE SET given_name = excluded.given_name, \
+    inserts
+        .add(
+            "customers",
+            &[
+                col("id", Pg::Text),
+                nullable("merged_into", Pg::Text),
+                col("given_name", Pg::Text),
+                col("family_name", Pg::Text),
+                col("addresses_json", Pg::Text),
+                col("preferred_language", Pg::Text),
+                col("consents_json", Pg::Text),
+                col("account_id", Pg::Text),
+                nullable("lifecycle_stage", Pg::Text),
+                col("provenance_json", Pg::Text),
+                col("revision", Pg::Int),
+                col("created_at", Pg::Time),
+                col("updated_at", Pg::Time),
+            ],
+            values,
+            "ON CONFLICT (id) DO UPDATE SET given_name = excluded.given_name, \
          family_name = excluded.family_name, addresses_json = excluded.addresses_json, \
          preferred_language = excluded.preferred_language, consents_json = excluded.consents_json, \
          account_id = excluded.account_id, lifecycle_stage = excluded.lifecycle_stage, \
          provenance_json = excluded.provenance_json, revision = customers.revision + 1, \
          updated_at = excluded.updated_at",
-    )
-    .await
-    .db()
+        )
+        .await
+        .db()
 }
 
 // ------------------------------------------------------------------------------------------------

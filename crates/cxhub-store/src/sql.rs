@@ -199,51 +199,14 @@ pub(crate) async fn insert_rows(
         return Ok(());
     }
     let backend = conn.get_database_backend();
-    let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
-    let head = format!("INSERT INTO {table} ({}) ", names.join(", "));
     if backend == DbBackend::Postgres {
-        use sea_orm::sea_query::ArrayType;
-        let mut arrays: Vec<Vec<Value>> = vec![Vec::with_capacity(rows.len()); columns.len()];
-        for row in rows {
-            for ((value, column), array) in row.into_iter().zip(columns).zip(arrays.iter_mut()) {
-                array.push(if column.nullable {
-                    nullable_as_text(value)
-                } else {
-                    value
-                });
-            }
-        }
-        let select: Vec<String> = columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| match (c.nullable, c.pg) {
-                (false, _) => format!("c{i}"),
-                (true, Pg::Text) => format!("NULLIF(c{i}, '')"),
-                (true, Pg::Time) => format!("NULLIF(c{i}, '')::timestamptz"),
-                (true, Pg::Bytes) => format!("decode(NULLIF(c{i}, ''), 'hex')"),
-                (true, Pg::Int) => format!("NULLIF(c{i}, '')::int8"),
-            })
-            .collect();
-        let mut sql = Sql::new(backend, &head);
-        sql.push(&format!("SELECT {} FROM UNNEST(", select.join(", ")));
-        for (i, (column, values)) in columns.iter().zip(arrays).enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            let (ty, cast) = match (column.nullable, column.pg) {
-                (true, _) | (false, Pg::Text) => (ArrayType::String, "text[]"),
-                (false, Pg::Time) => (ArrayType::ChronoDateTimeUtc, "timestamptz[]"),
-                (false, Pg::Bytes) => (ArrayType::Bytes, "bytea[]"),
-                (false, Pg::Int) => (ArrayType::BigInt, "int8[]"),
-            };
-            sql.bind(array(ty, values)).push("::").push(cast);
-        }
-        let aliases: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
-        sql.push(&format!(") AS u({}) ", aliases.join(", ")))
-            .push(tail);
+        let mut sql = Sql::new(backend, "");
+        push_unnest_insert(&mut sql, table, columns, rows, tail);
         conn.execute_raw(sql.build()).await?;
         return Ok(());
     }
+    let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
+    let head = format!("INSERT INTO {table} ({}) ", names.join(", "));
     let per_statement = (crate::MAX_BIND_PARAMS / columns.len().max(1)).max(1);
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
@@ -259,6 +222,118 @@ pub(crate) async fn insert_rows(
         conn.execute_raw(sql.build()).await?;
     }
     Ok(())
+}
+
+/// Multi-row inserts of one step of a transaction. On SQLite each runs at once (through
+/// [`insert_rows`]); on PostgreSQL they are gathered into one statement of data-modifying
+/// `WITH` parts, run by [`Inserts::run`]: one round trip for all of them instead of one each.
+///
+/// The parts of one statement see the same snapshot and not each other's rows, so only
+/// gather inserts into different tables whose rows do not depend on each other, and read
+/// nothing they write before `run`. A `DELETE` meant to precede one of them simply runs first.
+pub(crate) struct Inserts<'c, C> {
+    conn: &'c C,
+    gathered: Option<Sql>,
+    parts: usize,
+}
+
+impl<'c, C: sea_orm::ConnectionTrait> Inserts<'c, C> {
+    /// Inserts into `conn`.
+    pub(crate) fn new(conn: &'c C) -> Self {
+        Self {
+            conn,
+            gathered: None,
+            parts: 0,
+        }
+    }
+
+    /// Inserts `rows` as [`insert_rows`] does: now on SQLite, at [`Inserts::run`] on PostgreSQL.
+    pub(crate) async fn add(
+        &mut self,
+        table: &str,
+        columns: &[Column],
+        rows: Vec<Vec<Value>>,
+        tail: &str,
+    ) -> Result<(), sea_orm::DbErr> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if self.conn.get_database_backend() != DbBackend::Postgres {
+            return insert_rows(self.conn, table, columns, rows, tail).await;
+        }
+        let sql = self
+            .gathered
+            .get_or_insert_with(|| Sql::new(DbBackend::Postgres, "WITH "));
+        if self.parts > 0 {
+            sql.push(", ");
+        }
+        sql.push(&format!("w{} AS (", self.parts));
+        push_unnest_insert(sql, table, columns, rows, tail);
+        sql.push(")");
+        self.parts += 1;
+        Ok(())
+    }
+
+    /// Runs what was gathered (PostgreSQL; nothing to do on SQLite).
+    pub(crate) async fn run(self) -> Result<(), sea_orm::DbErr> {
+        if let Some(mut sql) = self.gathered {
+            sql.push(" SELECT 1");
+            self.conn.execute_raw(sql.build()).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Appends `INSERT INTO table (…) SELECT … FROM UNNEST(arrays) AS u(…) tail` to `sql`
+/// (PostgreSQL): one parameter per column, whatever the number of rows.
+fn push_unnest_insert(
+    sql: &mut Sql,
+    table: &str,
+    columns: &[Column],
+    rows: Vec<Vec<Value>>,
+    tail: &str,
+) {
+    use sea_orm::sea_query::ArrayType;
+    let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
+    let head = format!("INSERT INTO {table} ({}) ", names.join(", "));
+    let mut arrays: Vec<Vec<Value>> = vec![Vec::with_capacity(rows.len()); columns.len()];
+    for row in rows {
+        for ((value, column), array) in row.into_iter().zip(columns).zip(arrays.iter_mut()) {
+            array.push(if column.nullable {
+                nullable_as_text(value)
+            } else {
+                value
+            });
+        }
+    }
+    let select: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match (c.nullable, c.pg) {
+            (false, _) => format!("c{i}"),
+            (true, Pg::Text) => format!("NULLIF(c{i}, '')"),
+            (true, Pg::Time) => format!("NULLIF(c{i}, '')::timestamptz"),
+            (true, Pg::Bytes) => format!("decode(NULLIF(c{i}, ''), 'hex')"),
+            (true, Pg::Int) => format!("NULLIF(c{i}, '')::int8"),
+        })
+        .collect();
+    sql.push(&head);
+    sql.push(&format!("SELECT {} FROM UNNEST(", select.join(", ")));
+    for (i, (column, values)) in columns.iter().zip(arrays).enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        let (ty, cast) = match (column.nullable, column.pg) {
+            (true, _) | (false, Pg::Text) => (ArrayType::String, "text[]"),
+            (false, Pg::Time) => (ArrayType::ChronoDateTimeUtc, "timestamptz[]"),
+            (false, Pg::Bytes) => (ArrayType::Bytes, "bytea[]"),
+            (false, Pg::Int) => (ArrayType::BigInt, "int8[]"),
+        };
+        sql.bind(array(ty, values)).push("::").push(cast);
+    }
+    let aliases: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
+    sql.push(&format!(") AS u({}) ", aliases.join(", ")))
+        .push(tail);
 }
 
 /// A value of a nullable column as the text PostgreSQL gets it in a `text[]` (NULL as empty).
