@@ -69,7 +69,13 @@ pub(crate) async fn ingest(
     let now = crate::now();
 
     // 1. Outcomes, in batch order, against the stored versions and earlier items of the batch.
-    let mut known = load_versions(txn, items).await?;
+    // On PostgreSQL the holders of every identifier of the batch come in the same round trip.
+    let (mut known, mut preloaded) = if backend == DbBackend::Postgres {
+        let (known, holders, disputed) = load_batch_pg(txn, items).await?;
+        (known, Some((holders, disputed)))
+    } else {
+        (load_versions(txn, items).await?, None)
+    };
     let mut outcomes = Vec::with_capacity(items.len());
     for item in items {
         let stored = known.get(&item.key).map(|k| &k.version);
@@ -95,13 +101,12 @@ pub(crate) async fn ingest(
             wanted.extend(item.identifiers.iter().map(|f| &f.identifier));
         }
     }
-    let (mut holders, disputed) = if backend == DbBackend::Postgres {
-        load_identifiers_pg(txn, &wanted).await?
-    } else {
-        (
+    let (mut holders, disputed) = match preloaded.take() {
+        Some(loaded) => loaded,
+        None => (
             load_holders(txn, &wanted).await?,
             load_disputes(txn, &wanted).await?,
-        )
+        ),
     };
 
     // 3. Resolve in batch order; flush before each merge.
@@ -305,9 +310,6 @@ async fn load_versions(
     items: &[IngestItem],
 ) -> Result<HashMap<RecordKey, Known>> {
     let backend = txn.get_database_backend();
-    if backend == DbBackend::Postgres {
-        return load_versions_pg(txn, items).await;
-    }
     let mut groups: BTreeMap<(&str, RecordType), BTreeSet<&str>> = BTreeMap::new();
     for item in items {
         groups
@@ -353,21 +355,33 @@ async fn load_versions(
     Ok(known)
 }
 
-/// [`load_versions`] on PostgreSQL: one statement for the whole batch, joining the keys as
-/// three arrays to the primary key (round trips, not rows, are what a batch pays for there).
-async fn load_versions_pg(
+/// What a batch looks up, on PostgreSQL in one statement: the stored version of each record
+/// (its key joined as three arrays to the primary key), and the holders and disputes of every
+/// identifier of the batch (those of records that turn out not to write are not used).
+/// Round trips, not rows, are what a batch pays for there.
+async fn load_batch_pg(
     txn: &DatabaseTransaction,
     items: &[IngestItem],
-) -> Result<HashMap<RecordKey, Known>> {
+) -> Result<(
+    HashMap<RecordKey, Known>,
+    HashMap<Identifier, BTreeSet<CustomerId>>,
+    HashSet<Identifier>,
+)> {
     let mut known = HashMap::with_capacity(items.len());
+    let mut holders: HashMap<Identifier, BTreeSet<CustomerId>> = HashMap::new();
+    let mut disputed = HashSet::new();
     if items.is_empty() {
-        return Ok(known);
+        return Ok((known, holders, disputed));
     }
     let keys: BTreeSet<&RecordKey> = items.iter().map(|i| &i.key).collect();
+    let ids: BTreeSet<&Identifier> = items
+        .iter()
+        .flat_map(|i| std::iter::once(&i.anchor).chain(i.identifiers.iter().map(|f| &f.identifier)))
+        .collect();
     let mut sql = Sql::new(
         DbBackend::Postgres,
-        "SELECT f.source, f.record_type, f.record_id, f.updated_at, f.content_hash, f.customer_id \
-         FROM UNNEST(",
+        "SELECT 'v' AS what, f.source AS a, f.record_type AS b, f.record_id AS c, \
+         f.updated_at, f.content_hash, f.customer_id, false AS disputed FROM UNNEST(",
     );
     sql.bind(texts(keys.iter().map(|k| k.source.clone())))
         .push("::text[], ")
@@ -379,46 +393,13 @@ async fn load_versions_pg(
         .push(
             "::text[]) AS k(source, record_type, record_id) JOIN feed_records f \
              ON f.source = k.source COLLATE \"C\" AND f.record_type = k.record_type COLLATE \"C\" \
-             AND f.record_id = k.record_id COLLATE \"C\"",
-        );
-    for row in txn.query_all_raw(sql.build()).await.db()? {
-        let hash: Vec<u8> = get_col(&row, "content_hash")?;
-        let customer: String = get_col(&row, "customer_id")?;
-        known.insert(
-            record_key(&row)?,
-            Known {
-                version: StoredVersion {
-                    updated_at: get_col(&row, "updated_at")?,
-                    hash: ContentHash::from_slice(&hash).map_err(corrupt)?,
-                },
-                customer: Some(parse_customer(&customer)?),
-            },
-        );
-    }
-    Ok(known)
-}
-
-/// [`load_holders`] and [`load_disputes`] on PostgreSQL in one statement: every wanted
-/// identifier joined to its holders and to its dispute, if any.
-async fn load_identifiers_pg(
-    txn: &DatabaseTransaction,
-    wanted: &BTreeSet<&Identifier>,
-) -> Result<(
-    HashMap<Identifier, BTreeSet<CustomerId>>,
-    HashSet<Identifier>,
-)> {
-    let mut holders: HashMap<Identifier, BTreeSet<CustomerId>> = HashMap::new();
-    let mut disputed = HashSet::new();
-    if wanted.is_empty() {
-        return Ok((holders, disputed));
-    }
-    let mut sql = Sql::new(
-        DbBackend::Postgres,
-        "SELECT k.kind, k.value, c.customer_id, d.kind IS NOT NULL AS disputed FROM UNNEST(",
-    );
-    sql.bind(texts(wanted.iter().map(|id| id.kind().as_str().to_owned())))
+             AND f.record_id = k.record_id COLLATE \"C\" \
+             UNION ALL SELECT 'i', k.kind, k.value, NULL, NULL::timestamptz, NULL::bytea, \
+             c.customer_id, d.kind IS NOT NULL FROM UNNEST(",
+        )
+        .bind(texts(ids.iter().map(|id| id.kind().as_str().to_owned())))
         .push("::text[], ")
-        .bind(texts(wanted.iter().map(|id| id.value())))
+        .bind(texts(ids.iter().map(|id| id.value())))
         .push(
             "::text[]) AS k(kind, value) \
              LEFT JOIN customer_identities c \
@@ -426,10 +407,31 @@ async fn load_identifiers_pg(
              LEFT JOIN identity_disputes d ON d.kind = k.kind AND d.value = k.value",
         );
     for row in txn.query_all_raw(sql.build()).await.db()? {
-        let kind: String = get_col(&row, "kind")?;
-        let value: String = get_col(&row, "value")?;
-        let id = identifier(parse_kind(&kind)?, &value)?;
+        let what: String = get_col(&row, "what")?;
         let customer: Option<String> = get_col(&row, "customer_id")?;
+        if what == "v" {
+            let record_type: String = get_col(&row, "b")?;
+            let hash: Vec<u8> = get_col(&row, "content_hash")?;
+            let customer = customer.ok_or_else(|| corrupt("a record without a customer"))?;
+            known.insert(
+                RecordKey {
+                    source: get_col(&row, "a")?,
+                    record_type: record_type.parse().map_err(corrupt)?,
+                    record_id: get_col(&row, "c")?,
+                },
+                Known {
+                    version: StoredVersion {
+                        updated_at: get_col(&row, "updated_at")?,
+                        hash: ContentHash::from_slice(&hash).map_err(corrupt)?,
+                    },
+                    customer: Some(parse_customer(&customer)?),
+                },
+            );
+            continue;
+        }
+        let kind: String = get_col(&row, "a")?;
+        let value: String = get_col(&row, "b")?;
+        let id = identifier(parse_kind(&kind)?, &value)?;
         let is_disputed: bool = get_col(&row, "disputed")?;
         if is_disputed && id.kind() != IdentifierKind::SourceId {
             disputed.insert(id.clone());
@@ -441,7 +443,7 @@ async fn load_identifiers_pg(
                 .insert(parse_customer(&customer)?);
         }
     }
-    Ok((holders, disputed))
+    Ok((known, holders, disputed))
 }
 
 async fn load_holders(
