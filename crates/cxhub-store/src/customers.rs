@@ -2,10 +2,11 @@
 //! undoing, and reads of the unified customer.
 //!
 //! One ingest batch is one transaction. It reads the stored versions of the batch's records and
-//! the holders of the identifiers of the records that write (two lookups per batch, grouped by
-//! source and type, and by identifier kind), resolves every record in batch order in memory
-//! with [`cxhub_domain::resolution::resolve`], then writes new customers, identities, records,
-//! interactions and transactions with multi-row upserts. A record that merges customers
+//! the holders of the identifiers of the records that write (on SQLite grouped by source and
+//! type and by identifier kind; on PostgreSQL all in one statement), resolves every record in
+//! batch order in memory with [`cxhub_domain::resolution::resolve`], then writes new
+//! customers, identities, records, interactions and transactions with multi-row upserts (on
+//! PostgreSQL gathered into one statement, see [`crate::sql::Inserts`]). A record that merges customers
 //! flushes what came before it, so the merge sees (and records) everything the absorbed
 //! customers held; merges are rare, so the common batch is one flush. Profiles of customers
 //! whose contacts changed are rebuilt at the end from the contacts they hold.
