@@ -219,7 +219,10 @@ impl Store {
         tokio::spawn(async move {
             let started = std::time::Instant::now();
             match db
-                .execute_unprepared("ANALYZE feed_records, customer_identities")
+                .execute_unprepared(
+                    "ANALYZE feed_records, customer_identities, customers, customer_name_keys, \
+                     interactions, transactions",
+                )
                 .await
             {
                 Ok(_) => {
