@@ -482,11 +482,16 @@ pub(crate) async fn erase(
         in_set(&mut sql);
         txn.execute_raw(sql.build()).await.db()?;
     }
+    let mut by_kind: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
     for id in &identifiers {
+        by_kind
+            .entry(id.kind().as_str())
+            .or_default()
+            .push(id.value());
+    }
+    for (kind, values) in by_kind {
         let mut sql = Sql::new(backend, "DELETE FROM identity_disputes WHERE kind = ");
-        sql.bind(text(id.kind().as_str()))
-            .push(" AND value = ")
-            .bind(text(id.value()));
+        sql.bind(text(kind)).push(" AND value").in_texts(values);
         txn.execute_raw(sql.build()).await.db()?;
     }
     // The case and subscription state kept for reads, keyed by the records about to go.
