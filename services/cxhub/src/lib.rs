@@ -442,8 +442,8 @@ pub async fn serve_on(
     served
 }
 
-/// Prunes the change log of entries older than `retention`, at start and then every tenth of
-/// the retention (at most every 10 minutes), for as long as the hub serves.
+/// Prunes the change log of entries older than `retention` every tenth of the retention (at
+/// most every 10 minutes), for as long as the hub serves.
 async fn prune_changes(
     store: Store,
     retention: Duration,
@@ -452,16 +452,18 @@ async fn prune_changes(
     use cxhub_domain::change::ChangeLogRepo;
     let every = (retention / 10).min(Duration::from_secs(600));
     loop {
+        // Wait first: a hub that only lives for moments (tests, a failed start) never begins
+        // a prune its runtime could abandon half-way, holding the transaction's locks.
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = &mut stop => return,
+        }
         let cutoff = chrono::Utc::now()
             - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
         match store.prune_changes(cutoff).await {
             Ok(0) => {}
             Ok(pruned) => tracing::info!(pruned, "change log pruned"),
             Err(err) => tracing::warn!(error = %err, "pruning the change log failed"),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            _ = &mut stop => return,
         }
     }
 }
