@@ -150,4 +150,44 @@ expect "$out" '"givenName": "Grpcurl"' "GetCustomer"
 expect "$out" "ci.${run_id}@correio.pt" "GetCustomer (normalised e-mail)"
 expect "$out" '"recordCount": "2"' "GetCustomer"
 
-echo "grpcurl smoke: OK (list, describe, health, create, get, refusal, list, ingest, re-send, customer)"
+scoring=cxhub.scoring.v1.ScoringService
+
+echo "--- CreateSurvey on a demo touchpoint"
+survey=$(cat <<EOF
+{"survey": {"key": "ci.survey-${run_id}", "name": "CI",
+  "questions": [{"key": "q", "kind": "QUESTION_KIND_NPS", "text": {"en": "Recommend?"}}],
+  "languages": ["en"], "touchpoint_keys": ["branch.teller"]},
+ "request_id": "ci-survey-${run_id}"}
+EOF
+)
+out=$(call -d "$survey" "$target" "$scoring/CreateSurvey")
+expect "$out" "\"ci.survey-${run_id}\"" "CreateSurvey"
+
+echo "--- SubmitResponses: one valid, one out of scale"
+responses=$(cat <<EOF
+{"responses": [
+  {"response_id": "ci-r1-${run_id}", "customer_id": "$cid", "survey_key": "ci.survey-${run_id}",
+   "touchpoint_key": "branch.teller", "answers": [{"question_key": "q", "value": 9}],
+   "answered_at": "2026-11-20T10:00:00Z"},
+  {"response_id": "ci-r2-${run_id}", "customer_id": "$cid", "survey_key": "ci.survey-${run_id}",
+   "touchpoint_key": "branch.teller", "answers": [{"question_key": "q", "value": 11}],
+   "answered_at": "2026-11-20T10:00:00Z"}
+]}
+EOF
+)
+out=$(call -d "$responses" "$target" "$scoring/SubmitResponses")
+expect "$out" '"RESPONSE_OUTCOME_CREATED"' "SubmitResponses"
+expect "$out" '"RESPONSE_OUTCOME_REJECTED"' "SubmitResponses (out of scale)"
+expect "$out" 'answers[0].value' "SubmitResponses violation path"
+
+echo "--- GetScoreReport over the survey"
+report=$(cat <<EOF
+{"range": {"from": "2026-11-01T00:00:00Z", "to": "2026-12-01T00:00:00Z"},
+ "filter": {"survey_keys": ["ci.survey-${run_id}"]}, "group_by": ["GROUP_BY_TOUCHPOINT"]}
+EOF
+)
+out=$(call -d "$report" "$target" "$scoring/GetScoreReport")
+expect "$out" '"touchpointKey": "branch.teller"' "GetScoreReport group"
+expect "$out" '"smallSample": true' "GetScoreReport small-sample flag"
+
+echo "grpcurl smoke: OK (list, describe, health, create, get, refusal, list, ingest, re-send, customer, survey, responses, report)"

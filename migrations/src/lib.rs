@@ -21,6 +21,7 @@ mod m20261123_000006_feed_records;
 mod m20261123_000007_customer_reads;
 mod m20261123_000008_privacy;
 mod m20261123_000009_change_log;
+mod m20261123_000010_surveys;
 
 /// Every migration of cxhub, in the order they apply.
 #[derive(Debug)]
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000007_customer_reads::Migration),
             Box::new(m20261123_000008_privacy::Migration),
             Box::new(m20261123_000009_change_log::Migration),
+            Box::new(m20261123_000010_surveys::Migration),
         ]
     }
 }

@@ -8,6 +8,7 @@ mod interactions;
 mod privacy;
 mod profile_reads;
 mod registry;
+mod scoring;
 mod server;
 
 use cxhub_proto::touchpoint::v1 as pb;

@@ -68,6 +68,22 @@ impl Identifier {
             Identifier::Email(v) | Identifier::Phone(v) => v.clone(),
         }
     }
+
+    /// The identifier stored as ([`IdentifierKind::as_str`], [`Identifier::value`]); `None`
+    /// for an unknown kind or a source id without its `source:` part.
+    pub fn from_stored(kind: &str, value: &str) -> Option<Identifier> {
+        match kind {
+            "source_id" => value
+                .split_once(':')
+                .map(|(source, id)| Identifier::SourceId {
+                    source: source.to_owned(),
+                    id: id.to_owned(),
+                }),
+            "email" => Some(Identifier::Email(value.to_owned())),
+            "phone" => Some(Identifier::Phone(value.to_owned())),
+            _ => None,
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -997,6 +1013,25 @@ mod tests {
 
     fn none() -> JunkPolicy {
         JunkPolicy::default()
+    }
+
+    #[test]
+    fn stored_identifiers_read_back_as_written() {
+        for id in [
+            email("ana@mail.pt"),
+            phone("+351912345678"),
+            Identifier::SourceId {
+                source: "sap-erp".into(),
+                id: "C:17".into(),
+            },
+        ] {
+            assert_eq!(
+                Identifier::from_stored(id.kind().as_str(), &id.value()),
+                Some(id)
+            );
+        }
+        assert_eq!(Identifier::from_stored("source_id", "no-source"), None);
+        assert_eq!(Identifier::from_stored("fax", "+351"), None);
     }
 
     #[test]

@@ -42,3 +42,11 @@ pub mod profile {
         tonic::include_proto!("cxhub.profile.v1");
     }
 }
+
+/// `cxhub.scoring.*`
+pub mod scoring {
+    /// `cxhub.scoring.v1`: surveys, responses and the scores measured from them.
+    pub mod v1 {
+        tonic::include_proto!("cxhub.scoring.v1");
+    }
+}

@@ -85,8 +85,8 @@ pub(crate) async fn read(
          FROM customer_changes WHERE seq > ",
     );
     sql.bind(int(after))
-        .push(" ORDER BY seq LIMIT ")
-        .bind(int(i64::from(limit)));
+        .push(" ORDER BY seq")
+        .limit(u64::from(limit));
     let mut changes = Vec::new();
     for row in conn.query_all_raw(sql.build()).await.db()? {
         changes.push(change(&row)?);

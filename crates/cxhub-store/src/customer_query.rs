@@ -29,15 +29,15 @@ use cxhub_domain::feed::{IngestItem, Profile};
 use cxhub_domain::identifier::{CustomerId, Identifier};
 use cxhub_domain::money::{Currency, Money};
 use cxhub_domain::page::{Page, PageRequest};
-use cxhub_domain::repo::CustomerView;
+use cxhub_domain::repo::{CustomerView, HeldIdentifier};
 use cxhub_domain::{Error, Result};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult};
 
 use crate::IN_LIST_CHUNK;
 use crate::Store;
-use crate::customers::{live, read};
+use crate::customers::{MAX_REDIRECTS, live};
 use crate::error::{DbResultExt, corrupt};
-use crate::sql::{Inserts, Pg, Sql, col, int, nullable, text, text_opt, time, time_opt};
+use crate::sql::{Inserts, Pg, Sql, col, nullable, text, text_opt, time, time_opt};
 use crate::store::snapshot;
 
 // ------------------------------------------------------------------------------------------------
@@ -172,7 +172,7 @@ pub(crate) async fn batch_get(
 ) -> Result<Vec<Option<CustomerView>>> {
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        match read(conn, *id).await {
+        match read_view(conn, *id).await {
             Ok(view) => out.push(Some(view)),
             Err(Error::NotFound { .. }) => out.push(None),
             Err(err) => return Err(err),
@@ -181,34 +181,28 @@ pub(crate) async fn batch_get(
     Ok(out)
 }
 
-/// The live customers holding `identifier`.
+/// The live customers holding `identifier`, in one statement: each holder's row with its
+/// record count and identities, and how many hold the identifier or dispute it.
 pub(crate) async fn lookup(
     conn: &impl ConnectionTrait,
     identifier: &Identifier,
 ) -> Result<LookupResult> {
     let backend = conn.get_database_backend();
-    let kind = identifier.kind().as_str();
-    let value = identifier.value();
     let mut sql = Sql::new(
         backend,
-        "SELECT customer_id, \
-         (SELECT COUNT(*) FROM identity_disputes d WHERE d.kind = i.kind AND d.value = i.value) AS disputes \
-         FROM customer_identities i WHERE i.kind = ",
+        "SELECT (SELECT COUNT(*) FROM identity_disputes d WHERE d.kind = h.kind AND d.value = h.value) \
+         AS lookup_disputes, ",
     );
-    sql.bind(text(kind))
-        .push(" AND i.value = ")
-        .bind(text(value.as_str()))
-        .push(" ORDER BY i.customer_id");
+    customer_columns(&mut sql, backend);
+    sql.push(
+        " FROM customer_identities h JOIN customers c ON c.id = h.customer_id WHERE h.kind = ",
+    )
+    .bind(text(identifier.kind().as_str()))
+    .push(" AND h.value = ")
+    .bind(text(identifier.value()))
+    .push(" ORDER BY c.id");
     let rows = conn.query_all_raw(sql.build()).await.db()?;
-    let mut disputed = false;
-    let mut ids = std::collections::BTreeSet::new();
-    for row in &rows {
-        let customer: String = get(row, "customer_id")?;
-        let disputes: i64 = get(row, "disputes")?;
-        disputed |= disputes > 0;
-        ids.insert(live(conn, parse_customer(&customer)?).await?);
-    }
-    if ids.is_empty() {
+    if rows.is_empty() {
         let what = match identifier {
             Identifier::SourceId { .. } => "holding that source customer id",
             Identifier::Email(_) => "holding that e-mail address",
@@ -216,15 +210,226 @@ pub(crate) async fn lookup(
         };
         return Err(Error::not_found("customer", what));
     }
-    let mut customers = Vec::with_capacity(ids.len());
-    for id in ids {
-        customers.push(read(conn, id).await?);
+    let mut disputed = false;
+    let mut customers: Vec<CustomerView> = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let disputes: i64 = get(row, "lookup_disputes")?;
+        disputed |= disputes > 0;
+        let id = parse_customer(&get::<String>(row, "id")?)?;
+        let merged_into: Option<String> = get(row, "merged_into")?;
+        // Merges move identities to the survivor, so holders are live; follow a redirect all
+        // the same rather than answer a merged profile.
+        let view = match merged_into {
+            None => customer_view(row, id, id)?,
+            Some(_) => read_view(conn, id).await?,
+        };
+        if !customers.iter().any(|c| c.id == view.id) {
+            customers.push(view);
+        }
     }
+    customers.sort_by_key(|c| c.id);
     Ok(LookupResult {
         identifier: identifier.clone(),
         linking: rows.len() <= 1 && !disputed,
         customers,
     })
+}
+
+// ------------------------------------------------------------------------------------------------
+// One statement per read
+//
+// A read of one customer is one statement whose lists (identities, sources, interactions,
+// cases…) come back as JSON arrays built by correlated subqueries. On SQLite every statement
+// is a round trip to the connection's worker thread (two thread hand-offs, plus one per row
+// returned), on PostgreSQL one to the server; a statement is also its own consistent snapshot
+// on both, so these reads need no transaction either.
+
+/// Opens a correlated subquery giving the rows of the derived table that follows (a `SELECT`
+/// of `columns`) as one JSON array of arrays, `[]` when there are none; closed by
+/// [`close_json_rows`].
+fn open_json_rows(sql: &mut Sql, backend: DbBackend, columns: &str) {
+    if backend == DbBackend::Postgres {
+        sql.push("(SELECT COALESCE(json_agg(json_build_array(")
+            .push(columns)
+            .push(")), '[]')::text FROM (");
+    } else {
+        sql.push("(SELECT COALESCE(json_group_array(json_array(")
+            .push(columns)
+            .push(")), '[]') FROM (");
+    }
+}
+
+fn close_json_rows(sql: &mut Sql, name: &str) {
+    sql.push(") AS t) AS ").push(name);
+}
+
+/// The columns of a customer read over `customers c`: the row, its record count and its
+/// identities with how many customers hold and dispute each.
+fn customer_columns(sql: &mut Sql, backend: DbBackend) {
+    sql.push(
+        "c.*, (SELECT COUNT(*) FROM feed_records f WHERE f.customer_id = c.id) AS record_count, ",
+    );
+    open_json_rows(sql, backend, "kind, value, holders, disputes");
+    sql.push(
+        "SELECT i.kind, i.value, \
+         (SELECT COUNT(*) FROM customer_identities o WHERE o.kind = i.kind AND o.value = i.value) AS holders, \
+         (SELECT COUNT(*) FROM identity_disputes d WHERE d.kind = i.kind AND d.value = i.value) AS disputes \
+         FROM customer_identities i WHERE i.customer_id = c.id",
+    );
+    close_json_rows(sql, "identities_json");
+}
+
+/// Runs `statement` (one row of `customers c` for the id it is given) for `requested`, then for
+/// whatever that was merged into, until a live customer answers. Most ids are live: one
+/// statement; each hop sees one consistent state.
+async fn live_row(
+    conn: &impl ConnectionTrait,
+    requested: CustomerId,
+    statement: impl Fn(&str) -> Sql,
+) -> Result<(CustomerId, QueryResult)> {
+    let mut current = requested;
+    for _ in 0..MAX_REDIRECTS {
+        let row = conn
+            .query_one_raw(statement(&current.to_string()).build())
+            .await
+            .db()?
+            .ok_or_else(|| Error::not_found("customer", requested.to_string()))?;
+        let merged_into: Option<String> = get(&row, "merged_into")?;
+        match merged_into {
+            None => return Ok((current, row)),
+            Some(next) => current = parse_customer(&next)?,
+        }
+    }
+    Err(corrupt(format!(
+        "redirect chain from customer {requested} too long"
+    )))
+}
+
+/// Reads a customer, following redirects: one statement per hop.
+pub(crate) async fn read_view(
+    conn: &impl ConnectionTrait,
+    requested: CustomerId,
+) -> Result<CustomerView> {
+    let backend = conn.get_database_backend();
+    let (id, row) = live_row(conn, requested, |id| {
+        let mut sql = Sql::new(backend, "SELECT ");
+        customer_columns(&mut sql, backend);
+        sql.push(" FROM customers c WHERE c.id = ").bind(text(id));
+        sql
+    })
+    .await?;
+    customer_view(&row, id, requested)
+}
+
+/// The view of a row selected with [`customer_columns`].
+fn customer_view(row: &QueryResult, id: CustomerId, requested: CustomerId) -> Result<CustomerView> {
+    let addresses: String = get(row, "addresses_json")?;
+    let consents: String = get(row, "consents_json")?;
+    let provenance: String = get(row, "provenance_json")?;
+    let lifecycle: Option<String> = get(row, "lifecycle_stage")?;
+    let profile = Profile {
+        given_name: get(row, "given_name")?,
+        family_name: get(row, "family_name")?,
+        addresses: serde_json::from_str(&addresses).map_err(corrupt)?,
+        preferred_language: get(row, "preferred_language")?,
+        consents: serde_json::from_str(&consents).map_err(corrupt)?,
+        account_id: get(row, "account_id")?,
+        lifecycle_stage: lifecycle.map(|s| s.parse()).transpose().map_err(corrupt)?,
+        provenance: serde_json::from_str(&provenance).map_err(corrupt)?,
+    };
+    let mut identifiers = Vec::new();
+    for cells in json_rows(row, "identities_json")? {
+        let mut c = Cells::new(cells, 4)?;
+        let kind = c.text()?;
+        let value = c.text()?;
+        let holders = c.int()?;
+        let disputes = c.int()?;
+        identifiers.push(HeldIdentifier {
+            identifier: Identifier::from_stored(&kind, &value)
+                .ok_or_else(|| corrupt(format!("stored identifier {kind} {value}")))?,
+            linking: holders <= 1 && disputes == 0,
+        });
+    }
+    identifiers.sort_by(|a, b| a.identifier.cmp(&b.identifier));
+    Ok(CustomerView {
+        id,
+        requested,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+        profile,
+        identifiers,
+        record_count: get(row, "record_count")?,
+    })
+}
+
+/// The JSON array of arrays in `column` (see [`open_json_rows`]).
+fn json_rows(row: &QueryResult, column: &str) -> Result<Vec<Vec<serde_json::Value>>> {
+    let text: String = get(row, column)?;
+    serde_json::from_str(&text).map_err(corrupt)
+}
+
+/// The cells of one JSON row, read in order.
+struct Cells(std::vec::IntoIter<serde_json::Value>);
+
+impl Cells {
+    fn new(cells: Vec<serde_json::Value>, width: usize) -> Result<Self> {
+        if cells.len() != width {
+            return Err(corrupt(format!(
+                "a JSON row of {} cells where {width} were selected",
+                cells.len()
+            )));
+        }
+        Ok(Cells(cells.into_iter()))
+    }
+
+    fn next(&mut self) -> serde_json::Value {
+        self.0.next().unwrap_or(serde_json::Value::Null)
+    }
+
+    fn text_opt(&mut self) -> Result<Option<String>> {
+        match self.next() {
+            serde_json::Value::Null => Ok(None),
+            serde_json::Value::String(s) => Ok(Some(s)),
+            other => Err(corrupt(format!("expected text, found {other}"))),
+        }
+    }
+
+    fn text(&mut self) -> Result<String> {
+        self.text_opt()?
+            .ok_or_else(|| corrupt("expected text, found null"))
+    }
+
+    fn int_opt(&mut self) -> Result<Option<i64>> {
+        match self.next() {
+            serde_json::Value::Null => Ok(None),
+            serde_json::Value::Number(n) => n
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| corrupt(format!("expected an integer, found {n}"))),
+            other => Err(corrupt(format!("expected an integer, found {other}"))),
+        }
+    }
+
+    fn int(&mut self) -> Result<i64> {
+        self.int_opt()?
+            .ok_or_else(|| corrupt("expected an integer, found null"))
+    }
+
+    /// A time: RFC 3339 text on both backends (how sqlx stores times in SQLite, how
+    /// PostgreSQL writes a `timestamptz` in JSON).
+    fn time(&mut self) -> Result<DateTime<Utc>> {
+        let text = self.text()?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|err| corrupt(format!("stored time {text}: {err}")))
+    }
+
+    fn parsed<T: std::str::FromStr>(&mut self) -> Result<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.text()?.parse().map_err(corrupt)
+    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -287,8 +492,7 @@ fn search_statement(
             if let Some((_, id)) = after {
                 sql.push(" AND c.id > ").bind(text(id));
             }
-            sql.push(" ORDER BY c.id LIMIT ")
-                .bind(int(i64::from(size) + 1));
+            sql.push(" ORDER BY c.id").limit(u64::from(size) + 1);
             return sql;
         }
     };
@@ -330,8 +534,8 @@ fn search_statement(
     sql.push(&format!(" AND o.{key} >= "))
         .bind(text(prefix.as_str()))
         .push(&format!(" AND o.{key} < k.{key})"));
-    sql.push(&format!(" ORDER BY k.{key}, k.customer_id LIMIT "))
-        .bind(int(i64::from(size) + 1));
+    sql.push(&format!(" ORDER BY k.{key}, k.customer_id"))
+        .limit(u64::from(size) + 1);
     sql
 }
 
@@ -374,8 +578,8 @@ fn newest_first(sql: &mut Sql, range: &TimeRange, after: Option<&TimeCursor>, si
             .bind(text(k.record_id.as_str()))
             .push("))))");
     }
-    sql.push(" ORDER BY occurred_at DESC, source DESC, record_type DESC, record_id DESC LIMIT ")
-        .bind(int(i64::from(size) + 1));
+    sql.push(" ORDER BY occurred_at DESC, source DESC, record_type DESC, record_id DESC")
+        .limit(u64::from(size) + 1);
 }
 
 fn row_key(row: &QueryResult) -> Result<RowKey> {
@@ -480,9 +684,10 @@ fn currency(row: &QueryResult) -> Result<Currency> {
 // ------------------------------------------------------------------------------------------------
 // 360
 
-/// The 360° view (see [`Customer360`]): the profile read, then one query each for the
-/// sources, the latest interactions, the ledger aggregate, the last purchase, the open cases
-/// and the subscription events.
+/// The 360° view (see [`Customer360`]) in one statement per redirect hop: the customer's
+/// row, identities and record count ([`customer_columns`]) and, as JSON rows, its record
+/// counts per source id, its latest interactions, its ledger per (kind, status, currency), its
+/// open cases and its subscription events, plus its last purchase.
 pub(crate) async fn customer_360(
     conn: &impl ConnectionTrait,
     id: CustomerId,
@@ -490,164 +695,200 @@ pub(crate) async fn customer_360(
     now: DateTime<Utc>,
 ) -> Result<Customer360> {
     let backend = conn.get_database_backend();
-    let customer = read(conn, id).await?;
-    let live_id = customer.id.to_string();
+    let since = now - Duration::days(FAILED_PAYMENT_WINDOW_DAYS);
+    let (live_id, row) = live_row(conn, id, |customer| {
+        let mut sql = Sql::new(backend, "SELECT ");
+        customer_columns(&mut sql, backend);
+        sql.push(", ");
+        open_json_rows(&mut sql, backend, "source, source_customer_id, n");
+        sql.push(
+            "SELECT source, source_customer_id, COUNT(*) AS n FROM feed_records \
+             WHERE customer_id = c.id GROUP BY source, source_customer_id",
+        );
+        close_json_rows(&mut sql, "sources_json");
+        sql.push(", ");
+        open_json_rows(
+            &mut sql,
+            backend,
+            "source, record_type, record_id, touchpoint_key, channel, occurred_at, outcome",
+        );
+        sql.push(
+            "SELECT source, record_type, record_id, touchpoint_key, channel, occurred_at, outcome \
+             FROM interactions WHERE customer_id = c.id \
+             ORDER BY occurred_at DESC, source DESC, record_type DESC, record_id DESC",
+        )
+        .limit(u64::from(recent));
+        close_json_rows(&mut sql, "interactions_json");
+        sql.push(", ");
+        // SUM of int8 is numeric on PostgreSQL: cast back.
+        open_json_rows(
+            &mut sql,
+            backend,
+            "kind, status, currency_code, n, total, overdue_n, overdue_total, recent_n",
+        );
+        sql.push(
+            "SELECT kind, status, currency_code, COUNT(*) AS n, \
+             CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) AS total, \
+             CAST(COALESCE(SUM(CASE WHEN due_at < ",
+        )
+        .bind(time(now))
+        .push(" THEN 1 ELSE 0 END), 0) AS BIGINT) AS overdue_n, CAST(COALESCE(SUM(CASE WHEN due_at < ")
+        .bind(time(now))
+        .push(" THEN amount_minor ELSE 0 END), 0) AS BIGINT) AS overdue_total, CAST(COALESCE(SUM(CASE WHEN occurred_at >= ")
+        .bind(time(since))
+        .push(
+            " THEN 1 ELSE 0 END), 0) AS BIGINT) AS recent_n FROM transactions \
+             WHERE customer_id = c.id GROUP BY kind, status, currency_code",
+        );
+        close_json_rows(&mut sql, "ledger_json");
+        sql.push(
+            ", (SELECT MAX(occurred_at) FROM transactions \
+             WHERE customer_id = c.id AND kind = 'order' AND status = 'placed') AS last_purchase_at, ",
+        );
+        open_json_rows(
+            &mut sql,
+            backend,
+            "source, record_id, status, priority, category, channel, opened_at",
+        );
+        sql.push(
+            "SELECT s.source, s.record_id, s.status, s.priority, s.category, s.channel, s.opened_at \
+             FROM feed_records f CROSS JOIN support_cases s \
+             WHERE f.customer_id = c.id AND f.record_type = 'support_case' \
+             AND s.source = f.source AND s.record_id = f.record_id AND s.status IN ('open', 'pending')",
+        );
+        close_json_rows(&mut sql, "cases_json");
+        sql.push(", ");
+        open_json_rows(
+            &mut sql,
+            backend,
+            "source, record_id, subscription_id, kind, occurred_at, plan, amount_minor, currency_code",
+        );
+        sql.push(
+            "SELECT s.source, s.record_id, s.subscription_id, s.kind, s.occurred_at, s.plan, \
+             s.amount_minor, s.currency_code \
+             FROM feed_records f CROSS JOIN subscription_events s \
+             WHERE f.customer_id = c.id AND f.record_type = 'subscription_event' \
+             AND s.source = f.source AND s.record_id = f.record_id",
+        );
+        close_json_rows(&mut sql, "subscriptions_json");
+        sql.push(" FROM customers c WHERE c.id = ").bind(text(customer));
+        sql
+    })
+    .await?;
+    let customer = customer_view(&row, live_id, id)?;
 
-    let mut sql = Sql::new(
-        backend,
-        "SELECT source, source_customer_id, COUNT(*) AS n FROM feed_records WHERE customer_id = ",
-    );
-    sql.bind(text(live_id.as_str()))
-        .push(" GROUP BY source, source_customer_id");
     let mut counts = Vec::new();
-    for row in conn.query_all_raw(sql.build()).await.db()? {
-        counts.push((
-            get(&row, "source")?,
-            get(&row, "source_customer_id")?,
-            get(&row, "n")?,
-        ));
+    for cells in json_rows(&row, "sources_json")? {
+        let mut c = Cells::new(cells, 3)?;
+        counts.push((c.text()?, c.text()?, c.int()?));
     }
     let sources = group_by_source(&customer.identifiers, &counts);
 
-    let recent_interactions = interactions_of(
-        conn,
-        customer.id,
-        &TimeRange::default(),
-        &PageRequest {
-            size: recent,
-            after: None,
-        },
-    )
-    .await?
-    .items;
+    let mut recent_interactions = Vec::new();
+    for cells in json_rows(&row, "interactions_json")? {
+        let mut c = Cells::new(cells, 7)?;
+        recent_interactions.push(InteractionView {
+            key: RowKey {
+                source: c.text()?,
+                record_type: c.text()?,
+                record_id: c.text()?,
+            },
+            touchpoint_key: c.text()?,
+            channel: c.parsed()?,
+            occurred_at: c.time()?,
+            outcome: c.text()?,
+        });
+    }
+    // Newest first, as the derived table was ordered (JSON aggregation keeps no order by
+    // contract).
+    recent_interactions.sort_by(|a, b| {
+        (
+            b.occurred_at,
+            &b.key.source,
+            &b.key.record_type,
+            &b.key.record_id,
+        )
+            .cmp(&(
+                a.occurred_at,
+                &a.key.source,
+                &a.key.record_type,
+                &a.key.record_id,
+            ))
+    });
 
-    let transactions = transaction_summary(conn, &live_id, now).await?;
-    let open_cases = open_cases(conn, &live_id).await?;
-    let active_subscriptions = active_subscriptions(&subscription_events(conn, &live_id).await?);
+    let mut groups = Vec::new();
+    for cells in json_rows(&row, "ledger_json")? {
+        let mut c = Cells::new(cells, 8)?;
+        let kind = c.parsed()?;
+        let status = c.text()?;
+        let code = c.text()?;
+        groups.push(TransactionGroup {
+            kind,
+            status,
+            currency: Currency::parse(&code).map_err(corrupt)?,
+            count: c.int()?,
+            total_minor: c.int()?,
+            overdue_count: c.int()?,
+            overdue_minor: c.int()?,
+            recent_count: c.int()?,
+        });
+    }
+    let last_purchase_at: Option<DateTime<Utc>> = get(&row, "last_purchase_at")?;
+    let transactions = TransactionSummary::from_groups(&groups, last_purchase_at);
+
+    let mut open_cases = Vec::new();
+    for cells in json_rows(&row, "cases_json")? {
+        let mut c = Cells::new(cells, 7)?;
+        open_cases.push(SupportCaseView {
+            source: c.text()?,
+            record_id: c.text()?,
+            status: c.parsed()?,
+            priority: c.parsed()?,
+            category: c.text()?,
+            channel: c.parsed()?,
+            opened_at: c.time()?,
+        });
+    }
+    open_cases.sort_by(|a, b| {
+        (b.opened_at, &a.source, &a.record_id).cmp(&(a.opened_at, &b.source, &b.record_id))
+    });
+
+    let mut events = Vec::new();
+    for cells in json_rows(&row, "subscriptions_json")? {
+        let mut c = Cells::new(cells, 8)?;
+        let source = c.text()?;
+        let record_id = c.text()?;
+        let subscription_id = c.text()?;
+        let kind = c.parsed()?;
+        let occurred_at = c.time()?;
+        let plan = c.text()?;
+        let recurring_amount = match (c.int_opt()?, c.text_opt()?) {
+            (Some(amount), Some(code)) => {
+                Some(Money::new(amount, Currency::parse(&code).map_err(corrupt)?))
+            }
+            _ => None,
+        };
+        events.push(SubscriptionEventRow {
+            source,
+            record_id,
+            subscription_id,
+            kind,
+            occurred_at,
+            plan,
+            recurring_amount,
+        });
+    }
+    events.sort_by(|a, b| {
+        (a.occurred_at, &a.source, &a.record_id).cmp(&(b.occurred_at, &b.source, &b.record_id))
+    });
     Ok(Customer360 {
         customer,
         sources,
         recent_interactions,
         transactions,
         open_cases,
-        active_subscriptions,
+        active_subscriptions: active_subscriptions(&events),
     })
-}
-
-async fn transaction_summary(
-    conn: &impl ConnectionTrait,
-    customer: &str,
-    now: DateTime<Utc>,
-) -> Result<TransactionSummary> {
-    let backend = conn.get_database_backend();
-    let since = now - Duration::days(FAILED_PAYMENT_WINDOW_DAYS);
-    // SUM of int8 is numeric on PostgreSQL: cast back.
-    let mut sql = Sql::new(
-        backend,
-        "SELECT kind, status, currency_code, COUNT(*) AS n, \
-         CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) AS total, \
-         CAST(COALESCE(SUM(CASE WHEN due_at < ",
-    );
-    sql.bind(time(now))
-        .push(" THEN 1 ELSE 0 END), 0) AS BIGINT) AS overdue_n, CAST(COALESCE(SUM(CASE WHEN due_at < ")
-        .bind(time(now))
-        .push(" THEN amount_minor ELSE 0 END), 0) AS BIGINT) AS overdue_total, CAST(COALESCE(SUM(CASE WHEN occurred_at >= ")
-        .bind(time(since))
-        .push(" THEN 1 ELSE 0 END), 0) AS BIGINT) AS recent_n FROM transactions WHERE customer_id = ")
-        .bind(text(customer))
-        .push(" GROUP BY kind, status, currency_code");
-    let mut groups = Vec::new();
-    for row in conn.query_all_raw(sql.build()).await.db()? {
-        let kind: String = get(&row, "kind")?;
-        groups.push(TransactionGroup {
-            kind: kind.parse().map_err(corrupt)?,
-            status: get(&row, "status")?,
-            currency: currency(&row)?,
-            count: get(&row, "n")?,
-            total_minor: get(&row, "total")?,
-            overdue_count: get(&row, "overdue_n")?,
-            overdue_minor: get(&row, "overdue_total")?,
-            recent_count: get(&row, "recent_n")?,
-        });
-    }
-    let mut sql = Sql::new(
-        backend,
-        "SELECT occurred_at FROM transactions WHERE customer_id = ",
-    );
-    sql.bind(text(customer))
-        .push(" AND kind = 'order' AND status = 'placed' ORDER BY occurred_at DESC LIMIT 1");
-    let last_purchase_at = match conn.query_one_raw(sql.build()).await.db()? {
-        Some(row) => Some(get(&row, "occurred_at")?),
-        None => None,
-    };
-    Ok(TransactionSummary::from_groups(&groups, last_purchase_at))
-}
-
-async fn open_cases(conn: &impl ConnectionTrait, customer: &str) -> Result<Vec<SupportCaseView>> {
-    let mut sql = Sql::new(
-        conn.get_database_backend(),
-        "SELECT c.source, c.record_id, c.status, c.priority, c.category, c.channel, c.opened_at \
-         FROM feed_records f CROSS JOIN support_cases c \
-         WHERE f.customer_id = ",
-    );
-    sql.bind(text(customer)).push(
-        " AND f.record_type = 'support_case' AND c.source = f.source AND c.record_id = f.record_id \
-         AND c.status IN ('open', 'pending') ORDER BY c.opened_at DESC, c.source, c.record_id",
-    );
-    let mut out = Vec::new();
-    for row in conn.query_all_raw(sql.build()).await.db()? {
-        let status: String = get(&row, "status")?;
-        let priority: String = get(&row, "priority")?;
-        let channel: String = get(&row, "channel")?;
-        out.push(SupportCaseView {
-            source: get(&row, "source")?,
-            record_id: get(&row, "record_id")?,
-            status: status.parse().map_err(corrupt)?,
-            priority: priority.parse().map_err(corrupt)?,
-            category: get(&row, "category")?,
-            channel: channel.parse().map_err(corrupt)?,
-            opened_at: get(&row, "opened_at")?,
-        });
-    }
-    Ok(out)
-}
-
-async fn subscription_events(
-    conn: &impl ConnectionTrait,
-    customer: &str,
-) -> Result<Vec<SubscriptionEventRow>> {
-    let mut sql = Sql::new(
-        conn.get_database_backend(),
-        "SELECT s.source, s.record_id, s.subscription_id, s.kind, s.occurred_at, s.plan, \
-         s.amount_minor, s.currency_code \
-         FROM feed_records f CROSS JOIN subscription_events s WHERE f.customer_id = ",
-    );
-    sql.bind(text(customer)).push(
-        " AND f.record_type = 'subscription_event' AND s.source = f.source \
-         AND s.record_id = f.record_id",
-    );
-    let mut out = Vec::new();
-    for row in conn.query_all_raw(sql.build()).await.db()? {
-        let kind: String = get(&row, "kind")?;
-        let amount: Option<i64> = get(&row, "amount_minor")?;
-        let code: Option<String> = get(&row, "currency_code")?;
-        let recurring_amount = match (amount, code) {
-            (Some(amount), Some(code)) => {
-                Some(Money::new(amount, Currency::parse(&code).map_err(corrupt)?))
-            }
-            _ => None,
-        };
-        out.push(SubscriptionEventRow {
-            source: get(&row, "source")?,
-            record_id: get(&row, "record_id")?,
-            subscription_id: get(&row, "subscription_id")?,
-            kind: kind.parse().map_err(corrupt)?,
-            occurred_at: get(&row, "occurred_at")?,
-            plan: get(&row, "plan")?,
-            recurring_amount,
-        });
-    }
-    Ok(out)
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -660,7 +901,7 @@ impl CustomerQueryRepo for Store {
     }
 
     async fn lookup_customers(&self, identifier: &Identifier) -> Result<LookupResult> {
-        snapshot!(self, |txn| lookup(&txn, identifier))
+        lookup(&self.reader, identifier).await
     }
 
     async fn search_customers(
@@ -668,7 +909,7 @@ impl CustomerQueryRepo for Store {
         filter: &SearchFilter,
         page: &PageRequest,
     ) -> Result<Page<CustomerSummary>> {
-        snapshot!(self, |txn| search(&txn, filter, page))
+        search(&self.reader, filter, page).await
     }
 
     async fn customer_360(
@@ -677,7 +918,7 @@ impl CustomerQueryRepo for Store {
         recent: u32,
         now: DateTime<Utc>,
     ) -> Result<Customer360> {
-        snapshot!(self, |txn| customer_360(&txn, id, recent, now))
+        customer_360(&self.reader, id, recent, now).await
     }
 
     async fn list_interactions(

@@ -22,7 +22,7 @@ use cxhub_domain::feed::{
 use cxhub_domain::identifier::{CustomerId, Identifier, IdentifierKind};
 use cxhub_domain::record::FieldGroup;
 use cxhub_domain::record::{ContentHash, Provenance, RecordKey, RecordType, StoredVersion, decide};
-use cxhub_domain::repo::{CustomerView, HeldIdentifier, IngestContext, MergeView, SplitOutcome};
+use cxhub_domain::repo::{CustomerView, IngestContext, MergeView, SplitOutcome};
 use cxhub_domain::resolution::{
     AbsorbedCustomer, Holdings, Merge, MergeId, MergeRecord, resolve, split_plan,
 };
@@ -37,7 +37,7 @@ use crate::sql::{
 };
 
 /// Longest chain of merge redirects followed.
-const MAX_REDIRECTS: usize = 64;
+pub(crate) const MAX_REDIRECTS: usize = 64;
 
 // ------------------------------------------------------------------------------------------------
 // Ingest
@@ -60,22 +60,35 @@ struct Pending {
     rebuild: BTreeSet<CustomerId>,
 }
 
-/// Ingests one batch in `txn` (see the module docs).
+/// What [`load_batch_pg`] read for a batch: stored versions of its records, holders and
+/// disputes of its identifiers.
+pub(crate) struct Preloaded {
+    known: HashMap<RecordKey, Known>,
+    holders: HashMap<Identifier, BTreeSet<CustomerId>>,
+    disputed: HashSet<Identifier>,
+}
+
+/// Ingests one batch in `txn` (see the module docs). `preloaded`: what [`load_batch_pg`] read
+/// for these items or for a batch containing them (PostgreSQL; read here when absent).
 pub(crate) async fn ingest(
     txn: &DatabaseTransaction,
     items: &[IngestItem],
     ctx: &IngestContext,
+    preloaded: Option<Preloaded>,
 ) -> Result<Vec<IngestResult>> {
     let backend = txn.get_database_backend();
     let now = crate::now();
 
     // 1. Outcomes, in batch order, against the stored versions and earlier items of the batch.
     // On PostgreSQL the holders of every identifier of the batch come in the same round trip.
-    let (mut known, mut preloaded) = if backend == DbBackend::Postgres {
-        let (known, holders, disputed) = load_batch_pg(txn, items).await?;
-        (known, Some((holders, disputed)))
-    } else {
-        (load_versions(txn, items).await?, None)
+    let preloaded = match preloaded {
+        Some(loaded) => Some(loaded),
+        None if backend == DbBackend::Postgres => Some(load_batch_pg(txn, items, None).await?.1),
+        None => None,
+    };
+    let (mut known, mut preloaded) = match preloaded {
+        Some(p) => (p.known, Some((p.holders, p.disputed))),
+        None => (load_versions(txn, items).await?, None),
     };
     let mut outcomes = Vec::with_capacity(items.len());
     for item in items {
@@ -253,10 +266,15 @@ pub(crate) async fn ingest(
             ignored,
         });
     }
-    flush(txn, items, &mut pending, &ctx.priority, now).await?;
-
-    // 4. Profiles of customers whose contacts changed, and final customer ids.
+    // 4. The last writes, then the profiles of customers whose contacts changed (read back
+    // from the contacts they hold, so after the writes). When no profile needs rebuilding,
+    // the change log goes with the writes: one statement on PostgreSQL instead of two.
     let mut last = Inserts::new(txn);
+    flush_into(txn, &mut last, items, &mut pending, &ctx.priority, now).await?;
+    if !pending.rebuild.is_empty() {
+        last.run().await.db()?;
+        last = Inserts::new(txn);
+    }
     let rebuilt =
         rebuild_profiles_into(txn, &mut last, &pending.rebuild, &ctx.priority, now).await?;
     for result in &mut results {
@@ -358,21 +376,26 @@ async fn load_versions(
 
 /// What a batch looks up, on PostgreSQL in one statement: the stored version of each record
 /// (its key joined as three arrays to the primary key), and the holders and disputes of every
-/// identifier of the batch (those of records that turn out not to write are not used).
+/// identifier of the batch (those of records that turn out not to write are not used), and
+/// with `secret` named, that secret of `privacy_keys` (the suppression key, which the caller
+/// needs before it knows which records of the batch to ingest).
 /// Round trips, not rows, are what a batch pays for there.
-async fn load_batch_pg(
+pub(crate) async fn load_batch_pg(
     txn: &DatabaseTransaction,
     items: &[IngestItem],
-) -> Result<(
-    HashMap<RecordKey, Known>,
-    HashMap<Identifier, BTreeSet<CustomerId>>,
-    HashSet<Identifier>,
-)> {
+    secret: Option<&str>,
+) -> Result<(Option<String>, Preloaded)> {
     let mut known = HashMap::with_capacity(items.len());
     let mut holders: HashMap<Identifier, BTreeSet<CustomerId>> = HashMap::new();
     let mut disputed = HashSet::new();
+    let mut key = None;
     if items.is_empty() {
-        return Ok((known, holders, disputed));
+        let loaded = Preloaded {
+            known,
+            holders,
+            disputed,
+        };
+        return Ok((key, loaded));
     }
     let keys: BTreeSet<&RecordKey> = items.iter().map(|i| &i.key).collect();
     let ids: BTreeSet<&Identifier> = items
@@ -407,8 +430,23 @@ async fn load_batch_pg(
              ON c.kind = k.kind COLLATE \"C\" AND c.value = k.value COLLATE \"C\" \
              LEFT JOIN identity_disputes d ON d.kind = k.kind AND d.value = k.value",
         );
+    // set_config is parallel-unsafe, so the statement never plans parallel workers: on a
+    // busy 2-core machine the leader waited up to 90 ms for workers to start on a lookup
+    // that takes 5 ms alone (PostgreSQL's auto_explain during the ingest bench). It runs
+    // only on the key's row (none unless `secret` is named), making the rest of the
+    // transaction serial too (`SET LOCAL`), which its statements are anyway.
+    sql.push(
+        " UNION ALL SELECT 'k', secret, NULL, NULL, NULL::timestamptz, NULL::bytea, NULL, \
+         false FROM privacy_keys WHERE name = ",
+    )
+    .bind(text_opt(secret))
+    .push(" AND set_config('max_parallel_workers_per_gather', '0', true) = '0'");
     for row in txn.query_all_raw(sql.build()).await.db()? {
         let what: String = get_col(&row, "what")?;
+        if what == "k" {
+            key = Some(get_col(&row, "a")?);
+            continue;
+        }
         let customer: Option<String> = get_col(&row, "customer_id")?;
         if what == "v" {
             let record_type: String = get_col(&row, "b")?;
@@ -444,7 +482,12 @@ async fn load_batch_pg(
                 .insert(parse_customer(&customer)?);
         }
     }
-    Ok((known, holders, disputed))
+    let loaded = Preloaded {
+        known,
+        holders,
+        disputed,
+    };
+    Ok((key, loaded))
 }
 
 async fn load_holders(
@@ -563,7 +606,20 @@ async fn flush(
     now: DateTime<Utc>,
 ) -> Result<()> {
     let mut inserts = Inserts::new(txn);
-    write_new_customers(txn, &mut inserts, items, pending, priority, now).await?;
+    flush_into(txn, &mut inserts, items, pending, priority, now).await?;
+    inserts.run().await.db()
+}
+
+/// [`flush`] among `inserts` (written when they run; on SQLite at once).
+async fn flush_into(
+    txn: &DatabaseTransaction,
+    inserts: &mut Inserts<'_, DatabaseTransaction>,
+    items: &[IngestItem],
+    pending: &mut Pending,
+    priority: &cxhub_domain::record::SourcePriority,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    write_new_customers(txn, inserts, items, pending, priority, now).await?;
 
     let identities = std::mem::take(&mut pending.identities);
     let rows = identities
@@ -593,7 +649,7 @@ async fn flush(
         .db()?;
 
     let records = last_writes(items, std::mem::take(&mut pending.records));
-    crate::customer_query::write_record_facts(&mut inserts, items, &records).await?;
+    crate::customer_query::write_record_facts(inserts, items, &records).await?;
     let mut rows = Vec::with_capacity(records.len());
     let mut interactions = Vec::new();
     let mut transactions = Vec::new();
@@ -722,8 +778,7 @@ async fn flush(
          occurred_at = excluded.occurred_at, status = excluded.status, due_at = excluded.due_at",
         )
         .await
-        .db()?;
-    inserts.run().await.db()
+        .db()
 }
 
 /// The last pending write of each key, in batch order (a batch may carry two versions of one
@@ -747,7 +802,9 @@ fn source_customer_id(item: &IngestItem) -> String {
     }
 }
 
-/// Folds the absorbed customers of `merge` into its survivor and records the merge.
+/// Folds the absorbed customers of `merge` into its survivor and records the merge: one read
+/// of what they all hold, then one statement per table for all of them (whatever the number
+/// of customers absorbed or of identifiers they share with the survivor).
 async fn absorb(
     txn: &DatabaseTransaction,
     backend: DbBackend,
@@ -757,54 +814,70 @@ async fn absorb(
     now: DateTime<Utc>,
 ) -> Result<MergeId> {
     let survivor = merge.survivor.to_string();
-    let survivor_holds = identities_of(txn, &merge.survivor).await?;
+    let gone: Vec<String> = merge.absorbed.iter().map(ToString::to_string).collect();
+    let mut holdings = holdings_of(txn, &merge.survivor, &merge.absorbed).await?;
+    let survivor_holds = holdings
+        .remove(&merge.survivor)
+        .map(|h| h.identifiers)
+        .unwrap_or_default();
     let mut absorbed = Vec::with_capacity(merge.absorbed.len());
     let mut survivor_shared = BTreeSet::new();
-    for a in &merge.absorbed {
-        let held = Holdings {
-            identifiers: identities_of(txn, a).await?,
-            records: records_of(txn, a).await?,
-            interactions: direct_interactions_of(txn, a).await?,
-        };
-        let a_text = a.to_string();
-        for id in held
-            .identifiers
-            .iter()
-            .filter(|id| survivor_holds.contains(*id))
-        {
-            survivor_shared.insert(id.clone());
-            let mut sql = Sql::new(
-                backend,
-                "DELETE FROM customer_identities WHERE customer_id = ",
-            );
-            sql.bind(text(a_text.as_str()))
-                .push(" AND kind = ")
-                .bind(text(id.kind().as_str()))
-                .push(" AND value = ")
-                .bind(text(id.value()));
-            txn.execute_raw(sql.build()).await.db()?;
+    let mut doomed = Vec::new();
+    // Identifiers an earlier absorbed customer moves to the survivor: a later one holding the
+    // same drops its row instead (the survivor can hold an identifier once), and the split
+    // gives it back to each of them from the merge record.
+    let mut moved: HashSet<Identifier> = HashSet::new();
+    for (a, a_text) in merge.absorbed.iter().zip(&gone) {
+        let held = holdings.remove(a).unwrap_or_default();
+        for id in &held.identifiers {
+            if survivor_holds.contains(id) {
+                survivor_shared.insert(id.clone());
+            } else if moved.insert(id.clone()) {
+                continue;
+            }
+            doomed.push([
+                text(a_text.as_str()),
+                text(id.kind().as_str()),
+                text(id.value()),
+            ]);
         }
-        for table in [
-            "customer_identities",
-            "feed_records",
-            "interactions",
-            "transactions",
-        ] {
-            let mut sql = Sql::new(backend, &format!("UPDATE {table} SET customer_id = "));
-            sql.bind(text(survivor.as_str()))
-                .push(" WHERE customer_id = ")
-                .bind(text(a_text.as_str()));
-            txn.execute_raw(sql.build()).await.db()?;
-        }
-        let mut sql = Sql::new(backend, "UPDATE customers SET merged_into = ");
-        sql.bind(text(survivor.as_str()))
-            .push(", updated_at = ")
-            .bind(time(now))
-            .push(", revision = revision + 1 WHERE id = ")
-            .bind(text(a_text));
-        txn.execute_raw(sql.build()).await.db()?;
         absorbed.push(AbsorbedCustomer { customer: *a, held });
     }
+    // The absorbed customers' rows of identifiers the survivor holds already (or gets from
+    // another of them) go; the rest of what they hold moves to the survivor.
+    for chunk in doomed.chunks(crate::MAX_BIND_PARAMS / 3) {
+        let mut sql = Sql::new(
+            backend,
+            "DELETE FROM customer_identities WHERE (customer_id, kind, value) IN (VALUES ",
+        );
+        for (i, row) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.tuple(row.clone());
+        }
+        sql.push(")");
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+    for table in [
+        "customer_identities",
+        "feed_records",
+        "interactions",
+        "transactions",
+    ] {
+        let mut sql = Sql::new(backend, &format!("UPDATE {table} SET customer_id = "));
+        sql.bind(text(survivor.as_str()))
+            .push(" WHERE customer_id")
+            .in_texts(gone.iter().cloned());
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+    let mut sql = Sql::new(backend, "UPDATE customers SET merged_into = ");
+    sql.bind(text(survivor.as_str()))
+        .push(", updated_at = ")
+        .bind(time(now))
+        .push(", revision = revision + 1 WHERE id")
+        .in_texts(gone);
+    txn.execute_raw(sql.build()).await.db()?;
     let record = MergeRecord {
         survivor: merge.survivor,
         absorbed,
@@ -830,53 +903,54 @@ async fn absorb(
     Ok(id)
 }
 
-async fn identities_of(
+/// What the customers of a merge hold, in one statement: the identifiers of `survivor` and
+/// of each of `absorbed`, and the records and direct interactions (record type
+/// `interaction`) of each of `absorbed`.
+async fn holdings_of(
     conn: &impl ConnectionTrait,
-    customer: &CustomerId,
-) -> Result<BTreeSet<Identifier>> {
+    survivor: &CustomerId,
+    absorbed: &[CustomerId],
+) -> Result<HashMap<CustomerId, Holdings>> {
+    let gone = || absorbed.iter().map(ToString::to_string);
     let mut sql = Sql::new(
         conn.get_database_backend(),
-        "SELECT kind, value FROM customer_identities WHERE customer_id = ",
+        "SELECT 'i' AS what, customer_id, kind AS a, value AS b, '' AS c \
+         FROM customer_identities WHERE customer_id",
     );
-    sql.bind(text(customer.to_string()));
-    let mut out = BTreeSet::new();
+    sql.in_texts(std::iter::once(survivor.to_string()).chain(gone()))
+        .push(
+            " UNION ALL SELECT 'r', customer_id, source, record_type, record_id \
+             FROM feed_records WHERE customer_id",
+        )
+        .in_texts(gone())
+        .push(
+            " UNION ALL SELECT 'x', customer_id, source, record_id, '' FROM interactions \
+             WHERE record_type = 'interaction' AND customer_id",
+        )
+        .in_texts(gone());
+    let mut out: HashMap<CustomerId, Holdings> = HashMap::new();
     for row in conn.query_all_raw(sql.build()).await.db()? {
-        let kind: String = get_col(&row, "kind")?;
-        let value: String = get_col(&row, "value")?;
-        out.insert(identifier(parse_kind(&kind)?, &value)?);
-    }
-    Ok(out)
-}
-
-async fn records_of(
-    conn: &impl ConnectionTrait,
-    customer: &CustomerId,
-) -> Result<BTreeSet<RecordKey>> {
-    let mut sql = Sql::new(
-        conn.get_database_backend(),
-        "SELECT source, record_type, record_id FROM feed_records WHERE customer_id = ",
-    );
-    sql.bind(text(customer.to_string()));
-    let mut out = BTreeSet::new();
-    for row in conn.query_all_raw(sql.build()).await.db()? {
-        out.insert(record_key(&row)?);
-    }
-    Ok(out)
-}
-
-/// The interactions recorded directly for `customer` (record type `interaction`).
-async fn direct_interactions_of(
-    conn: &impl ConnectionTrait,
-    customer: &CustomerId,
-) -> Result<BTreeSet<(String, String)>> {
-    let mut sql = Sql::new(
-        conn.get_database_backend(),
-        "SELECT source, record_id FROM interactions WHERE record_type = 'interaction' AND customer_id = ",
-    );
-    sql.bind(text(customer.to_string()));
-    let mut out = BTreeSet::new();
-    for row in conn.query_all_raw(sql.build()).await.db()? {
-        out.insert((get_col(&row, "source")?, get_col(&row, "record_id")?));
+        let what: String = get_col(&row, "what")?;
+        let customer: String = get_col(&row, "customer_id")?;
+        let held = out.entry(parse_customer(&customer)?).or_default();
+        let a: String = get_col(&row, "a")?;
+        let b: String = get_col(&row, "b")?;
+        match what.as_str() {
+            "i" => {
+                held.identifiers.insert(identifier(parse_kind(&a)?, &b)?);
+            }
+            "r" => {
+                let record_id: String = get_col(&row, "c")?;
+                held.records.insert(RecordKey {
+                    source: a,
+                    record_type: b.parse().map_err(corrupt)?,
+                    record_id,
+                });
+            }
+            _ => {
+                held.interactions.insert((a, b));
+            }
+        }
     }
     Ok(out)
 }
@@ -1121,74 +1195,13 @@ pub(crate) async fn live(conn: &impl ConnectionTrait, id: CustomerId) -> Result<
     )))
 }
 
-/// Reads a customer, following redirects.
+/// Reads a customer, following redirects (one statement per hop; see
+/// [`crate::customer_query::read_view`]).
 pub(crate) async fn read(
     conn: &impl ConnectionTrait,
     requested: CustomerId,
 ) -> Result<CustomerView> {
-    let id = live(conn, requested).await?;
-    let backend = conn.get_database_backend();
-    let mut sql = Sql::new(backend, "SELECT * FROM customers WHERE id = ");
-    sql.bind(text(id.to_string()));
-    let row = conn
-        .query_one_raw(sql.build())
-        .await
-        .db()?
-        .ok_or_else(|| Error::not_found("customer", requested.to_string()))?;
-    let addresses: String = get_col(&row, "addresses_json")?;
-    let consents: String = get_col(&row, "consents_json")?;
-    let provenance: String = get_col(&row, "provenance_json")?;
-    let lifecycle: Option<String> = get_col(&row, "lifecycle_stage")?;
-    let profile = Profile {
-        given_name: get_col(&row, "given_name")?,
-        family_name: get_col(&row, "family_name")?,
-        addresses: serde_json::from_str(&addresses).map_err(corrupt)?,
-        preferred_language: get_col(&row, "preferred_language")?,
-        consents: serde_json::from_str(&consents).map_err(corrupt)?,
-        account_id: get_col(&row, "account_id")?,
-        lifecycle_stage: lifecycle.map(|s| s.parse()).transpose().map_err(corrupt)?,
-        provenance: serde_json::from_str(&provenance).map_err(corrupt)?,
-    };
-
-    let mut sql = Sql::new(
-        backend,
-        "SELECT i.kind, i.value, \
-         (SELECT COUNT(*) FROM customer_identities o WHERE o.kind = i.kind AND o.value = i.value) AS holders, \
-         (SELECT COUNT(*) FROM identity_disputes d WHERE d.kind = i.kind AND d.value = i.value) AS disputes \
-         FROM customer_identities i WHERE i.customer_id = ",
-    );
-    sql.bind(text(id.to_string()));
-    let mut identifiers = Vec::new();
-    for row in conn.query_all_raw(sql.build()).await.db()? {
-        let kind: String = get_col(&row, "kind")?;
-        let value: String = get_col(&row, "value")?;
-        let holders: i64 = get_col(&row, "holders")?;
-        let disputes: i64 = get_col(&row, "disputes")?;
-        identifiers.push(HeldIdentifier {
-            identifier: identifier(parse_kind(&kind)?, &value)?,
-            linking: holders <= 1 && disputes == 0,
-        });
-    }
-    identifiers.sort_by(|a, b| a.identifier.cmp(&b.identifier));
-
-    let mut sql = Sql::new(
-        backend,
-        "SELECT COUNT(*) AS n FROM feed_records WHERE customer_id = ",
-    );
-    sql.bind(text(id.to_string()));
-    let record_count: i64 = match conn.query_one_raw(sql.build()).await.db()? {
-        Some(row) => get_col(&row, "n")?,
-        None => 0,
-    };
-    Ok(CustomerView {
-        id,
-        requested,
-        created_at: get_col(&row, "created_at")?,
-        updated_at: get_col(&row, "updated_at")?,
-        profile,
-        identifiers,
-        record_count,
-    })
+    crate::customer_query::read_view(conn, requested).await
 }
 
 /// The merges `customer` (after redirects) survived, newest first.
@@ -1412,15 +1425,6 @@ pub(crate) async fn split(
 
 fn get_col<T: sea_orm::TryGetable>(row: &QueryResult, column: &str) -> Result<T> {
     row.try_get("", column).map_err(corrupt)
-}
-
-fn record_key(row: &QueryResult) -> Result<RecordKey> {
-    let record_type: String = get_col(row, "record_type")?;
-    Ok(RecordKey {
-        source: get_col(row, "source")?,
-        record_type: record_type.parse().map_err(corrupt)?,
-        record_id: get_col(row, "record_id")?,
-    })
 }
 
 fn parse_customer(s: &str) -> Result<CustomerId> {

@@ -306,7 +306,7 @@ async fn load_source_holders(
 
 /// The live customer behind each of `ids` (itself unless merged; a merged one's survivor,
 /// following redirects). Unknown ids are absent.
-async fn live_customers(
+pub(crate) async fn live_customers(
     txn: &DatabaseTransaction,
     ids: BTreeSet<CustomerId>,
 ) -> Result<HashMap<CustomerId, CustomerId>> {

@@ -26,6 +26,7 @@ mod interactions;
 mod journeys;
 mod privacy;
 mod repo;
+mod scoring;
 mod sql;
 mod store;
 mod touchpoints;

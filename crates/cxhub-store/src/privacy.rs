@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use cxhub_domain::Result;
 use cxhub_domain::feed::{
     Consent, ConsentChannel, ConsentPurpose, ConsentStatus, ContactFields, IngestItem, IngestResult,
@@ -27,7 +28,7 @@ use cxhub_domain::privacy::{
 use cxhub_domain::record::{ContentHash, IngestOutcome, SourcePriority};
 use cxhub_domain::repo::IngestContext;
 use cxhub_domain::resolution::MergeRecord;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult, TransactionTrait};
 use sha2::{Digest, Sha256};
 
 use crate::IN_LIST_CHUNK;
@@ -54,17 +55,29 @@ pub fn suppressed_records_total() -> u64 {
 /// Ingests a batch after setting aside the records about erased customers: those are answered
 /// SUPPRESSED (with the erased customer's former id) and nothing of them is written; the others
 /// go through [`crate::customers::ingest`]. Results in batch order.
+///
+/// On PostgreSQL the suppression key comes with the batch's lookup of versions and identifier
+/// holders ([`crate::customers::load_batch_pg`]): one round trip for both, and none more until
+/// an erasure has created the key. (Caching the key in the process would save no round trip
+/// there, and on SQLite its read costs microseconds.)
 pub(crate) async fn ingest_screened(
     txn: &DatabaseTransaction,
     items: &[IngestItem],
     ctx: &IngestContext,
 ) -> Result<Vec<IngestResult>> {
-    let suppressed = match suppression_key(txn, false).await? {
+    let (key, preloaded) = if txn.get_database_backend() == DbBackend::Postgres {
+        let (key, loaded) =
+            crate::customers::load_batch_pg(txn, items, Some(SUPPRESSION_KEY)).await?;
+        (key.map(|k| unhex(&k)).transpose()?, Some(loaded))
+    } else {
+        (suppression_key(txn, false).await?, None)
+    };
+    let suppressed = match key {
         None => HashMap::new(),
         Some(key) => screen(txn, &key, items).await?,
     };
     if suppressed.is_empty() {
-        return crate::customers::ingest(txn, items, ctx).await;
+        return crate::customers::ingest(txn, items, ctx, preloaded).await;
     }
     let kept: Vec<IngestItem> = items
         .iter()
@@ -74,7 +87,8 @@ pub(crate) async fn ingest_screened(
     let mut results = if kept.is_empty() {
         Vec::new()
     } else {
-        crate::customers::ingest(txn, &kept, ctx).await?
+        // What was read for the whole batch covers the records kept.
+        crate::customers::ingest(txn, &kept, ctx, preloaded).await?
     };
     for item in items {
         if let Some(customer) = suppressed.get(&item.index) {
@@ -528,6 +542,23 @@ pub(crate) async fn erase(
         in_set(&mut sql);
         counts[i] = affected(txn.execute_raw(sql.build()).await.db()?.rows_affected());
     }
+    // Survey answers stay for score reports, under the same anonymous id; the comments (free
+    // text) and the responses' content hashes (a hash of the answers and the comment) go.
+    let mut sql = Sql::new(
+        backend,
+        "UPDATE survey_responses SET comment = NULL, content_hash = ",
+    );
+    sql.bind(bytes(Vec::new()))
+        .push(", customer_id = ")
+        .bind(text(anonymous.as_str()))
+        .push(" WHERE customer_id");
+    in_set(&mut sql);
+    txn.execute_raw(sql.build()).await.db()?;
+    let mut sql = Sql::new(backend, "UPDATE survey_answers SET customer_id = ");
+    sql.bind(text(anonymous.as_str()))
+        .push(" WHERE customer_id");
+    in_set(&mut sql);
+    txn.execute_raw(sql.build()).await.db()?;
 
     // Merge records keep their shape but lose the erased identifiers.
     for (id, mut record) in merges {
@@ -759,15 +790,6 @@ pub(crate) async fn export(
         .iter()
         .map(consent_change)
         .collect::<Result<Vec<_>>>()?;
-    let mut sql = Sql::new(backend, "SELECT * FROM audit_events WHERE customer_id");
-    sql.in_texts(id_texts).push(" ORDER BY id DESC");
-    let audit_events = conn
-        .query_all_raw(sql.build())
-        .await
-        .db()?
-        .iter()
-        .map(audit_event)
-        .collect::<Result<Vec<_>>>()?;
     Ok(CustomerExport {
         customer,
         ids,
@@ -776,8 +798,29 @@ pub(crate) async fn export(
         interactions,
         transactions,
         consent_history,
-        audit_events,
+        // Read from the audit database by `export_customer`.
+        audit_events: Vec::new(),
     })
+}
+
+/// The audit events about `ids`, newest first.
+async fn audit_events_of(
+    audit_db: &impl ConnectionTrait,
+    ids: &[CustomerId],
+) -> Result<Vec<AuditEvent>> {
+    let mut sql = Sql::new(
+        audit_db.get_database_backend(),
+        "SELECT * FROM audit_events WHERE customer_id",
+    );
+    sql.in_texts(ids.iter().map(ToString::to_string))
+        .push(" ORDER BY id DESC");
+    audit_db
+        .query_all_raw(sql.build())
+        .await
+        .db()?
+        .iter()
+        .map(audit_event)
+        .collect()
 }
 
 /// The rows of `select` (a `SELECT … FROM table`) whose `customer_id` is `customer`, ordered by
@@ -812,13 +855,13 @@ const AUDIT_GROUP: usize = 512;
 
 /// One read's events, and who to tell once they are durable.
 struct AuditJob {
-    rows: Vec<Vec<sea_orm::Value>>,
+    rows: Vec<AuditRow>,
     done: tokio::sync::oneshot::Sender<std::result::Result<(), String>>,
 }
 
 /// Group commit of audit events: every read of personal data waits until its events are
-/// durable (a read that cannot be audited is refused), but the events of the reads in flight
-/// together are written by one statement, so auditing costs one commit per group instead of
+/// committed (a read that cannot be audited is refused; see [`write_group`] for how durable
+/// that commit is), but the events of the reads in flight together are written at once, so auditing costs one commit per group instead of
 /// one per read. The writing task starts with the first event and ends with the last clone
 /// of the store.
 #[derive(Default)]
@@ -830,7 +873,7 @@ impl AuditQueue {
     async fn record(
         &self,
         writer: &sea_orm::DatabaseConnection,
-        rows: Vec<Vec<sea_orm::Value>>,
+        rows: Vec<AuditRow>,
     ) -> Result<()> {
         let sender = self.sender.get_or_init(|| {
             let (tx, rx) = tokio::sync::mpsc::channel(AUDIT_BACKLOG);
@@ -883,7 +926,7 @@ async fn write_audit(
             rows.extend(job.rows);
             waiting.push(job.done);
         }
-        let outcome = insert_audit(&writer, rows)
+        let outcome = write_group(&writer, &rows)
             .await
             .map_err(|err| format!("writing audit events failed: {err}"));
         for done in waiting {
@@ -892,24 +935,61 @@ async fn write_audit(
     }
 }
 
+/// One audit event: who read which customer through which RPC, and when.
+struct AuditRow {
+    id: String,
+    principal: String,
+    rpc: String,
+    customer: String,
+    at: DateTime<Utc>,
+}
+
 /// One event per customer.
-fn audit_rows(principal: &str, rpc: &str, customers: &[CustomerId]) -> Vec<Vec<sea_orm::Value>> {
+fn audit_rows(principal: &str, rpc: &str, customers: &[CustomerId]) -> Vec<AuditRow> {
     let now = crate::now();
     customers
         .iter()
-        .map(|c| {
-            vec![
-                text(uuid::Uuid::now_v7().to_string()),
-                text(principal),
-                text(rpc),
-                text(c.to_string()),
-                time(now),
-            ]
+        .map(|c| AuditRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            principal: principal.to_owned(),
+            rpc: rpc.to_owned(),
+            customer: c.to_string(),
+            at: now,
         })
         .collect()
 }
 
-async fn insert_audit(conn: &impl ConnectionTrait, rows: Vec<Vec<sea_orm::Value>>) -> Result<()> {
+/// Writes one group of audit events in one transaction.
+///
+/// Durability: the events are committed before any read of the group answers, so they survive
+/// `kill -9` of the hub (and, on PostgreSQL, of any number of hubs), but the commit does not
+/// wait for the disk: on SQLite the audit database runs at `synchronous = NORMAL` (in WAL mode
+/// a commit is in the WAL, in the operating system's cache, when it returns), on PostgreSQL
+/// the transaction sets `synchronous_commit = off` (the WAL writer flushes it within a
+/// fraction of a second). A power failure can therefore lose the audit events of the last
+/// moments before it — never an acknowledged write of a caller, whose commits stay fully
+/// durable. Waiting for the disk made every read of personal data cost one disk flush.
+async fn write_group(audit_db: &sea_orm::DatabaseConnection, rows: &[AuditRow]) -> Result<()> {
+    let txn = audit_db.begin().await.db()?;
+    let written = async {
+        if txn.get_database_backend() == DbBackend::Postgres {
+            txn.execute_unprepared("SET LOCAL synchronous_commit TO OFF")
+                .await
+                .db()?;
+        }
+        insert_audit(&txn, rows).await
+    }
+    .await;
+    match written {
+        Ok(()) => txn.commit().await.db(),
+        Err(err) => {
+            crate::store::rollback(txn).await;
+            Err(err)
+        }
+    }
+}
+
+async fn insert_audit(conn: &impl ConnectionTrait, rows: &[AuditRow]) -> Result<()> {
     insert_rows(
         conn,
         "audit_events",
@@ -920,7 +1000,17 @@ async fn insert_audit(conn: &impl ConnectionTrait, rows: Vec<Vec<sea_orm::Value>
             col("customer_id", Pg::Text),
             col("occurred_at", Pg::Time),
         ],
-        rows,
+        rows.iter()
+            .map(|r| {
+                vec![
+                    text(r.id.as_str()),
+                    text(r.principal.as_str()),
+                    text(r.rpc.as_str()),
+                    text(r.customer.as_str()),
+                    time(r.at),
+                ]
+            })
+            .collect(),
         "",
     )
     .await
@@ -1080,7 +1170,11 @@ impl PrivacyRepo for PrivacyStore {
     }
 
     async fn export_customer(&self, customer: CustomerId) -> Result<CustomerExport> {
-        snapshot!(self.store, |txn| export(&txn, customer))
+        let mut export = snapshot!(self.store, |txn| export(&txn, customer))?;
+        // Audit events live in their own database on SQLite: read after the snapshot, so an
+        // export may list a read that happened while it was being made.
+        export.audit_events = audit_events_of(&self.store.audit_db, &export.ids).await?;
+        Ok(export)
     }
 }
 
@@ -1091,7 +1185,7 @@ impl AuditLog for Store {
             return Ok(());
         }
         self.audit
-            .record(&self.writer, audit_rows(principal, rpc, customers))
+            .record(&self.audit_db, audit_rows(principal, rpc, customers))
             .await
     }
 
@@ -1100,7 +1194,8 @@ impl AuditLog for Store {
         filter: &AuditFilter,
         page: &PageRequest,
     ) -> Result<Page<AuditEvent>> {
-        snapshot!(self, |txn| list_audit(&txn, filter, page))
+        // One statement: its own snapshot.
+        list_audit(&self.audit_db, filter, page).await
     }
 }
 

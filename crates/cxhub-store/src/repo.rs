@@ -160,7 +160,7 @@ impl CustomerRepo for Store {
     }
 
     async fn get_customer(&self, id: CustomerId) -> Result<CustomerView> {
-        snapshot!(self, |txn| customers::read(&txn, id))
+        crate::customer_query::read_view(&self.reader, id).await
     }
 
     async fn list_merges(&self, survivor: CustomerId) -> Result<Vec<MergeView>> {

@@ -42,6 +42,16 @@ impl Sql {
         self
     }
 
+    /// Appends ` LIMIT n` with `n` written into the text, not bound. SQLite (3.51) reads a
+    /// bound `LIMIT ?` while planning, so binding another value to it expires the prepared
+    /// statement and every call re-parses and re-plans it (a quarter of the hub's time in a
+    /// `GetCustomer360` profile); with the number in the text, each page size is its own
+    /// cached statement. `n` is a number, so nothing of a caller's text reaches the SQL.
+    pub(crate) fn limit(&mut self, n: u64) -> &mut Self {
+        let _ = write!(self.text, " LIMIT {n}");
+        self
+    }
+
     /// Appends `(v1, v2, …)`.
     pub(crate) fn tuple<const N: usize>(&mut self, values: [Value; N]) -> &mut Self {
         self.text.push('(');

@@ -120,6 +120,8 @@ repo_test_suite!(
     a_record_linking_customers_merges_them_with_a_redirect,
     a_split_restores_exactly_and_the_merge_does_not_come_back,
     a_merge_inside_one_batch_equals_one_across_batches,
+    a_merge_of_several_customers_sharing_an_identifier_splits_back_exactly,
+    absorbed_customers_sharing_an_identifier_merge_and_split_back,
     unknown_customers_and_merges_are_not_found,
     concurrent_batches_never_duplicate_a_customer,
     direct_interactions_follow_merges_and_splits,
@@ -137,4 +139,6 @@ repo_test_suite!(
     consents_combine_with_feed_contacts_and_keep_their_history,
     erasure_leaves_no_trace_and_suppresses_later_records,
     exports_hold_everything_and_audit_events_page_by_filter,
+    surveys_store_once_and_answers_count_per_group,
+    concurrent_submissions_store_each_response_once,
 );

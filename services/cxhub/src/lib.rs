@@ -25,6 +25,7 @@ pub const SERVICES: &[&str] = &[
     cxhub_touchpoint_registry::SHORT_NAME,
     cxhub_feeds::SHORT_NAME,
     cxhub_customer_profile::SHORT_NAME,
+    cxhub_scoring::SHORT_NAME,
 ];
 
 /// Default listen address: loopback only.
@@ -47,7 +48,7 @@ pub struct ServeArgs {
     /// `postgres://user@host:port/db` [default: sqlite://cxhub.db].
     #[arg(long, env = "CXHUB_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// Comma-separated services to serve [default: all; known: touchpoints, feeds, profile].
+    /// Comma-separated services to serve [default: all; known: touchpoints, feeds, profile, scoring].
     #[arg(long, env = "CXHUB_SERVICES", value_delimiter = ',')]
     pub services: Option<Vec<String>>,
     /// Load the demo registry (about 350 touchpoints, a few journeys) if the registry is empty.
@@ -403,6 +404,9 @@ pub fn registrations(
                     store,
                 ));
             }
+            cxhub_scoring::SHORT_NAME => {
+                out.push(cxhub_scoring::registration(store.clone(), store));
+            }
             _ => {}
         }
     }
@@ -497,7 +501,7 @@ mod tests {
         let s = ServeArgs::default().resolve().expect("defaults resolve");
         assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
-        assert_eq!(s.services, ["touchpoints", "feeds", "profile"]);
+        assert_eq!(s.services, ["touchpoints", "feeds", "profile", "scoring"]);
         assert_eq!(s.feeds.max_batch, 1000);
         assert_eq!(s.serve.limits.max_message_bytes, 4 * 1024 * 1024);
         assert_eq!(s.serve.limits.request_timeout, Duration::from_secs(30));

@@ -5,3 +5,4 @@
 pub mod clv;
 pub mod metrics;
 pub mod rfm;
+pub mod survey;

@@ -414,6 +414,164 @@ pub async fn a_split_restores_exactly_and_the_merge_does_not_come_back(store: St
     assert_eq!(reason(&err), "MERGE_ALREADY_UNDONE");
 }
 
+/// One record links three customers, two of which already share an e-mail (held by both
+/// while e-mails did not merge): both are absorbed at once, the survivor keeps one row of the
+/// shared e-mail, and the split gives each customer back exactly what it held.
+pub async fn a_merge_of_several_customers_sharing_an_identifier_splits_back_exactly(store: Store) {
+    let no_email = IngestContext {
+        rules: ResolutionRules {
+            mergeable: BTreeSet::from([IdentifierKind::SourceId, IdentifierKind::Phone]),
+            ..ResolutionRules::default()
+        },
+        ..ctx()
+    };
+    let r = ingest_with(
+        &store,
+        vec![
+            Rec::contact("crm", "c1", 1).email("rui@mail.pt"),
+            Rec::contact("billing", "b1", 2)
+                .email("rui@mail.pt")
+                .phone("+351912345678"),
+            Rec::contact("shop", "s1", 3).phone("+351963827415"),
+            Rec::new("shop", RecordType::Order, "o1", "s1", 4),
+        ],
+        &no_email,
+    )
+    .await;
+    let (a, b, c) = (r[0].customer, r[1].customer, r[2].customer);
+    assert_eq!(BTreeSet::from([a, b, c]).len(), 3, "three customers: {r:?}");
+    let before = [
+        customer(&store, a).await,
+        customer(&store, b).await,
+        customer(&store, c).await,
+    ];
+    assert!(identity_values(&before[1]).contains("rui@mail.pt"));
+
+    let merge = ingest(
+        &store,
+        vec![
+            Rec::contact("web", "w1", 5)
+                .email("rui@mail.pt")
+                .phone("+351963827415"),
+        ],
+    )
+    .await
+    .remove(0);
+    assert_eq!(merge.customer, a, "the oldest customer survives");
+    assert_eq!(
+        BTreeSet::from_iter(merge.merged.clone()),
+        BTreeSet::from([b, c])
+    );
+    let survivor = customer(&store, a).await;
+    assert_eq!(survivor.record_count, 5);
+    let held: Vec<String> = survivor
+        .identifiers
+        .iter()
+        .map(|h| h.identifier.value())
+        .collect();
+    assert_eq!(
+        held.iter().filter(|v| *v == "rui@mail.pt").count(),
+        1,
+        "one row of the shared e-mail: {held:?}"
+    );
+    for id in [b, c] {
+        assert_eq!(customer(&store, id).await.id, a, "redirected");
+    }
+    let m = store.list_merges(a).await.expect("merges").remove(0);
+    assert_eq!(m.record.absorbed.len(), 2);
+    assert_eq!(
+        m.record
+            .survivor_shared
+            .iter()
+            .map(Identifier::value)
+            .collect::<Vec<_>>(),
+        ["rui@mail.pt"]
+    );
+
+    let req = RequestKey::new("tester", "test/Split", "split-many", b"x").expect("key");
+    store.split(&req, m.id, &ctx()).await.expect("split");
+    for (id, was) in [b, c].into_iter().zip(&before[1..]) {
+        let now = customer(&store, id).await;
+        assert_eq!(now.id, id, "no longer a redirect");
+        assert_eq!(identity_values(&now), identity_values(was));
+        assert_eq!(now.record_count, was.record_count);
+        assert_eq!(now.profile, was.profile);
+    }
+    let survivor = customer(&store, a).await;
+    let mut expected = identity_values(&before[0]);
+    expected.insert("web:w1".into());
+    assert_eq!(identity_values(&survivor), expected);
+    assert_eq!(survivor.record_count, before[0].record_count + 1);
+}
+
+/// Two customers sharing an e-mail the survivor does not hold are absorbed by one record:
+/// the survivor holds the e-mail once, and the split gives it back to both.
+pub async fn absorbed_customers_sharing_an_identifier_merge_and_split_back(store: Store) {
+    let no_email = IngestContext {
+        rules: ResolutionRules {
+            mergeable: BTreeSet::from([IdentifierKind::SourceId, IdentifierKind::Phone]),
+            ..ResolutionRules::default()
+        },
+        ..ctx()
+    };
+    let r = ingest_with(
+        &store,
+        vec![
+            Rec::contact("shop", "s1", 1).phone("+351963827415"),
+            Rec::contact("crm", "c1", 2).email("ines@mail.pt"),
+            Rec::contact("billing", "b1", 3)
+                .email("ines@mail.pt")
+                .phone("+351912345678"),
+        ],
+        &no_email,
+    )
+    .await;
+    let (s, a, b) = (r[0].customer, r[1].customer, r[2].customer);
+    assert_eq!(BTreeSet::from([s, a, b]).len(), 3, "three customers: {r:?}");
+    let before = [customer(&store, a).await, customer(&store, b).await];
+
+    // The CRM source id links `a`, the phones link `s` and `b`.
+    let merge = ingest(
+        &store,
+        vec![
+            Rec::new("crm", RecordType::Contact, "c1-contact", "c1", 4)
+                .phone("+351963827415")
+                .phone("+351912345678"),
+        ],
+    )
+    .await
+    .remove(0);
+    assert_eq!(merge.customer, s, "the oldest customer survives");
+    assert_eq!(
+        BTreeSet::from_iter(merge.merged.clone()),
+        BTreeSet::from([a, b])
+    );
+    let survivor = customer(&store, s).await;
+    let emails: Vec<String> = survivor
+        .identifiers
+        .iter()
+        .map(|h| h.identifier.value())
+        .filter(|v| v == "ines@mail.pt")
+        .collect();
+    assert_eq!(emails.len(), 1, "the survivor holds the e-mail once");
+    let m = store.list_merges(s).await.expect("merges").remove(0);
+    assert!(m.record.survivor_shared.is_empty());
+
+    let req = RequestKey::new("tester", "test/Split", "split-shared", b"x").expect("key");
+    store.split(&req, m.id, &ctx()).await.expect("split");
+    for (id, was) in [a, b].into_iter().zip(&before) {
+        let now = customer(&store, id).await;
+        assert_eq!(now.id, id, "no longer a redirect");
+        assert_eq!(identity_values(&now), identity_values(was));
+        assert_eq!(now.record_count, was.record_count);
+    }
+    let survivor = customer(&store, s).await;
+    assert!(
+        !identity_values(&survivor).contains("ines@mail.pt"),
+        "the survivor never held the e-mail"
+    );
+}
+
 pub async fn a_merge_inside_one_batch_equals_one_across_batches(store: Store) {
     let r = ingest(
         &store,

@@ -22,6 +22,8 @@ mod interactions;
 pub use interactions::*;
 mod privacy;
 pub use privacy::*;
+mod scoring;
+pub use scoring::*;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

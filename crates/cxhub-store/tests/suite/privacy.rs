@@ -16,6 +16,7 @@ use cxhub_domain::record::{
     ContentHash, IngestOutcome, RecordKey, RecordType, SourcePriority, StoredVersion,
 };
 use cxhub_domain::repo::{CustomerRepo, IngestContext};
+use cxhub_domain::scoring::survey::SurveyRepo;
 use cxhub_domain::touchpoint::Channel;
 use cxhub_store::{PrivacyStore, Store};
 
@@ -378,7 +379,28 @@ pub async fn erasure_leaves_no_trace_and_suppresses_later_records(store: Store) 
         .await
         .expect("audit");
 
-    for canary in [&email, &phone, &name, &category] {
+    // A survey response about the absorbed customer, its comment a canary too.
+    let comment = format!("comment-{tag}");
+    super::create(
+        &store,
+        vec![super::root("shop"), super::under("shop.till", "shop")],
+    )
+    .await;
+    let mut survey = super::scoring::new_survey("shop.after");
+    survey.definition.allows_comment = true;
+    store
+        .create_survey(&super::req(&"survey"), survey)
+        .await
+        .expect("survey");
+    let mut response = super::scoring::answer("r-canary", b, "shop", 2, 3, at(14));
+    response.comment = Some(comment.clone());
+    let submitted = store
+        .submit_responses(vec![response])
+        .await
+        .expect("submitted");
+    assert!(submitted[0].is_ok(), "{submitted:?}");
+
+    for canary in [&email, &phone, &name, &category, &comment] {
         assert!(
             !store.locate_text(canary).await.expect("scan").is_empty(),
             "the canary {canary} is stored before the erasure"
@@ -401,13 +423,21 @@ pub async fn erasure_leaves_no_trace_and_suppresses_later_records(store: Store) 
     assert_eq!(erasure.transactions_anonymised, 1);
     assert!(erasure.request_records_removed >= 2, "{erasure:?}");
     assert!(!erasure.already_erased);
-    for canary in [&email, &phone, &name, &category] {
+    for canary in [&email, &phone, &name, &category, &comment] {
         assert_eq!(
             store.locate_text(canary).await.expect("scan"),
             Vec::<String>::new(),
             "the canary {canary} is gone from every table"
         );
     }
+    // Survey answers stay for score reports, anonymised.
+    assert!(
+        !store
+            .locate_text("r-canary")
+            .await
+            .expect("scan")
+            .is_empty()
+    );
     // Interactions stay for aggregates.
     assert_eq!(
         store.locate_text("commerce.checkout").await.expect("scan"),
