@@ -433,14 +433,47 @@ async fn connect_postgres(url: &str, options: &StoreOptions) -> Result<Store> {
 
 /// Drops a PostgreSQL schema and everything in it (for tests that used
 /// [`StoreOptions::schema`]).
+///
+/// Sessions still holding locks on the schema's tables are ended first: a test that drops its
+/// hub from a synchronous `Drop` blocks the runtime its pool's tasks run on, so a connection
+/// left idle inside a transaction there would otherwise make `DROP SCHEMA` wait forever. No
+/// lock is waited for longer than a few seconds.
 pub async fn drop_postgres_schema(url: &str, schema: &str) -> Result<()> {
     check_schema_name(schema)?;
     let admin = plain_postgres(url).await?;
-    let dropped = admin
-        .execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-        .await;
+    let dropped = drop_schema_on(&admin, schema).await;
     close(admin).await;
-    dropped.db().map(|_| ())
+    dropped
+}
+
+async fn drop_schema_on(admin: &DatabaseConnection, schema: &str) -> Result<()> {
+    admin
+        .execute_unprepared("SET lock_timeout = '5s'")
+        .await
+        .db()?;
+    let mut attempts = 0;
+    loop {
+        admin
+            .execute_unprepared(&format!(
+                "SELECT pg_terminate_backend(pid) FROM (SELECT DISTINCT l.pid FROM pg_locks l \
+                 JOIN pg_class c ON c.oid = l.relation \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = '{schema}' AND l.pid <> pg_backend_pid()) holders"
+            ))
+            .await
+            .db()?;
+        match admin
+            .execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(_) if attempts < 3 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(err) => return Err(err).db(),
+        }
+    }
 }
 
 async fn plain_postgres(url: &str) -> Result<DatabaseConnection> {

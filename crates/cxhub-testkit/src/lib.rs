@@ -257,16 +257,27 @@ impl Drop for TestHub {
             task.abort();
         }
         if let Some((url, schema)) = self.postgres_schema.take() {
-            // Drop is synchronous: drop the schema from a thread with its own runtime.
-            let cleanup = std::thread::spawn(move || {
+            // Drop is synchronous: drop the schema from a thread with its own runtime. This
+            // thread blocks the test's runtime meanwhile, so the wait is bounded: a schema that
+            // could not be dropped in time is left behind (CI drops the whole database).
+            let (done, finished) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build();
                 if let Ok(runtime) = runtime {
-                    let _ = runtime.block_on(cxhub_store::drop_postgres_schema(&url, &schema));
+                    let outcome =
+                        runtime.block_on(cxhub_store::drop_postgres_schema(&url, &schema));
+                    let _ = done.send(outcome.map_err(|err| err.to_string()));
                 }
             });
-            let _ = cleanup.join();
+            match finished.recv_timeout(Duration::from_secs(60)) {
+                Ok(Ok(())) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {}
+                Ok(Err(err)) => eprintln!("test schema not dropped: {err}"),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    eprintln!("test schema not dropped within 60 s; left behind");
+                }
+            }
         }
     }
 }
