@@ -12,8 +12,8 @@ use sea_orm::sqlx::sqlite::{
 };
 use sea_orm::{
     AccessMode, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
-    IsolationLevel, SqliteTransactionMode, SqlxSqliteConnector, TransactionOptions,
-    TransactionTrait,
+    DbBackend, IsolationLevel, SqliteTransactionMode, SqlxSqliteConnector, Statement,
+    TransactionOptions, TransactionTrait,
 };
 
 use crate::error::DbResultExt;
@@ -130,13 +130,80 @@ impl Store {
         }
     }
 
+    /// Moves audit events that a hub older than the audit file wrote into the main file over to
+    /// the audit file, where they are read. Copied first (durably, ignoring ids already there),
+    /// then deleted from the main file: a crash in between repeats the copy harmlessly.
+    async fn move_audit_events_apart(&self) -> std::result::Result<(), sea_orm::DbErr> {
+        let stray = self
+            .writer
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT EXISTS (SELECT 1 FROM audit_events) AS stray",
+            ))
+            .await?
+            .map(|row| row.try_get::<bool>("", "stray"))
+            .transpose()?
+            .unwrap_or(false);
+        if !stray {
+            return Ok(());
+        }
+        let main_file: String = self
+            .writer
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT file FROM pragma_database_list WHERE name = 'main'",
+            ))
+            .await?
+            .map(|row| row.try_get::<String>("", "file"))
+            .transpose()?
+            .unwrap_or_default();
+        let audit = &self.audit_db;
+        audit
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                "ATTACH DATABASE ? AS hub_main",
+                [main_file.into()],
+            ))
+            .await?;
+        let moved = async {
+            audit
+                .execute_unprepared("PRAGMA synchronous = FULL")
+                .await?;
+            let copied = audit
+                .execute_unprepared(
+                    "INSERT OR IGNORE INTO main.audit_events \
+                     (id, principal, rpc, customer_id, occurred_at) \
+                     SELECT id, principal, rpc, customer_id, occurred_at \
+                     FROM hub_main.audit_events",
+                )
+                .await?;
+            audit
+                .execute_unprepared("PRAGMA synchronous = NORMAL")
+                .await?;
+            audit
+                .execute_unprepared("DELETE FROM hub_main.audit_events")
+                .await?;
+            tracing::info!(
+                copied = copied.rows_affected(),
+                "moved audit events from the main file to the audit file"
+            );
+            Ok(())
+        }
+        .await;
+        let detached = audit.execute_unprepared("DETACH DATABASE hub_main").await;
+        moved.and(detached.map(|_| ()))
+    }
+
     /// Applies the pending migrations of [`cxhub_migrations::Migrator`]. On PostgreSQL the
     /// migrations run under an advisory lock, so replicas starting together migrate once.
     pub async fn migrate(&self) -> Result<()> {
         let outcome = match self.kind {
             Backend::Sqlite => match cxhub_migrations::Migrator::up(&self.writer, None).await {
                 Ok(()) if self.audit_apart => {
-                    cxhub_migrations::Migrator::up(&self.audit_db, None).await
+                    match cxhub_migrations::Migrator::up(&self.audit_db, None).await {
+                        Ok(()) => self.move_audit_events_apart().await,
+                        Err(err) => Err(err),
+                    }
                 }
                 other => other,
             },
@@ -654,6 +721,33 @@ mod tests {
             .unwrap();
         let rpcs: Vec<&str> = page.items.iter().map(|e| e.rpc.as_str()).collect();
         assert_eq!(rpcs, ["GetCustomer", "BatchGetCustomers"]);
+        drop(reopened);
+
+        // Events an older hub wrote into the main file move to the audit file at the next
+        // migration, once.
+        let store = Store::connect(&url, StoreOptions::default()).await.unwrap();
+        store
+            .writer
+            .execute_unprepared(&format!(
+                "INSERT INTO audit_events (id, principal, rpc, customer_id, occurred_at) \
+                 VALUES ('old-1', 'eva', 'ExportCustomer', '{}', '2026-01-01T00:00:00Z')",
+                customers[0]
+            ))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        store.migrate().await.unwrap();
+        assert_eq!(count(store.writer.clone()).await, 0, "moved out");
+        assert_eq!(count(store.audit_db.clone()).await, 1_521, "moved in, once");
+        let attached = store
+            .audit_db
+            .query_all_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "SELECT name FROM pragma_database_list",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(attached.len(), 1, "detached again");
     }
 
     #[tokio::test]
