@@ -4,6 +4,7 @@
 //! No tonic, no sea-orm, no I/O: everything here is plain data and pure functions, so the rules
 //! can be tested (and property-tested) without a server or a database.
 
+pub mod batch;
 pub mod change;
 pub mod customer_query;
 pub mod error;

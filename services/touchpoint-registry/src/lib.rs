@@ -7,6 +7,7 @@ pub mod demo;
 
 use std::sync::Arc;
 
+use cxhub_domain::batch::validate_then_write;
 use cxhub_domain::idempotency::RequestKey;
 use cxhub_domain::identifier::JunkPolicy;
 use cxhub_domain::interaction::{InteractionRepo, MAX_INTERACTIONS, RecordOutcome};
@@ -680,45 +681,35 @@ impl TouchpointRegistryService for TouchpointRegistry {
         let inputs = &req.get_ref().interactions;
         check_interaction_count(inputs.len()).map_err(to_status)?;
         let now = chrono::Utc::now();
-        let mut results: Vec<pb::InteractionResult> = (0..inputs.len())
-            .map(|index| pb::InteractionResult {
-                index: i32::try_from(index).unwrap_or(i32::MAX),
-                ..Default::default()
+        let outcomes = validate_then_write(
+            inputs,
+            |index, input| convert::new_interaction(input, index, now, &self.junk),
+            |valid| self.interactions.record_interactions(valid),
+        )
+        .await
+        .map_err(to_status)?;
+        let results: Vec<pb::InteractionResult> = outcomes
+            .into_iter()
+            .enumerate()
+            .map(|(index, outcome)| {
+                let mut result = pb::InteractionResult {
+                    index: i32::try_from(index).unwrap_or(i32::MAX),
+                    ..Default::default()
+                };
+                match outcome {
+                    Ok((outcome, customer)) => {
+                        result.outcome = match outcome {
+                            RecordOutcome::Created => pb::InteractionOutcome::Created,
+                            RecordOutcome::Unchanged => pb::InteractionOutcome::Unchanged,
+                            RecordOutcome::Conflict => pb::InteractionOutcome::Conflict,
+                        } as i32;
+                        result.customer_id = customer.to_string();
+                    }
+                    Err(violations) => rejected(&mut result, violations),
+                }
+                result
             })
             .collect();
-        let mut valid = Vec::new();
-        for (index, input) in inputs.iter().enumerate() {
-            match convert::new_interaction(input, index, now, &self.junk) {
-                Ok(item) => valid.push(item),
-                Err(violations) => rejected(&mut results[index], violations),
-            }
-        }
-        let slots: Vec<usize> = valid.iter().map(|item| item.index).collect();
-        let recorded = if valid.is_empty() {
-            Vec::new()
-        } else {
-            self.interactions
-                .record_interactions(valid)
-                .await
-                .map_err(to_status)?
-        };
-        if recorded.len() != slots.len() {
-            return Err(to_status(Error::internal("an interaction got no result")));
-        }
-        for (index, outcome) in slots.into_iter().zip(recorded) {
-            let result = &mut results[index];
-            match outcome {
-                Ok((outcome, customer)) => {
-                    result.outcome = match outcome {
-                        RecordOutcome::Created => pb::InteractionOutcome::Created,
-                        RecordOutcome::Unchanged => pb::InteractionOutcome::Unchanged,
-                        RecordOutcome::Conflict => pb::InteractionOutcome::Conflict,
-                    } as i32;
-                    result.customer_id = customer.to_string();
-                }
-                Err(violations) => rejected(result, violations),
-            }
-        }
         let count =
             |o: pb::InteractionOutcome| results.iter().filter(|r| r.outcome == o as i32).count();
         tracing::info!(
