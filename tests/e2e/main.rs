@@ -3,6 +3,7 @@
 //! the generated clients.
 
 mod changes;
+mod customer_scores;
 mod feeds;
 mod interactions;
 mod privacy;

@@ -18,6 +18,7 @@
 
 mod changes;
 mod customer_query;
+mod customer_scores;
 mod customers;
 mod entity;
 mod error;

@@ -141,4 +141,7 @@ repo_test_suite!(
     exports_hold_everything_and_audit_events_page_by_filter,
     surveys_store_once_and_answers_count_per_group,
     concurrent_submissions_store_each_response_once,
+    scores_are_computed_from_the_ledger_answers_and_interactions,
+    score_listings_filter_order_and_page_stably_and_follow_merges,
+    fitted_models_and_the_incremental_position_are_kept,
 );

@@ -15,6 +15,7 @@ use cxhub_domain::Violations;
 use cxhub_domain::feed::TouchpointMap;
 use cxhub_domain::identifier::{IdentifierKind, check_phone_region};
 use cxhub_domain::record::{FieldGroup, SourcePriority};
+use cxhub_domain::scoring::ScoreConfig;
 use cxhub_feeds::FeedConfig;
 use cxhub_server::{Limits, LogFormat, ServeConfig, ServiceRegistration, TokenConfig};
 use cxhub_store::{Store, StoreOptions};
@@ -405,7 +406,11 @@ pub fn registrations(
                 ));
             }
             cxhub_scoring::SHORT_NAME => {
-                out.push(cxhub_scoring::registration(store.clone(), store));
+                out.push(cxhub_scoring::registration(
+                    store.clone(),
+                    store.clone(),
+                    cxhub_scoring::Scores::new(store.clone(), store, ScoreConfig::default()),
+                ));
             }
             _ => {}
         }
@@ -436,6 +441,18 @@ pub async fn serve_on(
         settings.change_retention,
         stopped,
     ));
+    let (stop_scores, scores_stopped) = tokio::sync::oneshot::channel::<()>();
+    let scoring = settings
+        .services
+        .iter()
+        .any(|s| s == cxhub_scoring::SHORT_NAME)
+        .then(|| {
+            let store = Arc::new(store.clone());
+            tokio::spawn(follow_scores(
+                cxhub_scoring::Scores::new(store.clone(), store, ScoreConfig::default()),
+                scores_stopped,
+            ))
+        });
     let served = cxhub_server::serve(settings.serve.clone(), listener, services, shutdown).await;
     // Stopped between two prunes, never in the middle of one (an abandoned transaction would
     // hold its locks until the connection is closed).
@@ -443,7 +460,40 @@ pub async fn serve_on(
     if let Err(err) = pruning.await {
         tracing::warn!(error = %err, "the change log pruning task failed");
     }
+    let _ = stop_scores.send(());
+    if let Some(task) = scoring
+        && let Err(err) = task.await
+    {
+        tracing::warn!(error = %err, "the incremental score recompute failed");
+    }
     served
+}
+
+/// How often the incremental score recompute looks for changed customers when it has caught
+/// up.
+const SCORE_POLL: Duration = Duration::from_millis(500);
+
+/// Keeps customer scores current: one incremental pass (see
+/// [`cxhub_scoring::Scores::follow_once`]) after another, pausing [`SCORE_POLL`] when a pass
+/// found nothing, for as long as the hub serves. Stopped between two passes.
+async fn follow_scores(
+    scores: cxhub_scoring::Scores,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    loop {
+        let pause = match scores.follow_once().await {
+            Ok(pass) if pass.changes > 0 => Duration::ZERO,
+            Ok(_) => SCORE_POLL,
+            Err(err) => {
+                tracing::warn!(error = %err, "the incremental score recompute failed; retrying");
+                SCORE_POLL * 10
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = &mut stop => return,
+        }
+    }
 }
 
 /// Prunes the change log of entries older than `retention` every tenth of the retention (at

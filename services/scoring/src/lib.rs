@@ -4,11 +4,14 @@
 //! the store counts answers per group, the domain (`cxhub_domain::scoring`) does the math.
 
 pub mod convert;
+pub mod scores;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use cxhub_domain::idempotency::RequestKey;
+use cxhub_domain::idempotency::{RequestKey, check_request_id};
+use cxhub_domain::identifier::CustomerId;
+use cxhub_domain::money::check_money;
 use cxhub_domain::page::{filter_fingerprint, next_page_token, page_request};
 use cxhub_domain::repo::{Lookup, TouchpointRepo};
 use cxhub_domain::scoring::metrics::{self, Estimate, Gap, Metric, MetricOptions};
@@ -16,6 +19,7 @@ use cxhub_domain::scoring::survey::{
     self as sv, Dimension, GroupKey, Report, ReportQuery, ResponseOutcome, SurveyFilter, SurveyId,
     SurveyRepo, Tally, TimeBucket, TouchpointIndex,
 };
+use cxhub_domain::scoring::{ScoreFilter, ScoreOrder};
 use cxhub_domain::touchpoint::{Key, LifecycleState};
 use cxhub_domain::{Error, FieldViolation, Violations};
 use cxhub_proto::scoring::v1 as pb;
@@ -24,10 +28,12 @@ use cxhub_proto::scoring::v1::scoring_service_server::{
 };
 use cxhub_server::{Access, Limits, MethodAccess, ServiceRegistration, principal, to_status};
 use prost::Message;
+pub use scores::Scores;
 use tonic::{Request, Response, Status};
 
 const READ: Access = Access::Scope("scores:read");
 const WRITE: Access = Access::Scope("scores:write");
+const ADMIN: Access = Access::Scope("admin");
 
 /// Every RPC of the service and the scope it needs.
 pub const METHODS: &[MethodAccess] = &[
@@ -63,16 +69,30 @@ pub const METHODS: &[MethodAccess] = &[
         method: "CompareScorePeriods",
         access: READ,
     },
+    MethodAccess {
+        method: "GetCustomerScores",
+        access: READ,
+    },
+    MethodAccess {
+        method: "ListCustomersByScore",
+        access: READ,
+    },
+    MethodAccess {
+        method: "RecomputeScores",
+        access: ADMIN,
+    },
 ];
 
 /// The service's name on the `--services` flag.
 pub const SHORT_NAME: &str = "scoring";
 
 /// The registration the hub serves: surveys and responses in `surveys`, the touchpoint
-/// registry (for roll-ups, channels, stages, departments and targets) in `touchpoints`.
+/// registry (for roll-ups, channels, stages, departments and targets) in `touchpoints`, and
+/// customer scores in `scores`.
 pub fn registration(
     surveys: Arc<dyn SurveyRepo>,
     touchpoints: Arc<dyn TouchpointRepo>,
+    scores: Scores,
 ) -> ServiceRegistration {
     ServiceRegistration {
         short_name: SHORT_NAME,
@@ -83,6 +103,7 @@ pub fn registration(
                 ScoringServiceServer::new(Scoring {
                     surveys,
                     touchpoints,
+                    scores,
                 })
                 .max_decoding_message_size(limits.max_message_bytes)
                 .max_encoding_message_size(limits.max_message_bytes),
@@ -91,10 +112,11 @@ pub fn registration(
     }
 }
 
-/// The gRPC handlers over a [`SurveyRepo`] and a [`TouchpointRepo`].
+/// The gRPC handlers over a [`SurveyRepo`], a [`TouchpointRepo`] and customer [`Scores`].
 pub struct Scoring {
     surveys: Arc<dyn SurveyRepo>,
     touchpoints: Arc<dyn TouchpointRepo>,
+    scores: Scores,
 }
 
 /// The idempotency key of a mutating request (from the request without its `request_id`).
@@ -617,6 +639,111 @@ impl ScoringService for Scoring {
                 })
                 .collect(),
             total: Some(compare(pb::GroupKey::default(), &b.total, &a.total)),
+        })
+    }
+
+    async fn get_customer_scores(
+        &self,
+        req: Request<pb::GetCustomerScoresRequest>,
+    ) -> Result<Response<pb::GetCustomerScoresResponse>, Status> {
+        let mut v = Violations::new();
+        let id = v.check(
+            "customer_id",
+            req.get_ref().customer_id.parse::<CustomerId>(),
+        );
+        let id = validated(v, id)?;
+        let (live, found) = self.scores.get(id).await.map_err(to_status)?;
+        let Some(found) = found else {
+            return Err(to_status(Error::precondition(
+                "SCORES_NOT_COMPUTED",
+                format!(
+                    "customer {live} has no scores yet: run RecomputeScores, or wait for the \
+                     background recompute to reach it"
+                ),
+            )));
+        };
+        ok(pb::GetCustomerScoresResponse {
+            scores: Some(scores::scores_to_pb(&found)),
+        })
+    }
+
+    async fn list_customers_by_score(
+        &self,
+        req: Request<pb::ListCustomersByScoreRequest>,
+    ) -> Result<Response<pb::ListCustomersByScoreResponse>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let category = v
+            .check("category", scores::category_from_pb(r.category))
+            .flatten();
+        let churn_band = v
+            .check("churn_band", scores::band_from_pb(r.churn_band))
+            .flatten();
+        let segment = v
+            .check("rfm_segment", scores::segment_from_pb(r.rfm_segment))
+            .flatten();
+        let min_clv = r.min_clv.as_ref().and_then(|m| {
+            if m.amount_minor < 0 {
+                v.add("min_clv.amount_minor", "must be zero or more");
+            }
+            check_money(m.amount_minor, &m.currency_code, "min_clv", &mut v)
+        });
+        let order = match pb::ScoreOrder::try_from(r.order) {
+            Ok(pb::ScoreOrder::Unspecified | pb::ScoreOrder::ChurnDesc) => {
+                Some(ScoreOrder::ChurnDesc)
+            }
+            Ok(pb::ScoreOrder::ClvDesc) => Some(ScoreOrder::ClvDesc),
+            Err(_) => {
+                v.add("order", format!("unknown order {}", r.order));
+                None
+            }
+        };
+        let filter = ScoreFilter {
+            category,
+            churn_band,
+            segment,
+            min_clv,
+        };
+        let fingerprint = filter_fingerprint(&(&filter, order));
+        let page = match page_request(r.page_size, &r.page_token, &fingerprint) {
+            Ok(page) => Some(page),
+            Err(err) => {
+                for violation in Vec::from(err) {
+                    v.add(violation.field, violation.description);
+                }
+                None
+            }
+        };
+        let (order, page) = validated(v, order.zip(page))?;
+        let found = self
+            .scores
+            .list(&filter, order, &page)
+            .await
+            .map_err(to_status)?;
+        ok(pb::ListCustomersByScoreResponse {
+            customers: found.items.iter().map(scores::scores_to_pb).collect(),
+            next_page_token: next_page_token(found.next_after.as_deref(), &fingerprint),
+        })
+    }
+
+    async fn recompute_scores(
+        &self,
+        req: Request<pb::RecomputeScoresRequest>,
+    ) -> Result<Response<pb::RecomputeScoresResponse>, Status> {
+        let mut v = Violations::new();
+        let checked = v.check("request_id", check_request_id(&req.get_ref().request_id));
+        validated(v, checked)?;
+        tracing::info!(
+            request_id = %req.get_ref().request_id,
+            "full recompute of customer scores"
+        );
+        let done = self.scores.recompute_all().await.map_err(to_status)?;
+        ok(pb::RecomputeScoresResponse {
+            customers_scored: done.scored,
+            customers_with_clv: done.with_clv,
+            scores_deleted: done.deleted,
+            models: done.models.iter().map(scores::models_to_pb).collect(),
+            as_of: Some(cxhub_touchpoint_registry::convert::timestamp(done.as_of)),
         })
     }
 }

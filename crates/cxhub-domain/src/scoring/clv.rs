@@ -27,10 +27,11 @@
 use std::cell::Cell;
 use std::cmp::Ordering;
 
+use serde::{Deserialize, Serialize};
 use statrs::function::gamma::ln_gamma;
 
 /// What the models need to know about one customer, as of the end of a calibration period.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CustomerSummary {
     /// Number of repeat purchase occasions `x` (purchases after the first; several purchases at
     /// the same time are one occasion). A whole number.
@@ -176,7 +177,7 @@ fn hyp2f1_series(a: f64, b: f64, c: f64, z: f64) -> f64 {
 /// A fitted BG/NBD model of purchase counts and dropout (Fader, Hardie & Lee 2005).
 ///
 /// On the CDNOW 1/10 sample the paper reports r = 0.243, α = 4.414, a = 0.793, b = 2.426.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BgNbd {
     /// Shape of the Gamma distribution of purchase rates λ across customers.
     pub r: f64,
@@ -286,7 +287,7 @@ impl BgNbd {
 ///
 /// On the 946 repeat customers of the CDNOW 1/10 sample the note reports p = 6.25, q = 3.74,
 /// γ = 15.44.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct GammaGamma {
     /// Shape of the Gamma distribution of one purchase's value around a customer's mean.
     pub p: f64,
@@ -352,7 +353,7 @@ impl GammaGamma {
 }
 
 /// A customer's lifetime value over a horizon, with the figures it is made of.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ClvEstimate {
     /// Probability that the customer is still alive (BG/NBD).
     pub p_alive: f64,

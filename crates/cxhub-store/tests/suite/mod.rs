@@ -16,6 +16,8 @@ use serde::Serialize;
 
 mod customer_query;
 pub use customer_query::*;
+mod customer_scores;
+pub use customer_scores::*;
 mod customers;
 pub use customers::*;
 mod interactions;

@@ -1,0 +1,330 @@
+//! The customer profile category (negative / neutral / advocate) of one customer, with the rule
+//! that decided it and the inputs it looked at.
+//!
+//! Rules, first match wins (the windows are [`CategoryConfig`]):
+//!
+//! 1. **Latest NPS** answered within `nps_window_days` of the as-of time: 0–6 (detractor) is
+//!    negative, 7–8 (passive) neutral, 9–10 (promoter) advocate.
+//! 2. **Latest CSAT** within `csat_window_days`: 1–2 negative, 3 neutral, 4–5 advocate.
+//! 3. **Complaints**: a support case still open or pending, or at least
+//!    `complaints_for_negative` cases opened within `complaint_window_days`: negative.
+//! 4. **No signal**: neutral (every customer has a category; the rule says it is a default).
+//!
+//! A recent NPS outranks a more recent CSAT on purpose: NPS asks about the relationship, CSAT
+//! about one interaction. Comment sentiment is not used yet (the comment analysis is another
+//! part of the scoring issue); when it lands it belongs between rules 2 and 3.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::metrics::{CustomerCategory, NpsCategory};
+use crate::text_enum::text_enum;
+
+text_enum!(
+    /// Which rule decided a category.
+    CategoryRule {
+        /// The latest NPS answer within the window.
+        LatestNps = "latest_nps",
+        /// The latest CSAT answer within the window (no recent NPS).
+        LatestCsat = "latest_csat",
+        /// Open or recent support cases (no recent survey answer).
+        Complaints = "complaints",
+        /// Nothing to go by: neutral by default.
+        NoSignal = "no_signal",
+    }
+);
+
+/// The text of a category, as stored and listed: `negative`, `neutral`, `advocate`.
+pub fn category_text(category: CustomerCategory) -> &'static str {
+    match category {
+        CustomerCategory::Negative => "negative",
+        CustomerCategory::Neutral => "neutral",
+        CustomerCategory::Advocate => "advocate",
+    }
+}
+
+/// The category of a text written by [`category_text`].
+pub fn parse_category(text: &str) -> Option<CustomerCategory> {
+    match text {
+        "negative" => Some(CustomerCategory::Negative),
+        "neutral" => Some(CustomerCategory::Neutral),
+        "advocate" => Some(CustomerCategory::Advocate),
+        _ => None,
+    }
+}
+
+/// A survey answer and when it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatedAnswer {
+    /// The answer on the survey's scale.
+    pub value: i32,
+    /// When it was given.
+    pub answered_at: DateTime<Utc>,
+}
+
+/// What the category rules look at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryInputs {
+    /// The customer's latest NPS answer (0–10) at or before the as-of time.
+    pub latest_nps: Option<DatedAnswer>,
+    /// The customer's latest CSAT answer (1–5) at or before the as-of time.
+    pub latest_csat: Option<DatedAnswer>,
+    /// Support cases open or pending now.
+    pub open_cases: u32,
+    /// Support cases opened within the complaint window.
+    pub recent_cases: u32,
+}
+
+/// The windows of the category rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryConfig {
+    /// An NPS answer older than this many days no longer decides (default 180).
+    pub nps_window_days: i64,
+    /// A CSAT answer older than this many days no longer decides (default 90).
+    pub csat_window_days: i64,
+    /// Cases opened within this many days count as recent complaints (default 90).
+    pub complaint_window_days: i64,
+    /// Recent cases that make a customer negative without any open case (default 2).
+    pub complaints_for_negative: u32,
+}
+
+impl Default for CategoryConfig {
+    fn default() -> Self {
+        Self {
+            nps_window_days: 180,
+            csat_window_days: 90,
+            complaint_window_days: 90,
+            complaints_for_negative: 2,
+        }
+    }
+}
+
+/// A category, the rule that decided it, its inputs, and the decision in words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryDecision {
+    /// The category.
+    pub category: CustomerCategory,
+    /// The rule that decided it.
+    pub rule: CategoryRule,
+    /// What the rules looked at.
+    pub inputs: CategoryInputs,
+    /// The decision in words, e.g. "detractor: NPS 3 on 2026-03-02".
+    pub explanation: String,
+}
+
+/// The CSAT category: 1–2 negative, 3 neutral, 4–5 advocate; `None` off the scale.
+pub fn csat_category(value: i32) -> Option<CustomerCategory> {
+    match value {
+        1 | 2 => Some(CustomerCategory::Negative),
+        3 => Some(CustomerCategory::Neutral),
+        4 | 5 => Some(CustomerCategory::Advocate),
+        _ => None,
+    }
+}
+
+fn within(answer: &DatedAnswer, as_of: DateTime<Utc>, days: i64) -> bool {
+    answer.answered_at <= as_of && as_of - answer.answered_at <= Duration::days(days)
+}
+
+/// Decides the category of a customer as of `as_of`; see the module documentation.
+pub fn categorise(
+    inputs: &CategoryInputs,
+    as_of: DateTime<Utc>,
+    config: &CategoryConfig,
+) -> CategoryDecision {
+    let decided = |category, rule, explanation: String| CategoryDecision {
+        category,
+        rule,
+        inputs: *inputs,
+        explanation,
+    };
+    if let Some(nps) = inputs
+        .latest_nps
+        .filter(|a| within(a, as_of, config.nps_window_days))
+        && let Some(nps_category) = NpsCategory::of(nps.value)
+    {
+        let name = match nps_category {
+            NpsCategory::Detractor => "detractor",
+            NpsCategory::Passive => "passive",
+            NpsCategory::Promoter => "promoter",
+        };
+        return decided(
+            nps_category.customer_category(),
+            CategoryRule::LatestNps,
+            format!(
+                "{name}: NPS {} on {}",
+                nps.value,
+                nps.answered_at.format("%Y-%m-%d")
+            ),
+        );
+    }
+    if let Some(csat) = inputs
+        .latest_csat
+        .filter(|a| within(a, as_of, config.csat_window_days))
+        && let Some(category) = csat_category(csat.value)
+    {
+        return decided(
+            category,
+            CategoryRule::LatestCsat,
+            format!(
+                "no NPS in {} days; CSAT {} on {}",
+                config.nps_window_days,
+                csat.value,
+                csat.answered_at.format("%Y-%m-%d")
+            ),
+        );
+    }
+    if inputs.open_cases > 0 || inputs.recent_cases >= config.complaints_for_negative {
+        return decided(
+            CustomerCategory::Negative,
+            CategoryRule::Complaints,
+            format!(
+                "no recent survey answer; {} open support case(s), {} opened in {} days",
+                inputs.open_cases, inputs.recent_cases, config.complaint_window_days
+            ),
+        );
+    }
+    decided(
+        CustomerCategory::Neutral,
+        CategoryRule::NoSignal,
+        format!(
+            "no NPS in {} days, no CSAT in {} days and no complaint: neutral by default",
+            config.nps_window_days, config.csat_window_days
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use chrono::TimeZone;
+
+    fn day(d: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 6, d, 12, 0, 0).single().unwrap()
+    }
+
+    fn answer(value: i32, d: u32) -> Option<DatedAnswer> {
+        Some(DatedAnswer {
+            value,
+            answered_at: day(d),
+        })
+    }
+
+    #[test]
+    fn nps_decides_first_then_csat_then_complaints() {
+        let config = CategoryConfig::default();
+        let as_of = day(30);
+        for (nps, want) in [
+            (0, CustomerCategory::Negative),
+            (6, CustomerCategory::Negative),
+            (7, CustomerCategory::Neutral),
+            (8, CustomerCategory::Neutral),
+            (9, CustomerCategory::Advocate),
+            (10, CustomerCategory::Advocate),
+        ] {
+            let inputs = CategoryInputs {
+                latest_nps: answer(nps, 2),
+                latest_csat: answer(5, 20),
+                open_cases: 3,
+                recent_cases: 3,
+            };
+            let d = categorise(&inputs, as_of, &config);
+            assert_eq!((d.category, d.rule), (want, CategoryRule::LatestNps));
+        }
+        let detractor = categorise(
+            &CategoryInputs {
+                latest_nps: answer(3, 2),
+                ..CategoryInputs::default()
+            },
+            as_of,
+            &config,
+        );
+        assert_eq!(detractor.explanation, "detractor: NPS 3 on 2026-06-02");
+
+        for (csat, want) in [
+            (1, CustomerCategory::Negative),
+            (2, CustomerCategory::Negative),
+            (3, CustomerCategory::Neutral),
+            (4, CustomerCategory::Advocate),
+            (5, CustomerCategory::Advocate),
+        ] {
+            let inputs = CategoryInputs {
+                latest_csat: answer(csat, 20),
+                open_cases: 1,
+                ..CategoryInputs::default()
+            };
+            let d = categorise(&inputs, as_of, &config);
+            assert_eq!((d.category, d.rule), (want, CategoryRule::LatestCsat));
+        }
+
+        let open = CategoryInputs {
+            open_cases: 1,
+            ..CategoryInputs::default()
+        };
+        let d = categorise(&open, as_of, &config);
+        assert_eq!(
+            (d.category, d.rule),
+            (CustomerCategory::Negative, CategoryRule::Complaints)
+        );
+        let one_closed = CategoryInputs {
+            recent_cases: 1,
+            ..CategoryInputs::default()
+        };
+        let d = categorise(&one_closed, as_of, &config);
+        assert_eq!(
+            (d.category, d.rule),
+            (CustomerCategory::Neutral, CategoryRule::NoSignal)
+        );
+        let two_closed = CategoryInputs {
+            recent_cases: 2,
+            ..CategoryInputs::default()
+        };
+        assert_eq!(
+            categorise(&two_closed, as_of, &config).rule,
+            CategoryRule::Complaints
+        );
+    }
+
+    #[test]
+    fn answers_outside_their_window_or_after_the_as_of_time_do_not_decide() {
+        let config = CategoryConfig {
+            nps_window_days: 10,
+            csat_window_days: 5,
+            ..CategoryConfig::default()
+        };
+        let inputs = CategoryInputs {
+            latest_nps: answer(10, 1),
+            latest_csat: answer(1, 22),
+            ..CategoryInputs::default()
+        };
+        // NPS 29 days old: out; CSAT 8 days old: out.
+        let d = categorise(&inputs, day(30), &config);
+        assert_eq!(d.rule, CategoryRule::NoSignal);
+        // On day 25 the CSAT is 3 days old: in.
+        let d = categorise(&inputs, day(25), &config);
+        assert_eq!(
+            (d.category, d.rule),
+            (CustomerCategory::Negative, CategoryRule::LatestCsat)
+        );
+        // Before the CSAT was given, only the NPS (then 9 days old) counts.
+        let d = categorise(&inputs, day(10), &config);
+        assert_eq!(
+            (d.category, d.rule),
+            (CustomerCategory::Advocate, CategoryRule::LatestNps)
+        );
+    }
+
+    #[test]
+    fn category_texts_round_trip() {
+        for c in [
+            CustomerCategory::Negative,
+            CustomerCategory::Neutral,
+            CustomerCategory::Advocate,
+        ] {
+            assert_eq!(parse_category(category_text(c)), Some(c));
+        }
+        assert_eq!(parse_category("happy"), None);
+    }
+}

@@ -1,0 +1,730 @@
+//! `CustomerScoreRepo` over [`Store`]: the facts scores are computed from, the scores
+//! themselves (`customer_scores`), the fitted models (`scoring_models`) and the position of the
+//! incremental recompute (`score_position`).
+//!
+//! Facts are read per batch of customers in a handful of statements whatever the batch size
+//! (live customers, placed orders, signal interactions, the customers merged into them, their
+//! NPS/CSAT answers), each an `IN` list over the `(customer_id, …)` index of its table.
+//! Scores are written per batch in one multi-row upsert followed by one delete of the rows of
+//! customers that are no longer live (merged away or erased while the batch was computed), in
+//! one transaction. Listings read only live
+//! customers and page with a keyset on (churn probability or CLV, customer id), which the
+//! indexes of the `customer_scores` table serve.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use cxhub_domain::error::{Error, Result};
+use cxhub_domain::identifier::CustomerId;
+use cxhub_domain::money::{Currency, Money};
+use cxhub_domain::page::{Page, PageRequest};
+use cxhub_domain::scoring::category::{CategoryDecision, DatedAnswer, category_text};
+use cxhub_domain::scoring::churn::ChurnScore;
+use cxhub_domain::scoring::{
+    CustomerFacts, CustomerScoreRepo, CustomerScores, FittedModels, LedgerOrder,
+    OPEN_CASE_OUTCOMES, SIGNAL_OUTCOMES, ScoreFilter, ScoreOrder, ScorePosition, Signal,
+    segment_text,
+};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult, Value};
+
+use crate::error::{DbResultExt, corrupt};
+use crate::sql::{Sql, int, text, time};
+use crate::store::{Backend, Store, snapshot};
+use crate::{IN_LIST_CHUNK, now};
+
+/// Scores per upsert statement (22 columns each: under SQLite's parameter limit).
+const SCORES_PER_STATEMENT: usize = 500;
+
+const SCORE_COLUMNS: &str = "s.customer_id, s.as_of, s.model_version, s.category_json, \
+                             s.churn_json, s.clv_json, s.rfm_json";
+
+#[async_trait]
+impl CustomerScoreRepo for Store {
+    async fn live_customers(
+        &self,
+        after: Option<CustomerId>,
+        limit: u32,
+    ) -> Result<Vec<CustomerId>> {
+        snapshot!(self, |txn| live_customers(&txn, after, limit))
+    }
+
+    async fn customer_facts(
+        &self,
+        customers: &[CustomerId],
+        as_of: DateTime<Utc>,
+        signal_days: i64,
+    ) -> Result<Vec<CustomerFacts>> {
+        snapshot!(self, |txn| facts(&txn, customers, as_of, signal_days))
+    }
+
+    async fn save_models(&self, models: &[FittedModels], position: ScorePosition) -> Result<()> {
+        let txn = self.begin_scores_write().await?;
+        match save_models(&txn, models, position).await {
+            Ok(()) => txn.commit().await.db(),
+            Err(err) => {
+                crate::store::rollback(txn).await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn fitted_models(&self) -> Result<Vec<FittedModels>> {
+        snapshot!(self, |txn| fitted_models(&txn))
+    }
+
+    async fn save_scores(&self, scores: &[CustomerScores]) -> Result<u64> {
+        if scores.is_empty() {
+            return Ok(0);
+        }
+        let txn = self.begin_scores_write().await?;
+        match save_scores(&txn, scores).await {
+            Ok(n) => txn.commit().await.db().map(|()| n),
+            Err(err) => {
+                crate::store::rollback(txn).await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn delete_scores(&self, customers: &[CustomerId]) -> Result<u64> {
+        let mut deleted = 0;
+        for chunk in customers.chunks(IN_LIST_CHUNK) {
+            let mut sql = Sql::new(
+                self.writer.get_database_backend(),
+                "DELETE FROM customer_scores WHERE customer_id",
+            );
+            sql.in_texts(chunk.iter().map(ToString::to_string));
+            deleted += self
+                .writer
+                .execute_raw(sql.build())
+                .await
+                .db()?
+                .rows_affected();
+        }
+        Ok(deleted)
+    }
+
+    async fn delete_scores_before(&self, before: DateTime<Utc>) -> Result<u64> {
+        let mut sql = Sql::new(
+            self.writer.get_database_backend(),
+            "DELETE FROM customer_scores WHERE computed_at < ",
+        );
+        sql.bind(time(before));
+        Ok(self
+            .writer
+            .execute_raw(sql.build())
+            .await
+            .db()?
+            .rows_affected())
+    }
+
+    async fn customer_scores(
+        &self,
+        customer: CustomerId,
+    ) -> Result<(CustomerId, Option<CustomerScores>)> {
+        snapshot!(self, |txn| customer_scores(&txn, customer))
+    }
+
+    async fn list_scores(
+        &self,
+        filter: &ScoreFilter,
+        order: ScoreOrder,
+        page: &PageRequest,
+    ) -> Result<Page<CustomerScores>> {
+        snapshot!(self, |txn| list(&txn, filter, order, page))
+    }
+
+    async fn score_position(&self) -> Result<Option<ScorePosition>> {
+        snapshot!(self, |txn| position(&txn))
+    }
+
+    async fn save_score_position(&self, position: ScorePosition) -> Result<()> {
+        let mut sql = Sql::new(
+            self.writer.get_database_backend(),
+            "UPDATE score_position SET change_seq = ",
+        );
+        sql.bind(int(position.change_seq))
+            .push(", responses_through = CASE WHEN responses_through < ")
+            .bind(time(position.responses_through))
+            .push(" THEN ")
+            .bind(time(position.responses_through))
+            .push(" ELSE responses_through END WHERE id = 1 AND change_seq <= ")
+            .bind(int(position.change_seq));
+        self.writer.execute_raw(sql.build()).await.db()?;
+        Ok(())
+    }
+
+    async fn responding_customers(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<CustomerId>> {
+        snapshot!(self, |txn| responding(&txn, after, until))
+    }
+}
+
+impl Store {
+    /// A write transaction for scores: `BEGIN IMMEDIATE` on SQLite (one writer); a plain
+    /// transaction on PostgreSQL (scores are per customer and need none of the hub's locks).
+    async fn begin_scores_write(&self) -> Result<DatabaseTransaction> {
+        match self.kind {
+            Backend::Sqlite => self.begin_write().await,
+            Backend::Postgres => sea_orm::TransactionTrait::begin(&self.writer).await.db(),
+        }
+    }
+}
+
+fn get<T: sea_orm::TryGetable>(row: &QueryResult, column: &str) -> Result<T> {
+    row.try_get("", column).map_err(corrupt)
+}
+
+fn parse_id(s: &str) -> Result<CustomerId> {
+    s.parse().map_err(corrupt)
+}
+
+fn ids(customers: &[CustomerId]) -> impl Iterator<Item = String> + '_ {
+    customers.iter().map(ToString::to_string)
+}
+
+async fn live_customers(
+    conn: &impl ConnectionTrait,
+    after: Option<CustomerId>,
+    limit: u32,
+) -> Result<Vec<CustomerId>> {
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        "SELECT id FROM customers WHERE merged_into IS NULL",
+    );
+    if let Some(after) = after {
+        sql.push(" AND id > ").bind(text(after.to_string()));
+    }
+    sql.push(" ORDER BY id").limit(u64::from(limit));
+    conn.query_all_raw(sql.build())
+        .await
+        .db()?
+        .iter()
+        .map(|row| parse_id(&get::<String>(row, "id")?))
+        .collect()
+}
+
+async fn facts(
+    conn: &impl ConnectionTrait,
+    customers: &[CustomerId],
+    as_of: DateTime<Utc>,
+    signal_days: i64,
+) -> Result<Vec<CustomerFacts>> {
+    let backend = conn.get_database_backend();
+    let mut by_id: BTreeMap<CustomerId, CustomerFacts> = BTreeMap::new();
+    for chunk in customers.chunks(IN_LIST_CHUNK) {
+        let mut sql = Sql::new(
+            backend,
+            "SELECT id FROM customers WHERE merged_into IS NULL AND id",
+        );
+        sql.in_texts(ids(chunk));
+        for row in conn.query_all_raw(sql.build()).await.db()? {
+            let id = parse_id(&get::<String>(&row, "id")?)?;
+            by_id.insert(
+                id,
+                CustomerFacts {
+                    customer: id,
+                    orders: Vec::new(),
+                    latest_nps: None,
+                    latest_csat: None,
+                    signals: Vec::new(),
+                },
+            );
+        }
+    }
+    let live: Vec<CustomerId> = by_id.keys().copied().collect();
+    for chunk in live.chunks(IN_LIST_CHUNK) {
+        let mut sql = Sql::new(
+            backend,
+            "SELECT customer_id, occurred_at, amount_minor, currency_code FROM transactions \
+             WHERE kind = 'order' AND status = 'placed' AND occurred_at <= ",
+        );
+        sql.bind(time(as_of))
+            .push(" AND customer_id")
+            .in_texts(ids(chunk));
+        for row in conn.query_all_raw(sql.build()).await.db()? {
+            let id = parse_id(&get::<String>(&row, "customer_id")?)?;
+            let code: String = get(&row, "currency_code")?;
+            let order = LedgerOrder {
+                at: get(&row, "occurred_at")?,
+                amount: Money::new(
+                    get(&row, "amount_minor")?,
+                    Currency::parse(&code).map_err(corrupt)?,
+                ),
+            };
+            if let Some(f) = by_id.get_mut(&id) {
+                f.orders.push(order);
+            }
+        }
+
+        let mut sql = Sql::new(
+            backend,
+            "SELECT customer_id, outcome, occurred_at FROM interactions WHERE customer_id",
+        );
+        sql.in_texts(ids(chunk))
+            .push(" AND occurred_at <= ")
+            .bind(time(as_of));
+        sql.push(" AND (outcome IN ")
+            .list(OPEN_CASE_OUTCOMES.iter().map(|o| text(*o)))
+            .push(" OR (occurred_at >= ")
+            .bind(time(as_of - Duration::days(signal_days)))
+            .push(" AND outcome IN ")
+            .list(SIGNAL_OUTCOMES.iter().map(|o| text(*o)))
+            .push("))");
+        for row in conn.query_all_raw(sql.build()).await.db()? {
+            let id = parse_id(&get::<String>(&row, "customer_id")?)?;
+            if let Some(f) = by_id.get_mut(&id) {
+                f.signals.push(Signal {
+                    outcome: get(&row, "outcome")?,
+                    at: get(&row, "occurred_at")?,
+                });
+            }
+        }
+    }
+
+    // The latest NPS and CSAT answer of each, including the answers given under the ids of
+    // customers merged into it (merges move interactions and transactions, not answers); ties
+    // at the same time: the latest response id.
+    let owners = merged_owners(conn, &live).await?;
+    let owned: Vec<String> = owners.keys().cloned().collect();
+    let mut latest: BTreeMap<(CustomerId, String), (DateTime<Utc>, String, i32)> = BTreeMap::new();
+    for chunk in owned.chunks(IN_LIST_CHUNK) {
+        let mut sql = Sql::new(
+            backend,
+            "SELECT customer_id, kind, value, answered_at, response_id FROM survey_answers \
+             WHERE kind IN ('nps', 'csat') AND answered_at <= ",
+        );
+        sql.bind(time(as_of))
+            .push(" AND customer_id")
+            .in_texts(chunk.iter().cloned());
+        for row in conn.query_all_raw(sql.build()).await.db()? {
+            let holder: String = get(&row, "customer_id")?;
+            let Some(&id) = owners.get(&holder) else {
+                continue;
+            };
+            let kind: String = get(&row, "kind")?;
+            let at: DateTime<Utc> = get(&row, "answered_at")?;
+            let response: String = get(&row, "response_id")?;
+            let value: i32 = get(&row, "value")?;
+            let slot = latest
+                .entry((id, kind))
+                .or_insert_with(|| (at, response.clone(), value));
+            if (at, &response) > (slot.0, &slot.1) {
+                *slot = (at, response, value);
+            }
+        }
+    }
+    for ((id, kind), (answered_at, _, value)) in latest {
+        if let Some(f) = by_id.get_mut(&id) {
+            let answer = Some(DatedAnswer { value, answered_at });
+            if kind == "nps" {
+                f.latest_nps = answer;
+            } else {
+                f.latest_csat = answer;
+            }
+        }
+    }
+    let mut out: Vec<CustomerFacts> = by_id.into_values().collect();
+    for f in &mut out {
+        f.orders.sort_by_key(|o| o.at);
+        f.signals
+            .sort_by(|a, b| (a.at, &a.outcome).cmp(&(b.at, &b.outcome)));
+    }
+    Ok(out)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(v: Option<String>) -> Result<Option<T>> {
+    v.map(|s| serde_json::from_str(&s).map_err(corrupt))
+        .transpose()
+}
+
+/// Every customer id whose records belong to one of `live`: the live ids themselves and the
+/// ids merged into them, directly or through a chain of merges, each mapped to its live id.
+async fn merged_owners(
+    conn: &impl ConnectionTrait,
+    live: &[CustomerId],
+) -> Result<BTreeMap<String, CustomerId>> {
+    let mut owners: BTreeMap<String, CustomerId> =
+        live.iter().map(|id| (id.to_string(), *id)).collect();
+    let mut frontier: Vec<String> = owners.keys().cloned().collect();
+    for _ in 0..crate::customers::MAX_REDIRECTS {
+        if frontier.is_empty() {
+            break;
+        }
+        let mut next = Vec::new();
+        for chunk in frontier.chunks(IN_LIST_CHUNK) {
+            let mut sql = Sql::new(
+                conn.get_database_backend(),
+                "SELECT id, merged_into FROM customers WHERE merged_into",
+            );
+            sql.in_texts(chunk.iter().cloned());
+            for row in conn.query_all_raw(sql.build()).await.db()? {
+                let id: String = get(&row, "id")?;
+                let into: String = get(&row, "merged_into")?;
+                if let Some(&root) = owners.get(&into)
+                    && !owners.contains_key(&id)
+                {
+                    owners.insert(id.clone(), root);
+                    next.push(id);
+                }
+            }
+        }
+        frontier = next;
+    }
+    Ok(owners)
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(corrupt)
+}
+
+async fn save_models(
+    txn: &DatabaseTransaction,
+    models: &[FittedModels],
+    position: ScorePosition,
+) -> Result<()> {
+    let backend = txn.get_database_backend();
+    txn.execute_raw(Sql::new(backend, "DELETE FROM scoring_models").build())
+        .await
+        .db()?;
+    for m in models {
+        let opt = |v: Option<String>| Value::String(v);
+        let mut sql = Sql::new(
+            backend,
+            "INSERT INTO scoring_models (currency, version, fitted_at, customers, \
+             repeat_customers, bg_nbd_json, gamma_gamma_json, rfm_json, notes_json) VALUES ",
+        );
+        sql.tuple([
+            text(m.currency.code()),
+            int(m.version),
+            time(m.fitted_at),
+            int(i64::try_from(m.customers).unwrap_or(i64::MAX)),
+            int(i64::try_from(m.repeat_customers).unwrap_or(i64::MAX)),
+            opt(m.bg_nbd.as_ref().map(json).transpose()?),
+            opt(m.gamma_gamma.as_ref().map(json).transpose()?),
+            opt(m.rfm.as_ref().map(json).transpose()?),
+            text(json(&m.notes)?),
+        ]);
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+    let mut sql = Sql::new(
+        backend,
+        "INSERT INTO score_position (id, change_seq, responses_through) VALUES (1, ",
+    );
+    sql.bind(int(position.change_seq))
+        .push(", ")
+        .bind(time(position.responses_through))
+        .push(
+            ") ON CONFLICT (id) DO UPDATE SET change_seq = excluded.change_seq, \
+             responses_through = excluded.responses_through",
+        );
+    txn.execute_raw(sql.build()).await.db()?;
+    Ok(())
+}
+
+async fn fitted_models(conn: &impl ConnectionTrait) -> Result<Vec<FittedModels>> {
+    let sql = Sql::new(
+        conn.get_database_backend(),
+        "SELECT currency, version, fitted_at, customers, repeat_customers, bg_nbd_json, \
+         gamma_gamma_json, rfm_json, notes_json FROM scoring_models ORDER BY currency",
+    );
+    let mut out = Vec::new();
+    for row in conn.query_all_raw(sql.build()).await.db()? {
+        let code: String = get(&row, "currency")?;
+        let customers: i64 = get(&row, "customers")?;
+        let repeat: i64 = get(&row, "repeat_customers")?;
+        let notes: String = get(&row, "notes_json")?;
+        out.push(FittedModels {
+            currency: Currency::parse(&code).map_err(corrupt)?,
+            version: get(&row, "version")?,
+            fitted_at: get(&row, "fitted_at")?,
+            customers: u64::try_from(customers).map_err(corrupt)?,
+            repeat_customers: u64::try_from(repeat).map_err(corrupt)?,
+            bg_nbd: parse_json(get(&row, "bg_nbd_json")?)?,
+            gamma_gamma: parse_json(get(&row, "gamma_gamma_json")?)?,
+            rfm: parse_json(get(&row, "rfm_json")?)?,
+            notes: serde_json::from_str(&notes).map_err(corrupt)?,
+        });
+    }
+    Ok(out)
+}
+
+/// The values of one `customer_scores` row, in the column order of [`save_scores`].
+fn score_row(s: &CustomerScores, computed_at: DateTime<Utc>) -> Result<Vec<Value>> {
+    let clv = s.clv.as_ref();
+    let rfm = s.rfm.as_ref();
+    Ok(vec![
+        text(s.customer.to_string()),
+        time(s.as_of),
+        time(computed_at),
+        text(s.model_version.as_str()),
+        text(category_text(s.category.category)),
+        text(s.category.rule.as_str()),
+        text(json(&s.category)?),
+        Value::Double(Some(s.churn.probability)),
+        text(s.churn.band.as_str()),
+        text(json(&s.churn)?),
+        Value::String(clv.map(|c| c.currency.code().to_owned())),
+        Value::BigInt(clv.map(|c| c.value_minor)),
+        Value::Double(clv.map(|c| c.expected_purchases)),
+        Value::Double(clv.map(|c| c.p_alive)),
+        Value::BigInt(clv.map(|c| c.expected_spend_minor)),
+        Value::String(clv.map(json).transpose()?),
+        Value::Int(rfm.map(|r| i32::from(r.r))),
+        Value::Int(rfm.map(|r| i32::from(r.f))),
+        Value::Int(rfm.map(|r| i32::from(r.m))),
+        Value::String(rfm.map(|r| segment_text(r.segment).to_owned())),
+        Value::String(rfm.map(json).transpose()?),
+    ])
+}
+
+async fn save_scores(txn: &DatabaseTransaction, scores: &[CustomerScores]) -> Result<u64> {
+    const COLUMNS: [&str; 21] = [
+        "customer_id",
+        "as_of",
+        "computed_at",
+        "model_version",
+        "category",
+        "category_rule",
+        "category_json",
+        "churn_probability",
+        "churn_band",
+        "churn_json",
+        "clv_currency",
+        "clv_minor",
+        "expected_purchases",
+        "p_alive",
+        "expected_spend_minor",
+        "clv_json",
+        "rfm_r",
+        "rfm_f",
+        "rfm_m",
+        "rfm_segment",
+        "rfm_json",
+    ];
+    let backend = txn.get_database_backend();
+    let computed_at = now();
+    let updates: Vec<String> = COLUMNS[1..]
+        .iter()
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    let tail = format!(
+        " ON CONFLICT (customer_id) DO UPDATE SET {}",
+        updates.join(", ")
+    );
+    // Later scores of one customer win within a call.
+    let mut last: BTreeMap<CustomerId, &CustomerScores> = BTreeMap::new();
+    for s in scores {
+        last.insert(s.customer, s);
+    }
+    let unique: Vec<&CustomerScores> = last.into_values().collect();
+    for chunk in unique.chunks(SCORES_PER_STATEMENT) {
+        let mut sql = Sql::new(
+            backend,
+            &format!(
+                "INSERT INTO customer_scores ({}) VALUES ",
+                COLUMNS.join(", ")
+            ),
+        );
+        for (i, s) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.list(score_row(s, computed_at)?);
+        }
+        sql.push(&tail);
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+    // Customers merged away or erased while their scores were computed keep none.
+    let mut removed = 0;
+    for chunk in unique.chunks(IN_LIST_CHUNK) {
+        let mut sql = Sql::new(backend, "DELETE FROM customer_scores WHERE customer_id");
+        sql.in_texts(chunk.iter().map(|s| s.customer.to_string()))
+            .push(
+                " AND NOT EXISTS (SELECT 1 FROM customers c \
+                 WHERE c.id = customer_scores.customer_id AND c.merged_into IS NULL)",
+            );
+        removed += txn.execute_raw(sql.build()).await.db()?.rows_affected();
+    }
+    Ok(unique.len() as u64 - removed)
+}
+
+fn scores_from_row(row: &QueryResult) -> Result<CustomerScores> {
+    let parse_opt = |column: &str| -> Result<Option<String>> { get(row, column) };
+    let category: String = get(row, "category_json")?;
+    let churn: String = get(row, "churn_json")?;
+    Ok(CustomerScores {
+        customer: parse_id(&get::<String>(row, "customer_id")?)?,
+        as_of: get(row, "as_of")?,
+        model_version: get(row, "model_version")?,
+        category: serde_json::from_str::<CategoryDecision>(&category).map_err(corrupt)?,
+        churn: serde_json::from_str::<ChurnScore>(&churn).map_err(corrupt)?,
+        clv: parse_opt("clv_json")?
+            .map(|s| serde_json::from_str(&s).map_err(corrupt))
+            .transpose()?,
+        rfm: parse_opt("rfm_json")?
+            .map(|s| serde_json::from_str(&s).map_err(corrupt))
+            .transpose()?,
+    })
+}
+
+async fn customer_scores(
+    conn: &impl ConnectionTrait,
+    customer: CustomerId,
+) -> Result<(CustomerId, Option<CustomerScores>)> {
+    let live = crate::customers::live(conn, customer).await?;
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        &format!("SELECT {SCORE_COLUMNS} FROM customer_scores s WHERE s.customer_id = "),
+    );
+    sql.bind(text(live.to_string()));
+    let scores = conn
+        .query_one_raw(sql.build())
+        .await
+        .db()?
+        .map(|row| scores_from_row(&row))
+        .transpose()?;
+    Ok((live, scores))
+}
+
+/// The keyset position of a listing: the sort value (churn probability as its bits, or CLV in
+/// minor units) and the customer id, as `value|id`.
+fn encode_after(order: ScoreOrder, s: &CustomerScores) -> String {
+    match order {
+        ScoreOrder::ChurnDesc => format!("{:016x}|{}", s.churn.probability.to_bits(), s.customer),
+        ScoreOrder::ClvDesc => format!(
+            "{}|{}",
+            s.clv.as_ref().map(|c| c.value_minor).unwrap_or_default(),
+            s.customer
+        ),
+    }
+}
+
+fn bad_token() -> Error {
+    Error::invalid_field("page_token", "not a page token of this listing")
+}
+
+async fn list(
+    conn: &impl ConnectionTrait,
+    filter: &ScoreFilter,
+    order: ScoreOrder,
+    page: &PageRequest,
+) -> Result<Page<CustomerScores>> {
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        &format!(
+            "SELECT {SCORE_COLUMNS} FROM customer_scores s WHERE EXISTS (SELECT 1 FROM \
+             customers c WHERE c.id = s.customer_id AND c.merged_into IS NULL)"
+        ),
+    );
+    if let Some(category) = filter.category {
+        sql.push(" AND s.category = ")
+            .bind(text(category_text(category)));
+    }
+    if let Some(band) = filter.churn_band {
+        sql.push(" AND s.churn_band = ").bind(text(band.as_str()));
+    }
+    if let Some(segment) = filter.segment {
+        sql.push(" AND s.rfm_segment = ")
+            .bind(text(segment_text(segment)));
+    }
+    if let Some(min) = filter.min_clv {
+        sql.push(" AND s.clv_currency = ")
+            .bind(text(min.currency.code()))
+            .push(" AND s.clv_minor >= ")
+            .bind(int(min.amount_minor));
+    }
+    if order == ScoreOrder::ClvDesc {
+        sql.push(" AND s.clv_minor IS NOT NULL");
+    }
+    if let Some(after) = &page.after {
+        let (value, id) = after.split_once('|').ok_or_else(bad_token)?;
+        let id = id.parse::<CustomerId>().map_err(|_| bad_token())?;
+        match order {
+            ScoreOrder::ChurnDesc => {
+                let bits = u64::from_str_radix(value, 16).map_err(|_| bad_token())?;
+                let p = Value::Double(Some(f64::from_bits(bits)));
+                sql.push(" AND (s.churn_probability < ")
+                    .bind(p.clone())
+                    .push(" OR (s.churn_probability = ")
+                    .bind(p)
+                    .push(" AND s.customer_id > ")
+                    .bind(text(id.to_string()))
+                    .push("))");
+            }
+            ScoreOrder::ClvDesc => {
+                let v: i64 = value.parse().map_err(|_| bad_token())?;
+                sql.push(" AND (s.clv_minor < ")
+                    .bind(int(v))
+                    .push(" OR (s.clv_minor = ")
+                    .bind(int(v))
+                    .push(" AND s.customer_id > ")
+                    .bind(text(id.to_string()))
+                    .push("))");
+            }
+        }
+    }
+    sql.push(match order {
+        ScoreOrder::ChurnDesc => " ORDER BY s.churn_probability DESC, s.customer_id",
+        ScoreOrder::ClvDesc => " ORDER BY s.clv_minor DESC, s.customer_id",
+    })
+    .limit(u64::from(page.size) + 1);
+    let mut items: Vec<CustomerScores> = conn
+        .query_all_raw(sql.build())
+        .await
+        .db()?
+        .iter()
+        .map(scores_from_row)
+        .collect::<Result<_>>()?;
+    let more = items.len() > page.size as usize;
+    items.truncate(page.size as usize);
+    let next_after = if more {
+        items.last().map(|s| encode_after(order, s))
+    } else {
+        None
+    };
+    Ok(Page { items, next_after })
+}
+
+async fn position(conn: &impl ConnectionTrait) -> Result<Option<ScorePosition>> {
+    let sql = Sql::new(
+        conn.get_database_backend(),
+        "SELECT change_seq, responses_through FROM score_position WHERE id = 1",
+    );
+    conn.query_one_raw(sql.build())
+        .await
+        .db()?
+        .map(|row| {
+            Ok(ScorePosition {
+                change_seq: get(&row, "change_seq")?,
+                responses_through: get(&row, "responses_through")?,
+            })
+        })
+        .transpose()
+}
+
+async fn responding(
+    conn: &impl ConnectionTrait,
+    after: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<CustomerId>> {
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        "SELECT DISTINCT customer_id FROM survey_responses WHERE received_at > ",
+    );
+    sql.bind(time(after))
+        .push(" AND received_at <= ")
+        .bind(time(until));
+    let found: BTreeSet<CustomerId> = conn
+        .query_all_raw(sql.build())
+        .await
+        .db()?
+        .iter()
+        .map(|row| parse_id(&get::<String>(row, "customer_id")?))
+        .collect::<Result<_>>()?;
+    Ok(found.into_iter().collect())
+}

@@ -1,0 +1,491 @@
+//! Customer scores: the full recompute (fit the models over the whole ledger, score every live
+//! customer), the incremental recompute (rescore the customers the change log and new survey
+//! responses name, with the stored models), and the wire form of scores.
+//!
+//! The incremental recompute starts at the first full recompute: until then no customer has
+//! scores and there is nothing to keep current. Its position (the last change-log entry
+//! handled and the receive time up to which survey responses are handled) is stored with the
+//! scores, so a restarted hub resumes where it stopped. Rescoring is idempotent, so two
+//! replicas following the log at once only do the work twice.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use cxhub_domain::Result;
+use cxhub_domain::change::{ChangeKind, ChangeLogRepo};
+use cxhub_domain::identifier::CustomerId;
+use cxhub_domain::money::Money;
+use cxhub_domain::page::{Page, PageRequest};
+use cxhub_domain::scoring::category::{CategoryRule, DatedAnswer};
+use cxhub_domain::scoring::churn::{ChurnBand, Contribution};
+use cxhub_domain::scoring::metrics::CustomerCategory;
+use cxhub_domain::scoring::rfm::RfmSegment;
+use cxhub_domain::scoring::{
+    CustomerFacts, CustomerScoreRepo, CustomerScores, FittedModels, ScoreConfig, ScoreFilter,
+    ScoreOrder, ScorePosition, fit_models, score_customer,
+};
+use cxhub_proto::common::v1 as common;
+use cxhub_proto::scoring::v1 as pb;
+use cxhub_touchpoint_registry::convert::timestamp;
+
+/// Customers read and written per batch.
+const BATCH: u32 = 500;
+/// Change-log entries handled per incremental pass.
+const CHANGES_PER_PASS: u32 = 1_000;
+/// Survey responses are picked up once received this long ago, so a response whose
+/// transaction commits a moment after its receive time is not passed over.
+const RESPONSE_LAG_MS: i64 = 2_000;
+
+/// What a full recompute did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recomputed {
+    /// The time the scores describe.
+    pub as_of: DateTime<Utc>,
+    /// Live customers scored.
+    pub scored: u64,
+    /// Of those, with a CLV.
+    pub with_clv: u64,
+    /// Scores deleted (customers merged away or erased).
+    pub deleted: u64,
+    /// The models fitted.
+    pub models: Vec<FittedModels>,
+}
+
+/// What one incremental pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// Change-log entries read.
+    pub changes: usize,
+    /// Customers rescored.
+    pub rescored: u64,
+    /// Scores deleted.
+    pub deleted: u64,
+}
+
+/// Computes and keeps customer scores.
+#[derive(Clone)]
+pub struct Scores {
+    repo: Arc<dyn CustomerScoreRepo>,
+    log: Arc<dyn ChangeLogRepo>,
+    config: ScoreConfig,
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+impl Scores {
+    /// Scores kept in `repo`, following `log`, computed with `config`.
+    pub fn new(
+        repo: Arc<dyn CustomerScoreRepo>,
+        log: Arc<dyn ChangeLogRepo>,
+        config: ScoreConfig,
+    ) -> Self {
+        Self { repo, log, config }
+    }
+
+    /// The scores of a customer, following merges: the live id and its scores.
+    pub async fn get(&self, customer: CustomerId) -> Result<(CustomerId, Option<CustomerScores>)> {
+        self.repo.customer_scores(customer).await
+    }
+
+    /// A page of scored customers.
+    pub async fn list(
+        &self,
+        filter: &ScoreFilter,
+        order: ScoreOrder,
+        page: &PageRequest,
+    ) -> Result<Page<CustomerScores>> {
+        self.repo.list_scores(filter, order, page).await
+    }
+
+    /// The facts of every live customer, in batches.
+    async fn all_facts(&self, as_of: DateTime<Utc>) -> Result<Vec<CustomerFacts>> {
+        let mut facts = Vec::new();
+        let mut after: Option<CustomerId> = None;
+        loop {
+            let ids = self.repo.live_customers(after, BATCH).await?;
+            let Some(last) = ids.last() else {
+                return Ok(facts);
+            };
+            after = Some(*last);
+            facts.extend(
+                self.repo
+                    .customer_facts(&ids, as_of, self.config.signal_window_days())
+                    .await?,
+            );
+        }
+    }
+
+    /// Scores `facts` with `models` and writes them in batches; answers (written, with CLV).
+    async fn write(
+        &self,
+        facts: &[CustomerFacts],
+        models: &[FittedModels],
+        as_of: DateTime<Utc>,
+    ) -> Result<(u64, u64)> {
+        let (mut scored, mut with_clv) = (0, 0);
+        for chunk in facts.chunks(BATCH as usize) {
+            let scores: Vec<CustomerScores> = chunk
+                .iter()
+                .map(|f| score_customer(f, models, as_of, &self.config))
+                .collect();
+            with_clv += scores.iter().filter(|s| s.clv.is_some()).count() as u64;
+            scored += self.repo.save_scores(&scores).await?;
+        }
+        Ok((scored, with_clv))
+    }
+
+    /// The full recompute; see the module documentation.
+    pub async fn recompute_all(&self) -> Result<Recomputed> {
+        let as_of = now();
+        // Changes up to here are covered by the facts read below.
+        let head = self.log.read_changes(0, 0).await?.head;
+        let facts = self.all_facts(as_of).await?;
+        let version = self
+            .repo
+            .fitted_models()
+            .await?
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let models = fit_models(&facts, as_of, version);
+        self.repo
+            .save_models(
+                &models,
+                ScorePosition {
+                    change_seq: head,
+                    responses_through: as_of - chrono::Duration::milliseconds(RESPONSE_LAG_MS),
+                },
+            )
+            .await?;
+        let (scored, with_clv) = self.write(&facts, &models, as_of).await?;
+        let deleted = self.repo.delete_scores_before(as_of).await?;
+        tracing::info!(
+            customers = scored,
+            with_clv,
+            deleted,
+            fit = version,
+            currencies = models.len(),
+            "customer scores recomputed"
+        );
+        Ok(Recomputed {
+            as_of,
+            scored,
+            with_clv,
+            deleted,
+            models,
+        })
+    }
+
+    /// Rescores `customers` with the stored models; deletes the scores of those no longer
+    /// live. Answers (rescored, deleted).
+    async fn rescore(
+        &self,
+        customers: &BTreeSet<CustomerId>,
+        models: &[FittedModels],
+    ) -> Result<(u64, u64)> {
+        let as_of = now();
+        let (mut rescored, mut gone) = (0, Vec::new());
+        let ids: Vec<CustomerId> = customers.iter().copied().collect();
+        for chunk in ids.chunks(BATCH as usize) {
+            let facts = self
+                .repo
+                .customer_facts(chunk, as_of, self.config.signal_window_days())
+                .await?;
+            let live: BTreeSet<CustomerId> = facts.iter().map(|f| f.customer).collect();
+            gone.extend(chunk.iter().filter(|c| !live.contains(c)).copied());
+            rescored += self.write(&facts, models, as_of).await?.0;
+        }
+        let deleted = self.repo.delete_scores(&gone).await?;
+        Ok((rescored, deleted))
+    }
+
+    /// One incremental pass: the change-log entries after the stored position (at most
+    /// [`CHANGES_PER_PASS`]) and the survey responses received since the last pass. Created,
+    /// updated and split customers are rescored; the survivor of a merge is rescored and the
+    /// absorbed customers' scores deleted; an erased customer's scores are deleted. When the
+    /// log was pruned past the position, every live customer is rescored. Does nothing before
+    /// the first full recompute.
+    pub async fn follow_once(&self) -> Result<Pass> {
+        let Some(position) = self.repo.score_position().await? else {
+            return Ok(Pass::default());
+        };
+        let models = self.repo.fitted_models().await?;
+        let until = now() - chrono::Duration::milliseconds(RESPONSE_LAG_MS);
+        let slice = self
+            .log
+            .read_changes(position.change_seq, CHANGES_PER_PASS)
+            .await?;
+        if position.change_seq < slice.horizon {
+            tracing::warn!(
+                position = position.change_seq,
+                horizon = slice.horizon,
+                "the change log was pruned past the scores' position: rescoring every customer"
+            );
+            let as_of = now();
+            let facts = self.all_facts(as_of).await?;
+            let (rescored, _) = self.write(&facts, &models, as_of).await?;
+            let deleted = self.repo.delete_scores_before(as_of).await?;
+            self.repo
+                .save_score_position(ScorePosition {
+                    change_seq: slice.head,
+                    responses_through: until.max(position.responses_through),
+                })
+                .await?;
+            return Ok(Pass {
+                changes: 0,
+                rescored,
+                deleted,
+            });
+        }
+        let mut rescore = BTreeSet::new();
+        let mut delete = Vec::new();
+        for c in &slice.changes {
+            let change = &c.change;
+            match change.kind {
+                ChangeKind::Created | ChangeKind::Updated => {
+                    rescore.insert(change.customer);
+                }
+                ChangeKind::Merged => {
+                    rescore.insert(change.customer);
+                    delete.extend(change.related.iter().copied());
+                }
+                ChangeKind::Split => {
+                    rescore.insert(change.customer);
+                    rescore.extend(change.related.iter().copied());
+                }
+                ChangeKind::Erased => delete.push(change.customer),
+            }
+        }
+        if until > position.responses_through {
+            rescore.extend(
+                self.repo
+                    .responding_customers(position.responses_through, until)
+                    .await?,
+            );
+        }
+        let mut deleted = self.repo.delete_scores(&delete).await?;
+        let (rescored, gone) = self.rescore(&rescore, &models).await?;
+        deleted += gone;
+        self.repo
+            .save_score_position(ScorePosition {
+                change_seq: slice.changes.last().map_or(position.change_seq, |c| c.seq),
+                responses_through: until.max(position.responses_through),
+            })
+            .await?;
+        if rescored > 0 || deleted > 0 {
+            tracing::info!(
+                changes = slice.changes.len(),
+                rescored,
+                deleted,
+                "customer scores updated"
+            );
+        }
+        Ok(Pass {
+            changes: slice.changes.len(),
+            rescored,
+            deleted,
+        })
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Wire form
+
+/// The wire category of a domain category.
+pub fn category_to_pb(c: CustomerCategory) -> pb::CustomerCategory {
+    match c {
+        CustomerCategory::Negative => pb::CustomerCategory::Negative,
+        CustomerCategory::Neutral => pb::CustomerCategory::Neutral,
+        CustomerCategory::Advocate => pb::CustomerCategory::Advocate,
+    }
+}
+
+/// The wire band of a domain band.
+pub fn band_to_pb(b: ChurnBand) -> pb::ChurnBand {
+    match b {
+        ChurnBand::Low => pb::ChurnBand::Low,
+        ChurnBand::Medium => pb::ChurnBand::Medium,
+        ChurnBand::High => pb::ChurnBand::High,
+    }
+}
+
+/// The domain band of a wire band; `None` for UNSPECIFIED, `Err` for an unknown value.
+pub fn band_from_pb(v: i32) -> std::result::Result<Option<ChurnBand>, String> {
+    match pb::ChurnBand::try_from(v) {
+        Ok(pb::ChurnBand::Unspecified) => Ok(None),
+        Ok(pb::ChurnBand::Low) => Ok(Some(ChurnBand::Low)),
+        Ok(pb::ChurnBand::Medium) => Ok(Some(ChurnBand::Medium)),
+        Ok(pb::ChurnBand::High) => Ok(Some(ChurnBand::High)),
+        Err(_) => Err(format!("unknown churn band {v}")),
+    }
+}
+
+/// The domain category of a wire category; `None` for UNSPECIFIED, `Err` for UNKNOWN (not a
+/// category a customer can be in) or an unknown value.
+pub fn category_from_pb(v: i32) -> std::result::Result<Option<CustomerCategory>, String> {
+    match pb::CustomerCategory::try_from(v) {
+        Ok(pb::CustomerCategory::Unspecified) => Ok(None),
+        Ok(pb::CustomerCategory::Negative) => Ok(Some(CustomerCategory::Negative)),
+        Ok(pb::CustomerCategory::Neutral) => Ok(Some(CustomerCategory::Neutral)),
+        Ok(pb::CustomerCategory::Advocate) => Ok(Some(CustomerCategory::Advocate)),
+        Ok(pb::CustomerCategory::Unknown) | Err(_) => Err(format!(
+            "not a customer category: give NEGATIVE, NEUTRAL or ADVOCATE (or UNSPECIFIED for any), not {v}"
+        )),
+    }
+}
+
+const SEGMENTS: [(RfmSegment, pb::RfmSegment); 11] = [
+    (RfmSegment::Champions, pb::RfmSegment::Champions),
+    (RfmSegment::Loyal, pb::RfmSegment::Loyal),
+    (
+        RfmSegment::PotentialLoyalist,
+        pb::RfmSegment::PotentialLoyalist,
+    ),
+    (RfmSegment::NewCustomers, pb::RfmSegment::NewCustomers),
+    (RfmSegment::Promising, pb::RfmSegment::Promising),
+    (RfmSegment::NeedAttention, pb::RfmSegment::NeedAttention),
+    (RfmSegment::AboutToSleep, pb::RfmSegment::AboutToSleep),
+    (RfmSegment::AtRisk, pb::RfmSegment::AtRisk),
+    (RfmSegment::CantLoseThem, pb::RfmSegment::CantLoseThem),
+    (RfmSegment::Hibernating, pb::RfmSegment::Hibernating),
+    (RfmSegment::Lost, pb::RfmSegment::Lost),
+];
+
+/// The wire segment of a domain segment.
+pub fn segment_to_pb(s: RfmSegment) -> pb::RfmSegment {
+    SEGMENTS
+        .iter()
+        .find(|(d, _)| *d == s)
+        .map_or(pb::RfmSegment::Unspecified, |(_, p)| *p)
+}
+
+/// The domain segment of a wire segment; `None` for UNSPECIFIED, `Err` for an unknown value.
+pub fn segment_from_pb(v: i32) -> std::result::Result<Option<RfmSegment>, String> {
+    if v == pb::RfmSegment::Unspecified as i32 {
+        return Ok(None);
+    }
+    SEGMENTS
+        .iter()
+        .find(|(_, p)| *p as i32 == v)
+        .map(|(d, _)| Some(*d))
+        .ok_or_else(|| format!("unknown RFM segment {v}"))
+}
+
+fn rule_to_pb(r: CategoryRule) -> pb::CategoryRule {
+    match r {
+        CategoryRule::LatestNps => pb::CategoryRule::LatestNps,
+        CategoryRule::LatestCsat => pb::CategoryRule::LatestCsat,
+        CategoryRule::Complaints => pb::CategoryRule::Complaints,
+        CategoryRule::NoSignal => pb::CategoryRule::NoSignal,
+    }
+}
+
+fn money(m: Money) -> common::Money {
+    common::Money {
+        amount_minor: m.amount_minor,
+        currency_code: m.currency.code().to_owned(),
+    }
+}
+
+fn answer(a: Option<DatedAnswer>) -> Option<pb::DatedAnswer> {
+    a.map(|a| pb::DatedAnswer {
+        value: a.value,
+        answer_time: Some(timestamp(a.answered_at)),
+    })
+}
+
+fn reason(c: &Contribution) -> pb::ChurnReason {
+    pb::ChurnReason {
+        factor: c.factor.as_str().to_owned(),
+        contribution: c.contribution,
+        reason: c.reason.clone(),
+    }
+}
+
+/// The wire form of a customer's scores.
+pub fn scores_to_pb(s: &CustomerScores) -> pb::CustomerScores {
+    let c = &s.category;
+    let churn = &s.churn;
+    pb::CustomerScores {
+        customer_id: s.customer.to_string(),
+        as_of: Some(timestamp(s.as_of)),
+        model_version: s.model_version.clone(),
+        category: Some(pb::CategoryScore {
+            category: category_to_pb(c.category) as i32,
+            rule: rule_to_pb(c.rule) as i32,
+            explanation: c.explanation.clone(),
+            latest_nps: answer(c.inputs.latest_nps),
+            latest_csat: answer(c.inputs.latest_csat),
+            open_cases: c.inputs.open_cases,
+            recent_cases: c.inputs.recent_cases,
+        }),
+        churn: Some(pb::ChurnScore {
+            probability: churn.probability,
+            band: band_to_pb(churn.band) as i32,
+            top_reasons: churn.top_reasons(3).map(reason).collect(),
+            contributions: churn.contributions.iter().map(reason).collect(),
+            intercept: churn.intercept,
+            days_since_last_purchase: churn.inputs.days_since_last_purchase,
+            usual_interval_days: churn.inputs.usual_interval_days,
+            model_version: churn.model_version.clone(),
+        }),
+        clv: s.clv.as_ref().map(|v| pb::ClvScore {
+            value: Some(money(Money::new(v.value_minor, v.currency))),
+            expected_purchases: v.expected_purchases,
+            p_alive: v.p_alive,
+            expected_spend: Some(money(Money::new(v.expected_spend_minor, v.currency))),
+            horizon_weeks: v.horizon_weeks,
+            annual_discount_rate: v.annual_discount_rate,
+            frequency: v.summary.frequency,
+            recency_weeks: v.summary.recency,
+            age_weeks: v.summary.age,
+            mean_repeat_value_minor: v.summary.monetary,
+            fit_version: v.fit_version,
+        }),
+        rfm: s.rfm.as_ref().map(|r| pb::RfmScore {
+            recency: u32::from(r.r),
+            frequency: u32::from(r.f),
+            monetary: u32::from(r.m),
+            segment: segment_to_pb(r.segment) as i32,
+            segment_rule: r.segment_rule.clone(),
+            reasons: r.reasons.clone(),
+            recency_days: r.input.recency_days,
+            purchase_days: r.input.frequency,
+            monetary_minor: r.input.monetary,
+            fit_version: r.fit_version,
+        }),
+    }
+}
+
+/// The wire form of fitted models.
+pub fn models_to_pb(m: &FittedModels) -> pb::FittedModels {
+    pb::FittedModels {
+        currency_code: m.currency.code().to_owned(),
+        version: m.version,
+        fit_time: Some(timestamp(m.fitted_at)),
+        customers: m.customers,
+        repeat_customers: m.repeat_customers,
+        bg_nbd: m.bg_nbd.map(|b| pb::BgNbdParameters {
+            r: b.r,
+            alpha: b.alpha,
+            a: b.a,
+            b: b.b,
+        }),
+        gamma_gamma: m.gamma_gamma.map(|g| pb::GammaGammaParameters {
+            p: g.p,
+            q: g.q,
+            gamma: g.gamma,
+        }),
+        rfm: m.rfm.map(|t| pb::RfmThresholds {
+            recency_days: t.recency_days.to_vec(),
+            frequency: t.frequency.to_vec(),
+            monetary_minor: t.monetary.to_vec(),
+        }),
+        notes: m.notes.clone(),
+    }
+}

@@ -1,0 +1,697 @@
+//! Customer scores end to end: records and survey responses in, a full recompute, the scores of
+//! one customer worked out by hand, the background recompute picking up a new failed payment and
+//! a new survey answer, merges and erasure, listings, every refusal and the scopes.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chrono::DateTime;
+use cxhub_proto::common::v1 as common;
+use cxhub_proto::feeds::v1 as feeds;
+use cxhub_proto::profile::v1 as profile;
+use cxhub_proto::scoring::v1 as pb;
+use cxhub_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
+use cxhub_proto::touchpoint::v1::Channel;
+use cxhub_testkit::{TestHub, with_token};
+use prost_types::Timestamp;
+use tonic::Code;
+use tonic::transport::Channel as Transport;
+
+use crate::{fields, refused, rid};
+
+type Client = ScoringServiceClient<Transport>;
+type Privacy = profile::customer_privacy_service_client::CustomerPrivacyServiceClient<Transport>;
+
+const DAY: i64 = 86_400;
+const TELLER: &str = "branch.teller";
+const SURVEY: &str = "branch.after-teller";
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn ts(seconds: i64) -> Option<Timestamp> {
+    Some(Timestamp { seconds, nanos: 0 })
+}
+
+fn day_text(seconds: i64) -> String {
+    DateTime::from_timestamp(seconds, 0)
+        .expect("valid time")
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+fn eur(amount_minor: i64) -> Option<common::Money> {
+    Some(common::Money {
+        amount_minor,
+        currency_code: "EUR".into(),
+    })
+}
+
+fn record(
+    source: &str,
+    id: &str,
+    customer: &str,
+    t: i64,
+    emails: &[&str],
+    body: feeds::record::Body,
+) -> feeds::Record {
+    feeds::Record {
+        source: source.into(),
+        record_id: id.into(),
+        updated_at: ts(t),
+        customer: Some(common::SourceCustomer {
+            source_customer_id: customer.into(),
+            emails: emails.iter().map(|e| (*e).to_owned()).collect(),
+            phones: Vec::new(),
+        }),
+        body: Some(body),
+    }
+}
+
+fn contact(given: &str) -> feeds::record::Body {
+    feeds::record::Body::Contact(feeds::Contact {
+        given_name: given.into(),
+        ..Default::default()
+    })
+}
+
+fn order(t: i64, amount: i64) -> feeds::record::Body {
+    feeds::record::Body::Order(feeds::Order {
+        ordered_at: ts(t),
+        lines: vec![feeds::OrderLine {
+            sku: "SKU-1".into(),
+            quantity: 1,
+            unit_price: eur(amount),
+        }],
+        channel: Channel::Web as i32,
+        store_id: String::new(),
+        status: feeds::OrderStatus::Placed as i32,
+    })
+}
+
+fn failed_payment(t: i64) -> feeds::record::Body {
+    feeds::record::Body::Payment(feeds::Payment {
+        attempted_at: ts(t),
+        amount: eur(10_00),
+        status: feeds::PaymentStatus::Failed as i32,
+        failure_reason: "card_declined".into(),
+        invoice_id: String::new(),
+    })
+}
+
+async fn ingest(hub: &TestHub, records: Vec<feeds::Record>) -> Vec<String> {
+    ingest_as(hub, records, None).await
+}
+
+async fn ingest_as(hub: &TestHub, records: Vec<feeds::Record>, token: Option<&str>) -> Vec<String> {
+    let request = feeds::IngestRecordsRequest { records };
+    let request = match token {
+        Some(token) => with_token(request, token),
+        None => tonic::Request::new(request),
+    };
+    let results = hub
+        .feeds()
+        .await
+        .ingest_records(request)
+        .await
+        .expect("batch accepted")
+        .into_inner()
+        .results;
+    for r in &results {
+        assert!(r.violations.is_empty(), "{r:?}");
+    }
+    results.into_iter().map(|r| r.customer_id).collect()
+}
+
+async fn create_survey(c: &mut Client) {
+    c.create_survey(pb::CreateSurveyRequest {
+        survey: Some(pb::Survey {
+            key: SURVEY.into(),
+            name: "After the teller".into(),
+            questions: vec![pb::Question {
+                key: "recommend".into(),
+                kind: pb::QuestionKind::Nps as i32,
+                text: BTreeMap::from([("en".to_owned(), "Recommend us?".to_owned())]),
+                ..Default::default()
+            }],
+            languages: vec!["en".into()],
+            touchpoint_keys: vec![TELLER.into()],
+            ..Default::default()
+        }),
+        request_id: rid(),
+    })
+    .await
+    .expect("survey created");
+}
+
+async fn answer_nps(c: &mut Client, id: &str, customer: &str, value: i32, t: i64) {
+    let results = c
+        .submit_responses(pb::SubmitResponsesRequest {
+            responses: vec![pb::ResponseInput {
+                response_id: id.into(),
+                customer_id: customer.into(),
+                survey_key: SURVEY.into(),
+                touchpoint_key: TELLER.into(),
+                answers: vec![pb::Answer {
+                    question_key: "recommend".into(),
+                    value,
+                }],
+                answered_at: ts(t),
+                ..Default::default()
+            }],
+        })
+        .await
+        .expect("submitted")
+        .into_inner()
+        .results;
+    assert_eq!(
+        results[0].outcome,
+        pb::ResponseOutcome::Created as i32,
+        "{results:?}"
+    );
+}
+
+async fn scores(c: &mut Client, id: &str) -> pb::CustomerScores {
+    c.get_customer_scores(pb::GetCustomerScoresRequest {
+        customer_id: id.into(),
+    })
+    .await
+    .expect("scores")
+    .into_inner()
+    .scores
+    .expect("scores set")
+}
+
+/// Reads the scores of `id` until `done` holds (the background recompute runs every half
+/// second); panics with the last scores after 30 s.
+async fn eventually(
+    c: &mut Client,
+    id: &str,
+    done: impl Fn(&pb::CustomerScores) -> bool,
+) -> pb::CustomerScores {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = scores(c, id).await;
+        if done(&s) {
+            return s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the background recompute did not get there: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn list(c: &mut Client, request: pb::ListCustomersByScoreRequest) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = c
+            .list_customers_by_score(pb::ListCustomersByScoreRequest {
+                page_token: token.clone(),
+                ..request.clone()
+            })
+            .await
+            .expect("page")
+            .into_inner();
+        ids.extend(page.customers.into_iter().map(|s| s.customer_id));
+        if page.next_page_token.is_empty() {
+            return ids;
+        }
+        token = page.next_page_token;
+    }
+}
+
+fn reasons(s: &pb::CustomerScores) -> Vec<String> {
+    s.churn
+        .as_ref()
+        .expect("churn")
+        .top_reasons
+        .iter()
+        .map(|r| r.reason.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn scores_are_explained_kept_current_and_follow_merges_and_erasure() {
+    let hub = TestHub::builder().demo().start().await;
+    let mut c = ScoringServiceClient::new(hub.channel().await);
+    // `n` days and a minute before now: whole days before the as-of time of the scores.
+    let base = now() - 60;
+    let day = |n: i64| base - n * DAY;
+    // Ana: orders 100, 70 and 40 days ago (100.00, 10.00, 10.00), a failed payment 5 days ago,
+    // a case open since 300 days ago. Bruno: a contact. Carla: orders 30 and 15 days ago.
+    let ids = ingest(
+        &hub,
+        vec![
+            record(
+                "erp",
+                "o-1",
+                "E-ana",
+                day(100),
+                &["ana@shop.pt"],
+                order(day(100), 10_000),
+            ),
+            record(
+                "erp",
+                "o-2",
+                "E-ana",
+                day(70),
+                &["ana@shop.pt"],
+                order(day(70), 10_00),
+            ),
+            record(
+                "erp",
+                "o-3",
+                "E-ana",
+                day(40),
+                &["ana@shop.pt"],
+                order(day(40), 10_00),
+            ),
+            record(
+                "stripe",
+                "p-1",
+                "cus_ana",
+                day(5),
+                &["ana@shop.pt"],
+                failed_payment(day(5)),
+            ),
+            record(
+                "crm",
+                "case-1",
+                "ana",
+                day(300),
+                &["ana@shop.pt"],
+                feeds::record::Body::SupportCase(feeds::SupportCase {
+                    opened_at: ts(day(300)),
+                    closed_at: None,
+                    status: feeds::CaseStatus::Open as i32,
+                    priority: feeds::CasePriority::High as i32,
+                    category: "billing".into(),
+                    channel: Channel::Phone as i32,
+                }),
+            ),
+            record(
+                "crm",
+                "bruno",
+                "bruno",
+                day(50),
+                &["bruno@shop.pt"],
+                contact("Bruno"),
+            ),
+            record(
+                "erp",
+                "o-4",
+                "E-carla",
+                day(30),
+                &["carla@shop.pt"],
+                order(day(30), 50_00),
+            ),
+            record(
+                "erp",
+                "o-5",
+                "E-carla",
+                day(15),
+                &["carla@shop.pt"],
+                order(day(15), 70_00),
+            ),
+        ],
+    )
+    .await;
+    let (ana, bruno, carla) = (ids[0].clone(), ids[5].clone(), ids[6].clone());
+    assert!(ids[..5].iter().all(|id| *id == ana), "{ids:?}");
+    create_survey(&mut c).await;
+    answer_nps(&mut c, "r-ana", &ana, 3, day(10)).await;
+
+    // Nothing is scored before the first full recompute.
+    refused(
+        c.get_customer_scores(pb::GetCustomerScoresRequest {
+            customer_id: ana.clone(),
+        })
+        .await,
+        Code::FailedPrecondition,
+        "SCORES_NOT_COMPUTED",
+    );
+
+    let done = c
+        .recompute_scores(pb::RecomputeScoresRequest { request_id: rid() })
+        .await
+        .expect("recomputed")
+        .into_inner();
+    assert_eq!(done.customers_scored, 3);
+    assert_eq!(done.scores_deleted, 0);
+    assert_eq!(done.models.len(), 1, "{done:?}");
+    let eur_models = &done.models[0];
+    assert_eq!(
+        (
+            eur_models.currency_code.as_str(),
+            eur_models.customers,
+            eur_models.repeat_customers
+        ),
+        ("EUR", 2, 2)
+    );
+    let fitted = eur_models.bg_nbd.is_some() && eur_models.gamma_gamma.is_some();
+    assert_eq!(
+        done.customers_with_clv,
+        if fitted { 2 } else { 0 },
+        "{done:?}"
+    );
+    assert!(fitted || !eur_models.notes.is_empty(), "{done:?}");
+
+    // Ana, by hand: NPS 3 ten days ago → negative by the latest-NPS rule. Churn log-odds:
+    // −2.0; 40 days since the last purchase against a usual 30: ln(40/30); 3 purchase days:
+    // −0.25·ln 4; spend 20.00 in the last 90 days against 100.00 before: +0.8·0.8; negative
+    // +1.0; 1 open case +0.5; 1 failed payment in 30 days +0.7.
+    let a = scores(&mut c, &ana).await;
+    assert_eq!(a.customer_id, ana);
+    assert!(
+        a.model_version
+            .starts_with("scores-1; churn-logit-default-1; fit 1 EUR"),
+        "{a:?}"
+    );
+    let category = a.category.as_ref().expect("category");
+    assert_eq!(category.category, pb::CustomerCategory::Negative as i32);
+    assert_eq!(category.rule, pb::CategoryRule::LatestNps as i32);
+    assert_eq!(
+        category.explanation,
+        format!("detractor: NPS 3 on {}", day_text(day(10)))
+    );
+    assert_eq!(category.latest_nps.as_ref().map(|n| n.value), Some(3));
+    assert_eq!(category.open_cases, 1);
+    let churn = a.churn.as_ref().expect("churn");
+    let logit = -2.0 + (40f64 / 30.0).ln() - 0.25 * 4f64.ln() + 0.64 + 1.0 + 0.5 + 0.7;
+    let p = 1.0 / (1.0 + (-logit).exp());
+    assert!((churn.probability - p).abs() < 1e-9, "{churn:?} vs {p}");
+    assert_eq!(churn.band, pb::ChurnBand::High as i32);
+    assert_eq!(churn.days_since_last_purchase, Some(40));
+    assert_eq!(churn.usual_interval_days, Some(30.0));
+    assert_eq!(
+        reasons(&a),
+        [
+            format!("negative (detractor: NPS 3 on {})", day_text(day(10))),
+            "1 failed payment in 30 days".to_owned(),
+            "spend down 80 % in the last 90 days against the 90 days before".to_owned(),
+        ]
+    );
+    let rfm = a.rfm.as_ref().expect("rfm");
+    assert_eq!((rfm.recency_days, rfm.purchase_days), (40, 3));
+    assert_eq!(a.clv.is_some(), fitted);
+    let b = scores(&mut c, &bruno).await;
+    let category = b.category.as_ref().expect("category");
+    assert_eq!(category.rule, pb::CategoryRule::NoSignal as i32);
+    assert!(b.clv.is_none() && b.rfm.is_none(), "no purchase: {b:?}");
+
+    // Listings: Ana is the riskiest, the only high one, the only negative one; pages of one
+    // neither repeat nor skip.
+    let all = list(
+        &mut c,
+        pb::ListCustomersByScoreRequest {
+            page_size: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0], ana);
+    for filter in [
+        pb::ListCustomersByScoreRequest {
+            churn_band: pb::ChurnBand::High as i32,
+            ..Default::default()
+        },
+        pb::ListCustomersByScoreRequest {
+            category: pb::CustomerCategory::Negative as i32,
+            ..Default::default()
+        },
+    ] {
+        assert_eq!(list(&mut c, filter).await, std::slice::from_ref(&ana));
+    }
+
+    // A second failed payment: the background recompute rescores Ana.
+    ingest(
+        &hub,
+        vec![record(
+            "stripe",
+            "p-2",
+            "cus_ana",
+            day(2),
+            &["ana@shop.pt"],
+            failed_payment(day(2)),
+        )],
+    )
+    .await;
+    let a = eventually(&mut c, &ana, |s| {
+        reasons(s).contains(&"2 failed payments in 30 days".to_owned())
+    })
+    .await;
+    assert!(a.churn.as_ref().expect("churn").probability > p);
+
+    // A promoter's answer: Bruno becomes an advocate.
+    answer_nps(&mut c, "r-bruno", &bruno, 10, day(1)).await;
+    eventually(&mut c, &bruno, |s| {
+        s.category.as_ref().is_some_and(|c| {
+            c.category == pb::CustomerCategory::Advocate as i32
+                && c.rule == pb::CategoryRule::LatestNps as i32
+        })
+    })
+    .await;
+
+    // A record holding both Bruno's and Carla's e-mails merges them: either id answers the
+    // survivor's scores, which come to hold Carla's purchases and Bruno's answer.
+    ingest(
+        &hub,
+        vec![record(
+            "shop",
+            "s-1",
+            "S1",
+            day(1),
+            &["bruno@shop.pt", "carla@shop.pt"],
+            contact("Bruno"),
+        )],
+    )
+    .await;
+    let survivor = eventually(&mut c, &carla, |s| {
+        s.customer_id != carla || {
+            // Carla may be the survivor: then wait for Bruno's answer to reach her scores.
+            s.category
+                .as_ref()
+                .is_some_and(|c| c.category == pb::CustomerCategory::Advocate as i32)
+        }
+    })
+    .await
+    .customer_id;
+    let absorbed = if survivor == carla {
+        bruno.clone()
+    } else {
+        carla.clone()
+    };
+    let merged = eventually(&mut c, &survivor, |s| {
+        s.rfm.as_ref().is_some_and(|r| r.purchase_days == 2)
+            && s.category
+                .as_ref()
+                .is_some_and(|c| c.category == pb::CustomerCategory::Advocate as i32)
+    })
+    .await;
+    assert_eq!(scores(&mut c, &absorbed).await, merged);
+    let listed = list(&mut c, pb::ListCustomersByScoreRequest::default()).await;
+    assert_eq!(listed.len(), 2);
+    assert!(listed.contains(&survivor) && !listed.contains(&absorbed));
+
+    // Erasure: Ana's scores are gone.
+    Privacy::new(hub.channel().await)
+        .erase_customer(profile::EraseCustomerRequest {
+            request_id: rid(),
+            customer_id: ana.clone(),
+        })
+        .await
+        .expect("erased");
+    let gone = c
+        .get_customer_scores(pb::GetCustomerScoresRequest {
+            customer_id: ana.clone(),
+        })
+        .await
+        .expect_err("erased");
+    assert_eq!(gone.code(), Code::NotFound, "{gone:?}");
+    assert_eq!(
+        list(&mut c, pb::ListCustomersByScoreRequest::default()).await,
+        std::slice::from_ref(&survivor)
+    );
+
+    // A second full recompute deletes the rows of the absorbed and the erased customer (if the
+    // background recompute has not already) and scores the one left.
+    let again = c
+        .recompute_scores(pb::RecomputeScoresRequest { request_id: rid() })
+        .await
+        .expect("recomputed")
+        .into_inner();
+    assert_eq!(again.customers_scored, 1);
+    assert!(again.models.iter().all(|m| m.version == 2), "{again:?}");
+}
+
+#[tokio::test]
+async fn every_refusal_names_its_field_and_scopes_guard_the_recompute() {
+    let hub = TestHub::builder()
+        .token("dashboards:scores:read:read-secret")
+        .token("surveys:scores:read+scores:write:write-secret")
+        .token("ops:admin:admin-secret")
+        .start()
+        .await;
+    let mut c = ScoringServiceClient::new(hub.channel().await);
+
+    let bad_id = refused(
+        c.get_customer_scores(with_token(
+            pb::GetCustomerScoresRequest {
+                customer_id: "not-an-id".into(),
+            },
+            "read-secret",
+        ))
+        .await,
+        Code::InvalidArgument,
+        "INVALID_FIELDS",
+    );
+    assert_eq!(fields(&bad_id), ["customer_id"]);
+    let unknown = c
+        .get_customer_scores(with_token(
+            pb::GetCustomerScoresRequest {
+                customer_id: "01900000-0000-7000-8000-000000000000".into(),
+            },
+            "read-secret",
+        ))
+        .await
+        .expect_err("unknown");
+    assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
+
+    let bad_filter = refused(
+        c.list_customers_by_score(with_token(
+            pb::ListCustomersByScoreRequest {
+                category: pb::CustomerCategory::Unknown as i32,
+                churn_band: 99,
+                rfm_segment: 99,
+                min_clv: Some(common::Money {
+                    amount_minor: -5,
+                    currency_code: "EURO".into(),
+                }),
+                order: 9,
+                page_size: -1,
+                page_token: String::new(),
+            },
+            "read-secret",
+        ))
+        .await,
+        Code::InvalidArgument,
+        "INVALID_FIELDS",
+    );
+    let mut got = fields(&bad_filter);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "category",
+            "churn_band",
+            "min_clv.amount_minor",
+            "min_clv.currency_code",
+            "order",
+            "page_size",
+            "rfm_segment",
+        ]
+    );
+    let bad_token = refused(
+        c.list_customers_by_score(with_token(
+            pb::ListCustomersByScoreRequest {
+                page_token: "nope".into(),
+                ..Default::default()
+            },
+            "read-secret",
+        ))
+        .await,
+        Code::InvalidArgument,
+        "INVALID_FIELDS",
+    );
+    assert_eq!(fields(&bad_token), ["page_token"]);
+
+    // A token issued for one filter is refused with another.
+    ingest_as(
+        &hub,
+        (0..3)
+            .map(|i| {
+                record(
+                    "crm",
+                    &format!("c-{i}"),
+                    &format!("c-{i}"),
+                    now() - DAY,
+                    &[],
+                    contact("Zoe"),
+                )
+            })
+            .collect(),
+        Some("admin-secret"),
+    )
+    .await;
+    c.recompute_scores(with_token(
+        pb::RecomputeScoresRequest { request_id: rid() },
+        "admin-secret",
+    ))
+    .await
+    .expect("the admin recomputes");
+    let first = c
+        .list_customers_by_score(with_token(
+            pb::ListCustomersByScoreRequest {
+                page_size: 1,
+                ..Default::default()
+            },
+            "read-secret",
+        ))
+        .await
+        .expect("page")
+        .into_inner();
+    assert!(!first.next_page_token.is_empty());
+    let other = refused(
+        c.list_customers_by_score(with_token(
+            pb::ListCustomersByScoreRequest {
+                page_size: 1,
+                churn_band: pb::ChurnBand::Low as i32,
+                page_token: first.next_page_token,
+                ..Default::default()
+            },
+            "read-secret",
+        ))
+        .await,
+        Code::InvalidArgument,
+        "INVALID_FIELDS",
+    );
+    assert_eq!(fields(&other), ["page_token"]);
+
+    let no_id = refused(
+        c.recompute_scores(with_token(
+            pb::RecomputeScoresRequest {
+                request_id: String::new(),
+            },
+            "admin-secret",
+        ))
+        .await,
+        Code::InvalidArgument,
+        "INVALID_FIELDS",
+    );
+    assert_eq!(fields(&no_id), ["request_id"]);
+    for token in ["read-secret", "write-secret"] {
+        refused(
+            c.recompute_scores(with_token(
+                pb::RecomputeScoresRequest { request_id: rid() },
+                token,
+            ))
+            .await,
+            Code::PermissionDenied,
+            "MISSING_SCOPE",
+        );
+    }
+    refused(
+        c.list_customers_by_score(pb::ListCustomersByScoreRequest::default())
+            .await,
+        Code::Unauthenticated,
+        "MISSING_TOKEN",
+    );
+}
