@@ -304,6 +304,13 @@ async fn scores_are_explained_kept_current_and_follow_merges_and_erasure() {
                 &["bruno@shop.pt"],
                 contact("Bruno"),
             ),
+        ],
+    )
+    .await;
+    // Carla comes later, so she is the younger customer (the survivor of a merge is the oldest).
+    let carla_ids = ingest(
+        &hub,
+        vec![
             record(
                 "erp",
                 "o-4",
@@ -323,7 +330,8 @@ async fn scores_are_explained_kept_current_and_follow_merges_and_erasure() {
         ],
     )
     .await;
-    let (ana, bruno, carla) = (ids[0].clone(), ids[5].clone(), ids[6].clone());
+    let (ana, bruno, carla) = (ids[0].clone(), ids[5].clone(), carla_ids[0].clone());
+    assert_eq!(carla_ids[1], carla);
     assert!(ids[..5].iter().all(|id| *id == ana), "{ids:?}");
     create_survey(&mut c).await;
     answer_nps(&mut c, "r-ana", &ana, 3, day(10)).await;
@@ -450,9 +458,9 @@ async fn scores_are_explained_kept_current_and_follow_merges_and_erasure() {
     .await;
     assert!(a.churn.as_ref().expect("churn").probability > p);
 
-    // A promoter's answer: Bruno becomes an advocate.
-    answer_nps(&mut c, "r-bruno", &bruno, 10, day(1)).await;
-    eventually(&mut c, &bruno, |s| {
+    // A promoter's answer: Carla becomes an advocate.
+    answer_nps(&mut c, "r-carla", &carla, 10, day(1)).await;
+    eventually(&mut c, &carla, |s| {
         s.category.as_ref().is_some_and(|c| {
             c.category == pb::CustomerCategory::Advocate as i32
                 && c.rule == pb::CategoryRule::LatestNps as i32
@@ -461,7 +469,9 @@ async fn scores_are_explained_kept_current_and_follow_merges_and_erasure() {
     .await;
 
     // A record holding both Bruno's and Carla's e-mails merges them: either id answers the
-    // survivor's scores, which come to hold Carla's purchases and Bruno's answer.
+    // survivor's scores, which come to hold Carla's purchases and her answer (the survivor is
+    // the older customer, Bruno: merges move purchases, and scores read the answers given
+    // under the ids merged in).
     ingest(
         &hub,
         vec![record(
@@ -474,21 +484,10 @@ async fn scores_are_explained_kept_current_and_follow_merges_and_erasure() {
         )],
     )
     .await;
-    let survivor = eventually(&mut c, &carla, |s| {
-        s.customer_id != carla || {
-            // Carla may be the survivor: then wait for Bruno's answer to reach her scores.
-            s.category
-                .as_ref()
-                .is_some_and(|c| c.category == pb::CustomerCategory::Advocate as i32)
-        }
-    })
-    .await
-    .customer_id;
-    let absorbed = if survivor == carla {
-        bruno.clone()
-    } else {
-        carla.clone()
-    };
+    // The merge is committed when the ingest answers: Carla's id answers at once.
+    let survivor = scores(&mut c, &carla).await.customer_id;
+    assert_eq!(survivor, bruno, "the older customer survives");
+    let absorbed = carla.clone();
     let merged = eventually(&mut c, &survivor, |s| {
         s.rfm.as_ref().is_some_and(|r| r.purchase_days == 2)
             && s.category
