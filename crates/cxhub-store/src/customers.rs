@@ -871,6 +871,11 @@ async fn absorb(
             .in_texts(gone.iter().cloned());
         txn.execute_raw(sql.build()).await.db()?;
     }
+    // The absorbed customers' scores describe customers that no longer stand alone; the
+    // survivor is rescored from the merge's change-log entry.
+    let mut sql = Sql::new(backend, "DELETE FROM customer_scores WHERE customer_id");
+    sql.in_texts(gone.iter().cloned());
+    txn.execute_raw(sql.build()).await.db()?;
     let mut sql = Sql::new(backend, "UPDATE customers SET merged_into = ");
     sql.bind(text(survivor.as_str()))
         .push(", updated_at = ")

@@ -486,11 +486,12 @@ pub(crate) async fn erase(
     .await
     .db()?;
 
-    // Identities, disputes, source records, consent history, the customers themselves.
+    // Identities, disputes, source records, consent history, scores, the customers themselves.
     for table in [
         "customer_identities",
         "consent_history",
         "customer_name_keys",
+        "customer_scores",
     ] {
         let mut sql = Sql::new(backend, &format!("DELETE FROM {table} WHERE customer_id"));
         in_set(&mut sql);

@@ -144,4 +144,5 @@ repo_test_suite!(
     scores_are_computed_from_the_ledger_answers_and_interactions,
     score_listings_filter_order_and_page_stably_and_follow_merges,
     fitted_models_and_the_incremental_position_are_kept,
+    scores_of_absorbed_and_erased_customers_are_deleted,
 );

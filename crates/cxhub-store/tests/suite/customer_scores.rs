@@ -643,3 +643,63 @@ pub async fn fitted_models_and_the_incremental_position_are_kept(store: Store) {
         [ids[0]]
     );
 }
+
+/// Whether `customer`'s id is in `customer_scores`, looked at behind the repository (whose
+/// reads hide scores of merged and erased customers anyway).
+async fn has_score_row(store: &Store, customer: CustomerId) -> bool {
+    store
+        .locate_text(&customer.to_string())
+        .await
+        .expect("scan")
+        .iter()
+        .any(|place| place.starts_with("customer_scores."))
+}
+
+pub async fn scores_of_absorbed_and_erased_customers_are_deleted(store: Store) {
+    let as_of = now();
+    let ids = ingest(
+        &store,
+        vec![
+            item(0, "a", "A", Some("a@mail.pt"), as_of, contact("Ana")),
+            item(1, "b", "B", Some("b@mail.pt"), as_of, contact("Bea")),
+        ],
+    )
+    .await;
+    let scores: Vec<CustomerScores> = ids
+        .iter()
+        .map(|id| scored(facts_of(*id, 1, as_of), as_of, Some(500)))
+        .collect();
+    assert_eq!(store.save_scores(&scores).await.expect("saved"), 2);
+    assert!(has_score_row(&store, ids[0]).await && has_score_row(&store, ids[1]).await);
+
+    // B's source now also names A's e-mail: one of them absorbs the other, whose row goes.
+    let linked = ingest(
+        &store,
+        vec![{
+            let mut it = item(0, "b", "B", Some("a@mail.pt"), as_of, contact("Bea"));
+            it.version.updated_at = as_of + Duration::seconds(1);
+            it
+        }],
+    )
+    .await;
+    let survivor = linked[0];
+    let absorbed = if survivor == ids[0] { ids[1] } else { ids[0] };
+    assert!(ids.contains(&survivor), "{linked:?} {ids:?}");
+    assert!(!has_score_row(&store, absorbed).await, "absorbed: deleted");
+    assert!(has_score_row(&store, survivor).await, "survivor: kept");
+
+    // Erasing the survivor deletes its scores too.
+    let payload = survivor.to_string();
+    let bytes = payload.as_bytes();
+    let erase = cxhub_domain::idempotency::RequestKey::new("tester", "test/Erase", "e1", bytes)
+        .expect("valid key");
+    cxhub_domain::privacy::PrivacyRepo::erase_customer(
+        &cxhub_store::PrivacyStore::new(store.clone(), cxhub_domain::record::SourcePriority::new()),
+        &erase,
+        survivor,
+        "dpo",
+    )
+    .await
+    .expect("erased");
+    assert!(!has_score_row(&store, survivor).await, "erased: deleted");
+}
