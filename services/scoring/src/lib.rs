@@ -9,6 +9,7 @@ pub mod scores;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use cxhub_domain::batch::validate_then_write;
 use cxhub_domain::idempotency::{RequestKey, check_request_id};
 use cxhub_domain::identifier::CustomerId;
 use cxhub_domain::money::check_money;
@@ -392,45 +393,35 @@ impl ScoringService for Scoring {
         let inputs = &req.get_ref().responses;
         check_response_count(inputs.len()).map_err(to_status)?;
         let now = chrono::Utc::now();
-        let mut results: Vec<pb::ResponseResult> = (0..inputs.len())
-            .map(|index| pb::ResponseResult {
-                index: i32::try_from(index).unwrap_or(i32::MAX),
-                ..Default::default()
+        let outcomes = validate_then_write(
+            inputs,
+            |index, input| convert::new_response(input, index, now),
+            |valid| self.surveys.submit_responses(valid),
+        )
+        .await
+        .map_err(to_status)?;
+        let results: Vec<pb::ResponseResult> = outcomes
+            .into_iter()
+            .enumerate()
+            .map(|(index, outcome)| {
+                let mut result = pb::ResponseResult {
+                    index: i32::try_from(index).unwrap_or(i32::MAX),
+                    ..Default::default()
+                };
+                match outcome {
+                    Ok((outcome, customer)) => {
+                        result.outcome = match outcome {
+                            ResponseOutcome::Created => pb::ResponseOutcome::Created,
+                            ResponseOutcome::Unchanged => pb::ResponseOutcome::Unchanged,
+                            ResponseOutcome::Conflict => pb::ResponseOutcome::Conflict,
+                        } as i32;
+                        result.customer_id = customer.to_string();
+                    }
+                    Err(violations) => rejected(&mut result, violations),
+                }
+                result
             })
             .collect();
-        let mut valid = Vec::new();
-        for (index, input) in inputs.iter().enumerate() {
-            match convert::new_response(input, index, now) {
-                Ok(item) => valid.push(item),
-                Err(violations) => rejected(&mut results[index], violations),
-            }
-        }
-        let slots: Vec<usize> = valid.iter().map(|item| item.index).collect();
-        let submitted = if valid.is_empty() {
-            Vec::new()
-        } else {
-            self.surveys
-                .submit_responses(valid)
-                .await
-                .map_err(to_status)?
-        };
-        if submitted.len() != slots.len() {
-            return Err(to_status(Error::internal("a response got no result")));
-        }
-        for (index, outcome) in slots.into_iter().zip(submitted) {
-            let result = &mut results[index];
-            match outcome {
-                Ok((outcome, customer)) => {
-                    result.outcome = match outcome {
-                        ResponseOutcome::Created => pb::ResponseOutcome::Created,
-                        ResponseOutcome::Unchanged => pb::ResponseOutcome::Unchanged,
-                        ResponseOutcome::Conflict => pb::ResponseOutcome::Conflict,
-                    } as i32;
-                    result.customer_id = customer.to_string();
-                }
-                Err(violations) => rejected(result, violations),
-            }
-        }
         let count =
             |o: pb::ResponseOutcome| results.iter().filter(|r| r.outcome == o as i32).count();
         tracing::info!(
