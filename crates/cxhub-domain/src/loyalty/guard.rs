@@ -343,6 +343,44 @@ impl ConsentSet {
     }
 }
 
+/// The consents of a customer profile (`cxhub_domain::feed::Profile::consents`) as a
+/// [`ConsentSet`]: an answer for channel `any` applies to every contact channel, `post` is
+/// [`ContactChannel::Letter`]; a later answer for one channel overrides an earlier `any` (and
+/// the reverse), as [`ConsentSet::record`] decides. In-app messages have no channel of their
+/// own in profiles: only an `any` answer covers them.
+pub fn consents_from_profile(consents: &[crate::feed::Consent]) -> ConsentSet {
+    use crate::feed::{ConsentChannel as C, ConsentPurpose as P, ConsentStatus};
+    let mut set = ConsentSet::new();
+    for c in consents {
+        let purpose = match c.purpose {
+            P::Marketing => ConsentPurpose::Marketing,
+            P::Analytics => ConsentPurpose::Analytics,
+            P::Surveys => ConsentPurpose::Surveys,
+            P::Profiling => ConsentPurpose::Profiling,
+        };
+        let channels: &[ContactChannel] = match c.channel {
+            C::Any => &[
+                ContactChannel::Email,
+                ContactChannel::Sms,
+                ContactChannel::Phone,
+                ContactChannel::Letter,
+                ContactChannel::Push,
+                ContactChannel::InApp,
+            ],
+            C::Email => &[ContactChannel::Email],
+            C::Sms => &[ContactChannel::Sms],
+            C::Phone => &[ContactChannel::Phone],
+            C::Post => &[ContactChannel::Letter],
+            C::Push => &[ContactChannel::Push],
+        };
+        let granted = c.status == ConsentStatus::Granted;
+        for channel in channels {
+            set.record(purpose, *channel, granted, c.given_at);
+        }
+    }
+    set
+}
+
 fn consent_problem(
     kind: &ActionKind,
     consents: &ConsentSet,
@@ -824,6 +862,34 @@ mod tests {
         for kind in [ActionKind::FollowUpCall, ActionKind::Apology] {
             assert!(consent_allows(&kind, &none, ContactChannel::Phone).is_ok());
         }
+    }
+
+    #[test]
+    fn profile_consents_map_any_to_every_channel_and_the_latest_answer_wins() {
+        use crate::feed::{Consent, ConsentChannel as C, ConsentPurpose as P, ConsentStatus};
+        let answer = |purpose, channel, status, d| Consent {
+            purpose,
+            channel,
+            status,
+            given_at: day(d),
+        };
+        let set = consents_from_profile(&[
+            answer(P::Marketing, C::Any, ConsentStatus::Granted, 1),
+            answer(P::Marketing, C::Sms, ConsentStatus::Denied, 2),
+            answer(P::Surveys, C::Post, ConsentStatus::Granted, 1),
+        ]);
+        let m = ConsentPurpose::Marketing;
+        assert!(set.is_granted(m, ContactChannel::Email));
+        assert!(set.is_granted(m, ContactChannel::InApp));
+        assert!(!set.is_granted(m, ContactChannel::Sms));
+        assert!(set.is_granted(ConsentPurpose::Surveys, ContactChannel::Letter));
+        assert!(!set.is_granted(ConsentPurpose::Surveys, ContactChannel::Email));
+        // A later `any` refusal overrides an earlier per-channel grant.
+        let set = consents_from_profile(&[
+            answer(P::Marketing, C::Email, ConsentStatus::Granted, 1),
+            answer(P::Marketing, C::Any, ConsentStatus::Denied, 2),
+        ]);
+        assert!(!set.is_granted(m, ContactChannel::Email));
     }
 
     #[test]

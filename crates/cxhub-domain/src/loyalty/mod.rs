@@ -7,3 +7,4 @@ pub mod action;
 pub mod condition;
 pub mod guard;
 pub mod points;
+pub mod repo;

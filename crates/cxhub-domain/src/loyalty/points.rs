@@ -643,6 +643,49 @@ impl Ledger {
         })
     }
 
+    /// Plans the reversal of up to `points` of what transaction `source_ref` earned
+    /// `customer` (a caller that computed the points itself, e.g. from its own refund rules):
+    /// refused with `FAILED_PRECONDITION` / `REVERSAL_EXCEEDS_ACCRUAL` beyond what the
+    /// transaction earned and was not reversed yet; never more than the balance, the rest is
+    /// the shortfall.
+    pub fn plan_reversal_of_points(
+        &self,
+        request_id: &str,
+        customer: CustomerId,
+        source_ref: &str,
+        points: i64,
+        at: DateTime<Utc>,
+    ) -> Result<ReversalPlan, Error> {
+        let open = self.accrued(customer, source_ref) - self.reversed(customer, source_ref);
+        if points > open {
+            return Err(Error::precondition(
+                "REVERSAL_EXCEEDS_ACCRUAL",
+                format!(
+                    "transaction {source_ref} has {open} points of customer {customer} left to reverse, the request reverses {points}"
+                ),
+            ));
+        }
+        let wanted = points.max(0);
+        let clawed_back = wanted.min(self.balance(customer));
+        let shortfall = wanted - clawed_back;
+        let entry = (wanted > 0).then(|| Entry {
+            request_id: request_id.to_owned(),
+            customer,
+            kind: EntryKind::Reversal,
+            points: -clawed_back,
+            at,
+            source_ref: Some(source_ref.to_owned()),
+            expires_at: None,
+            shortfall,
+        });
+        Ok(ReversalPlan {
+            wanted,
+            clawed_back,
+            shortfall,
+            entry,
+        })
+    }
+
     /// Points `customer` earned in `(since, until]`: their accruals in that window, each
     /// transaction's less what its refunds reversed (a refunded purchase earned nothing).
     /// Redemptions, expiries and adjustments do not count.
@@ -1026,6 +1069,45 @@ mod tests {
         forced.source_ref = Some("order-1".into());
         forced.shortfall = 1;
         assert_eq!(reason(ledger.post(forced)), "REVERSAL_EXCEEDS_ACCRUAL");
+    }
+
+    #[test]
+    fn a_reversal_of_points_is_limited_to_the_open_accrual_and_the_balance() {
+        let mut ledger = Ledger::new();
+        ledger.post(accrual("a1", "order-1", 100, day(0))).unwrap();
+        ledger
+            .post(entry("r1", EntryKind::Redemption, -70, day(1)))
+            .unwrap();
+        let too_many = ledger.plan_reversal_of_points("v0", alice(), "order-1", 101, day(2));
+        assert!(matches!(
+            too_many,
+            Err(Error::FailedPrecondition {
+                reason: "REVERSAL_EXCEEDS_ACCRUAL",
+                ..
+            })
+        ));
+        let plan = ledger
+            .plan_reversal_of_points("v1", alice(), "order-1", 60, day(2))
+            .unwrap();
+        assert_eq!(
+            (plan.wanted, plan.clawed_back, plan.shortfall),
+            (60, 30, 30)
+        );
+        ledger.post(plan.entry.unwrap()).unwrap();
+        assert_eq!(ledger.balance(alice()), 0);
+        ledger.check_invariants().unwrap();
+        // 60 of 100 reversed (30 clawed back, 30 short): 40 remain reversible.
+        assert!(
+            ledger
+                .plan_reversal_of_points("v2", alice(), "order-1", 41, day(3))
+                .is_err()
+        );
+        let rest = ledger
+            .plan_reversal_of_points("v2", alice(), "order-1", 40, day(3))
+            .unwrap();
+        assert_eq!((rest.clawed_back, rest.shortfall), (0, 40));
+        ledger.post(rest.entry.unwrap()).unwrap();
+        ledger.check_invariants().unwrap();
     }
 
     #[test]

@@ -1,0 +1,299 @@
+//! What the loyalty service needs from storage: actions with their history, campaigns with
+//! their budgets, and the points ledger. `cxhub-store` implements [`LoyaltyRepo`] over SQLite
+//! and PostgreSQL; every write is one transaction that applies the guard rails of
+//! [`crate::loyalty::guard`] and the ledger of [`crate::loyalty::points`] to what it read.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::id::uuid_id;
+use crate::idempotency::RequestKey;
+use crate::identifier::CustomerId;
+use crate::loyalty::action::{ActionKind, ActionState, ContactChannel, Transition, sla_breached};
+use crate::loyalty::guard::{Budget, FrequencyCap};
+use crate::loyalty::points::Entry;
+use crate::money::Money;
+use crate::page::{Page, PageRequest};
+use crate::repo::Lookup;
+use crate::touchpoint::{Key, etag};
+
+uuid_id!(
+    /// The id of a loyalty action.
+    ActionId
+);
+
+uuid_id!(
+    /// The id of a campaign.
+    CampaignId
+);
+
+/// Longest reason of an action.
+pub const MAX_REASON_LEN: usize = 2000;
+/// Longest assignee team name.
+pub const MAX_TEAM_LEN: usize = 100;
+/// Longest rule id.
+pub const MAX_RULE_ID_LEN: usize = 128;
+/// Longest campaign name.
+pub const MAX_CAMPAIGN_NAME_LEN: usize = 200;
+/// Most recent ledger entries a balance read returns.
+pub const MAX_RECENT_ENTRIES: u32 = 100;
+
+/// The rule (and its version) that proposed an action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleRef {
+    /// The rule's id.
+    pub id: String,
+    /// Its version, positive.
+    pub version: i64,
+}
+
+/// An action as proposed (validated).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewAction {
+    /// The customer named (a merged id is replaced by its survivor when stored).
+    pub customer: CustomerId,
+    /// The kind.
+    pub kind: ActionKind,
+    /// The rule that proposed it; `None` for a manual action.
+    pub rule: Option<RuleRef>,
+    /// Why.
+    pub reason: String,
+    /// How the customer is reached.
+    pub channel: ContactChannel,
+    /// What it is worth, if anything.
+    pub value: Option<Money>,
+    /// The campaign whose budget pays for it.
+    pub campaign: Option<CampaignId>,
+    /// The SLA: by when the company must have sent or performed it.
+    pub due_at: DateTime<Utc>,
+    /// The team that performs it.
+    pub assignee_team: String,
+}
+
+/// An action as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Action {
+    /// Its id (UUID v7: ids sort by creation time).
+    pub id: ActionId,
+    /// What was proposed; `customer` is the customer acted on (the survivor for a merged id).
+    pub action: NewAction,
+    /// The current state.
+    pub state: ActionState,
+    /// Bumped by every transition.
+    pub revision: i64,
+    /// Who proposed it.
+    pub created_by: String,
+    /// When it was proposed.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Every move, oldest first.
+    pub history: Vec<Transition>,
+}
+
+impl Action {
+    /// The etag of the current revision.
+    pub fn etag(&self) -> String {
+        etag(self.revision)
+    }
+
+    /// Whether the SLA is missed at `now` (see [`sla_breached`]).
+    pub fn sla_breached(&self, now: DateTime<Utc>) -> bool {
+        sla_breached(self.state, self.action.due_at, now)
+    }
+}
+
+/// Which actions to list. Every field narrows the list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionFilter {
+    /// Actions of this customer and of the customers merged into it.
+    pub customer: Option<CustomerId>,
+    /// Actions in this state.
+    pub state: Option<ActionState>,
+    /// Actions of this kind.
+    pub kind: Option<ActionKind>,
+    /// Actions of this team.
+    pub assignee_team: Option<String>,
+    /// Only actions past their SLA at the time of the call.
+    pub sla_breached_only: bool,
+}
+
+/// The guard rails that are configuration rather than data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardConfig {
+    /// Frequency caps per customer and kind.
+    pub caps: Vec<FrequencyCap>,
+}
+
+impl Default for GuardConfig {
+    /// One retention offer per customer per 90 days, one referral request per 30 days, one
+    /// survey invitation per 7 days.
+    fn default() -> Self {
+        Self {
+            caps: vec![
+                FrequencyCap {
+                    kind: ActionKind::RetentionOffer,
+                    max: 1,
+                    window: Duration::days(90),
+                },
+                FrequencyCap {
+                    kind: ActionKind::ReferralRequest,
+                    max: 1,
+                    window: Duration::days(30),
+                },
+                FrequencyCap {
+                    kind: ActionKind::SurveyInvitation,
+                    max: 1,
+                    window: Duration::days(7),
+                },
+            ],
+        }
+    }
+}
+
+/// A campaign as created (validated).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewCampaign {
+    /// Its unique key.
+    pub key: Key,
+    /// Its display name.
+    pub name: String,
+    /// The most it may spend.
+    pub budget: Money,
+}
+
+/// A campaign as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Campaign {
+    /// Its id.
+    pub id: CampaignId,
+    /// Its unique key.
+    pub key: Key,
+    /// Its display name.
+    pub name: String,
+    /// Limit, spent and reserved.
+    pub budget: Budget,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a points posting asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PointsOp {
+    /// Credit `points` earned by transaction `source_ref`.
+    Accrue {
+        /// Points earned, positive.
+        points: i64,
+        /// The transaction.
+        source_ref: String,
+        /// When they expire.
+        expires_at: Option<DateTime<Utc>>,
+    },
+    /// Debit `points` spent.
+    Redeem {
+        /// Points spent, positive.
+        points: i64,
+        /// What they were spent on.
+        source_ref: Option<String>,
+    },
+    /// Claw back up to `points` of transaction `source_ref` (no more than the balance; the
+    /// rest is the shortfall).
+    Reverse {
+        /// The refunded transaction.
+        source_ref: String,
+        /// Points to reverse, positive.
+        points: i64,
+    },
+}
+
+/// One idempotent posting to the points ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointsPosting {
+    /// The caller's idempotency key of the entry (global over the ledger).
+    pub request_id: String,
+    /// The customer named (a merged id posts to the survivor).
+    pub customer: CustomerId,
+    /// What to do.
+    pub op: PointsOp,
+}
+
+/// A posted entry and the balance it left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Posted {
+    /// The entry (its `customer` is the survivor).
+    pub entry: Entry,
+    /// The customer's balance right after it.
+    pub balance: i64,
+}
+
+/// A customer's balance and recent entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointsBalance {
+    /// The customer (the survivor for a merged id).
+    pub customer: CustomerId,
+    /// The balance.
+    pub balance: i64,
+    /// The most recent entries, newest first.
+    pub recent: Vec<Entry>,
+}
+
+/// Storage of loyalty actions, campaigns and the points ledger.
+#[async_trait]
+pub trait LoyaltyRepo: Send + Sync {
+    /// Proposes an action for the live customer behind `action.customer`, after checking every
+    /// guard rail that concerns the customer (erased or suppressed: never; consent of the kind
+    /// on the channel; the caps of `guard`) in the same transaction as the insert, so that two
+    /// proposals at once never both pass a cap. Errors: `NotFound` (customer, campaign);
+    /// `FailedPrecondition` `NOT_ELIGIBLE`; `InvalidArgument` `CURRENCY_MISMATCH`.
+    async fn propose_action(
+        &self,
+        req: &RequestKey,
+        action: NewAction,
+        guard: &GuardConfig,
+    ) -> Result<Action>;
+
+    /// Reads one action with its history. `NotFound`.
+    async fn get_action(&self, id: ActionId) -> Result<Action>;
+
+    /// Lists actions by id (creation order) after `page.after` (an action id); `now` decides
+    /// which are past their SLA.
+    async fn list_actions(
+        &self,
+        filter: &ActionFilter,
+        now: DateTime<Utc>,
+        page: &PageRequest,
+    ) -> Result<Page<Action>>;
+
+    /// Moves an action to `to`, recording the move with `req.principal`. Approving re-checks
+    /// the customer's eligibility (caps excepted: the action itself counts in them) and
+    /// reserves the value from its campaign's budget; redeeming spends the reservation;
+    /// cancelling, declining or expiring an approved action gives it back. Errors: `NotFound`;
+    /// `Aborted` `ETAG_MISMATCH`; `FailedPrecondition` `ILLEGAL_TRANSITION` or `NOT_ELIGIBLE`;
+    /// `ResourceExhausted` `BUDGET_EXHAUSTED`.
+    async fn transition_action(
+        &self,
+        req: &RequestKey,
+        id: ActionId,
+        to: ActionState,
+        etag: Option<&str>,
+    ) -> Result<Action>;
+
+    /// Creates a campaign. `AlreadyExists` `CAMPAIGN_KEY_TAKEN`.
+    async fn create_campaign(&self, req: &RequestKey, campaign: NewCampaign) -> Result<Campaign>;
+
+    /// Reads a campaign. `NotFound`.
+    async fn get_campaign(&self, lookup: &Lookup<CampaignId>) -> Result<Campaign>;
+
+    /// Posts to the points ledger, idempotently by `posting.request_id`: the same posting
+    /// again returns the first result; another posting under the same id is refused
+    /// (`InvalidArgument` `REQUEST_ID_REUSED`). Postings of one customer are serialised, so
+    /// concurrent redemptions never take a balance below zero (`FailedPrecondition`
+    /// `INSUFFICIENT_POINTS`).
+    async fn post_points(&self, posting: PointsPosting) -> Result<Posted>;
+
+    /// A customer's balance and their `recent` latest entries. `NotFound` for an unknown
+    /// customer.
+    async fn points_balance(&self, customer: CustomerId, recent: u32) -> Result<PointsBalance>;
+}

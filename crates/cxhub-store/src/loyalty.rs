@@ -1,0 +1,1061 @@
+//! `LoyaltyRepo` over [`Store`]: loyalty actions and their transitions, campaign budgets and
+//! the points ledger.
+//!
+//! Concurrency, on both backends:
+//! - On SQLite every write is one `BEGIN IMMEDIATE` transaction on the single writer: writes
+//!   are serial, so every check sees every earlier write.
+//! - On PostgreSQL (several replicas on one database) a write that decides from what one
+//!   customer has (frequency caps, consent, the points balance) first takes a
+//!   transaction-scoped advisory lock on that customer, so two proposals or two redemptions
+//!   for one customer never both pass a check the other would have failed; a transition locks
+//!   its action row (`FOR UPDATE`); a budget is reserved with one conditional
+//!   `UPDATE … WHERE spent + reserved + value <= budget`, so approvals on any number of
+//!   replicas never overspend it (and a CHECK constraint on the table says the same).
+//!
+//! Every action write is recorded under its request key (`idempotent!`); ledger entries are
+//! idempotent by their own request id (unique in `loyalty_point_entries`) with a fingerprint
+//! of the posting, so a retry gets the first result even from another caller.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use cxhub_domain::error::{Error, FieldViolation, Result};
+use cxhub_domain::idempotency::RequestKey;
+use cxhub_domain::identifier::CustomerId;
+use cxhub_domain::loyalty::action::{
+    self as act, ActionKind, ActionState, ContactChannel, Transition,
+};
+use cxhub_domain::loyalty::guard::{
+    self, Budget, Candidate, ConsentSet, PrivacyStatus, consents_from_profile, eligibility,
+};
+use cxhub_domain::loyalty::points::{Entry, EntryKind, Ledger, PostOutcome};
+use cxhub_domain::loyalty::repo::{
+    Action, ActionFilter, ActionId, Campaign, CampaignId, GuardConfig, LoyaltyRepo, NewAction,
+    NewCampaign, PointsBalance, PointsOp, PointsPosting, Posted, RuleRef,
+};
+use cxhub_domain::money::{Currency, Money};
+use cxhub_domain::page::{Page, PageRequest};
+use cxhub_domain::repo::Lookup;
+use cxhub_domain::touchpoint::{Key, check_etag};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult};
+use sha2::{Digest, Sha256};
+
+use crate::error::{DbResultExt, corrupt};
+use crate::idempotency::idempotent;
+use crate::sql::{Sql, int, text, text_opt, time, time_opt};
+use crate::store::{Backend, Store, rollback, snapshot};
+
+const ACTION_COLUMNS: &str = "id, customer_id, kind, rule_id, rule_version, reason, channel, \
+                              value_minor, value_currency, campaign_id, reserved_minor, due_at, \
+                              assignee_team, state, revision, created_by, created_at, updated_at";
+
+const ENTRY_COLUMNS: &str = "id, request_id, fingerprint, customer_id, kind, points, source_ref, \
+                             expires_at, shortfall, balance_after, posted_at";
+
+#[async_trait]
+impl LoyaltyRepo for Store {
+    async fn propose_action(
+        &self,
+        req: &RequestKey,
+        action: NewAction,
+        guard: &GuardConfig,
+    ) -> Result<Action> {
+        let backend = self.kind;
+        idempotent!(self, req, lock = begin_loyalty, |txn| propose(
+            &txn,
+            backend,
+            &req.principal,
+            action,
+            guard
+        ))
+    }
+
+    async fn get_action(&self, id: ActionId) -> Result<Action> {
+        snapshot!(self, |txn| get_action(&txn, id, false))
+    }
+
+    async fn list_actions(
+        &self,
+        filter: &ActionFilter,
+        now: DateTime<Utc>,
+        page: &PageRequest,
+    ) -> Result<Page<Action>> {
+        snapshot!(self, |txn| list_actions(&txn, filter, now, page))
+    }
+
+    async fn transition_action(
+        &self,
+        req: &RequestKey,
+        id: ActionId,
+        to: ActionState,
+        etag: Option<&str>,
+    ) -> Result<Action> {
+        let backend = self.kind;
+        idempotent!(self, req, lock = begin_loyalty, |txn| transition(
+            &txn,
+            backend,
+            &req.principal,
+            id,
+            to,
+            etag
+        ))
+    }
+
+    async fn create_campaign(&self, req: &RequestKey, campaign: NewCampaign) -> Result<Campaign> {
+        idempotent!(self, req, lock = begin_loyalty, |txn| create_campaign(
+            &txn, campaign
+        ))
+    }
+
+    async fn get_campaign(&self, lookup: &Lookup<CampaignId>) -> Result<Campaign> {
+        snapshot!(self, |txn| get_campaign(&txn, lookup))
+    }
+
+    async fn post_points(&self, posting: PointsPosting) -> Result<Posted> {
+        let txn = self.begin_loyalty().await?;
+        match post(&txn, self.kind, &posting).await {
+            Ok(Some(posted)) => {
+                txn.commit().await.db()?;
+                Ok(posted)
+            }
+            Ok(None) => {
+                // A concurrent posting with the same request id committed first.
+                rollback(txn).await;
+                let fingerprint = posting_fingerprint(&posting);
+                match entry_by_request(&self.writer, &posting.request_id).await? {
+                    Some((stored, posted)) => replayed(&posting, &fingerprint, &stored, posted),
+                    None => Err(Error::aborted(
+                        "CONCURRENT_UPDATE",
+                        "the posting conflicted with a concurrent one: retry",
+                    )),
+                }
+            }
+            Err(err) => {
+                rollback(txn).await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn points_balance(&self, customer: CustomerId, recent: u32) -> Result<PointsBalance> {
+        snapshot!(self, |txn| balance(&txn, customer, recent))
+    }
+}
+
+impl Store {
+    /// Begins a loyalty write: `BEGIN IMMEDIATE` on SQLite; a plain transaction on PostgreSQL,
+    /// where the writes lock what they decide from (see the module documentation) instead of
+    /// taking the registry's lock.
+    async fn begin_loyalty(&self) -> Result<DatabaseTransaction> {
+        match self.kind {
+            Backend::Sqlite => self.begin_write().await,
+            Backend::Postgres => sea_orm::TransactionTrait::begin(&self.writer).await.db(),
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Customers: who is targeted
+
+/// The customer a request names, as the guard rails see it.
+struct Target {
+    /// The live customer (the survivor for a merged id; the id named for an erased one).
+    customer: CustomerId,
+    privacy: PrivacyStatus,
+    consents: ConsentSet,
+}
+
+/// Resolves `requested` for targeting: an erased customer (kept in `customer_erasures`) is
+/// returned as erased (and suppressed: erasure suppresses their identifiers); an unknown one is
+/// `NotFound`; a merged one is its survivor, with the survivor's consents.
+async fn target(conn: &impl ConnectionTrait, requested: CustomerId) -> Result<Target> {
+    let backend = conn.get_database_backend();
+    let mut sql = Sql::new(
+        backend,
+        "SELECT customer_id FROM customer_erasures WHERE customer_id = ",
+    );
+    sql.bind(text(requested.to_string()));
+    if conn.query_one_raw(sql.build()).await.db()?.is_some() {
+        return Ok(Target {
+            customer: requested,
+            privacy: PrivacyStatus {
+                erased: true,
+                suppressed: true,
+            },
+            consents: ConsentSet::new(),
+        });
+    }
+    let customer = crate::customers::live(conn, requested).await?;
+    let mut sql = Sql::new(backend, "SELECT consents_json FROM customers WHERE id = ");
+    sql.bind(text(customer.to_string()));
+    let row = conn
+        .query_one_raw(sql.build())
+        .await
+        .db()?
+        .ok_or_else(|| Error::not_found("customer", requested.to_string()))?;
+    let json: String = get(&row, "consents_json")?;
+    let consents: Vec<cxhub_domain::feed::Consent> =
+        serde_json::from_str(&json).map_err(corrupt)?;
+    Ok(Target {
+        customer,
+        privacy: PrivacyStatus::default(),
+        consents: consents_from_profile(&consents),
+    })
+}
+
+/// `customer` and every customer merged into it (directly or through others).
+async fn merged_family(
+    conn: &impl ConnectionTrait,
+    customer: CustomerId,
+) -> Result<Vec<CustomerId>> {
+    let mut family = vec![customer];
+    let mut frontier = vec![customer.to_string()];
+    let mut seen: BTreeSet<String> = frontier.iter().cloned().collect();
+    while !frontier.is_empty() {
+        let mut sql = Sql::new(
+            conn.get_database_backend(),
+            "SELECT id FROM customers WHERE merged_into",
+        );
+        sql.in_texts(std::mem::take(&mut frontier));
+        for row in conn.query_all_raw(sql.build()).await.db()? {
+            let id: String = get(&row, "id")?;
+            if seen.insert(id.clone()) {
+                family.push(id.parse().map_err(corrupt)?);
+                frontier.push(id);
+            }
+        }
+    }
+    Ok(family)
+}
+
+/// On PostgreSQL, serialises the writes that decide from what `customer` has, across
+/// replicas, until the transaction ends. (SQLite writes are serial already.)
+async fn lock_customer(
+    txn: &DatabaseTransaction,
+    backend: Backend,
+    customer: CustomerId,
+) -> Result<()> {
+    if backend == Backend::Postgres {
+        let mut sql = Sql::new(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtext('cxhub.loyalty.customer.' || ",
+        );
+        sql.bind(text(customer.to_string())).push("))");
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------------
+// Actions
+
+async fn propose(
+    txn: &DatabaseTransaction,
+    backend: Backend,
+    principal: &str,
+    mut action: NewAction,
+    guard: &GuardConfig,
+) -> Result<Action> {
+    let target = target(txn, action.customer).await?;
+    lock_customer(txn, backend, target.customer).await?;
+    if let Some(campaign) = action.campaign {
+        let campaign = get_campaign(txn, &Lookup::Id(campaign)).await?;
+        check_value_currency(&campaign.budget, action.value)?;
+    }
+    let now = crate::now();
+    let history = if target.privacy.erased {
+        Vec::new()
+    } else {
+        cap_history(txn, target.customer, &action.kind, guard, now).await?
+    };
+    eligibility(&Candidate {
+        kind: &action.kind,
+        channel: action.channel,
+        privacy: target.privacy,
+        consents: &target.consents,
+        caps: &guard.caps,
+        history: &history,
+        now,
+    })
+    .into_result()?;
+    action.customer = target.customer;
+    let stored = Action {
+        id: ActionId::generate(),
+        action,
+        state: ActionState::Proposed,
+        revision: 1,
+        created_by: principal.to_owned(),
+        created_at: now,
+        updated_at: now,
+        history: Vec::new(),
+    };
+    insert_action(txn, &stored).await?;
+    tracing::info!(action_id = %stored.id, customer_id = %stored.action.customer, kind = %stored.action.kind, "action proposed");
+    Ok(stored)
+}
+
+/// A campaign's actions must be worth something, in the budget's currency.
+fn check_value_currency(budget: &Budget, value: Option<Money>) -> Result<()> {
+    let Some(value) = value else {
+        return Err(Error::invalid_field(
+            "action.value",
+            "required for an action of a campaign: what it costs the campaign's budget",
+        ));
+    };
+    if value.currency != budget.limit.currency {
+        return Err(Error::InvalidArgument {
+            reason: "CURRENCY_MISMATCH",
+            violations: vec![FieldViolation {
+                field: "action.value.currency_code".into(),
+                description: format!(
+                    "the campaign's budget is in {}, the value in {}",
+                    budget.limit.currency, value.currency
+                ),
+            }],
+        });
+    }
+    Ok(())
+}
+
+/// The customer's actions of the capped kinds within the longest cap window of `kind`.
+async fn cap_history(
+    txn: &DatabaseTransaction,
+    customer: CustomerId,
+    kind: &ActionKind,
+    guard: &GuardConfig,
+    now: DateTime<Utc>,
+) -> Result<Vec<(ActionKind, DateTime<Utc>, ActionState)>> {
+    let Some(window) = guard
+        .caps
+        .iter()
+        .filter(|c| c.kind == *kind)
+        .map(|c| c.window)
+        .max()
+    else {
+        return Ok(Vec::new());
+    };
+    let family: Vec<String> = merged_family(txn, customer)
+        .await?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let mut sql = Sql::new(
+        txn.get_database_backend(),
+        "SELECT kind, created_at, state FROM loyalty_actions WHERE customer_id",
+    );
+    sql.in_texts(family)
+        .push(" AND kind = ")
+        .bind(text(kind.to_string()))
+        .push(" AND created_at > ")
+        .bind(time(now - window));
+    let mut out = Vec::new();
+    for row in txn.query_all_raw(sql.build()).await.db()? {
+        let kind: String = get(&row, "kind")?;
+        let state: String = get(&row, "state")?;
+        out.push((
+            ActionKind::parse(&kind).map_err(corrupt)?,
+            get(&row, "created_at")?,
+            state.parse().map_err(corrupt)?,
+        ));
+    }
+    Ok(out)
+}
+
+async fn insert_action(txn: &DatabaseTransaction, a: &Action) -> Result<()> {
+    let mut sql = Sql::new(
+        txn.get_database_backend(),
+        &format!("INSERT INTO loyalty_actions ({ACTION_COLUMNS}) VALUES "),
+    );
+    let n = &a.action;
+    sql.tuple([
+        text(a.id.to_string()),
+        text(n.customer.to_string()),
+        text(n.kind.to_string()),
+        text_opt(n.rule.as_ref().map(|r| r.id.clone())),
+        sea_orm::Value::BigInt(n.rule.as_ref().map(|r| r.version)),
+        text(n.reason.as_str()),
+        text(n.channel.as_str()),
+        sea_orm::Value::BigInt(n.value.map(|v| v.amount_minor)),
+        text_opt(n.value.map(|v| v.currency.code())),
+        text_opt(n.campaign.map(|c| c.to_string())),
+        int(0),
+        time(n.due_at),
+        text(n.assignee_team.as_str()),
+        text(a.state.as_str()),
+        int(a.revision),
+        text(a.created_by.as_str()),
+        time(a.created_at),
+        time(a.updated_at),
+    ]);
+    txn.execute_raw(sql.build()).await.db()?;
+    Ok(())
+}
+
+/// One action row and what it holds reserved.
+struct ActionRow {
+    action: Action,
+    reserved_minor: i64,
+}
+
+fn action_row(row: &QueryResult) -> Result<ActionRow> {
+    let id: String = get(row, "id")?;
+    let customer: String = get(row, "customer_id")?;
+    let kind: String = get(row, "kind")?;
+    let rule_id: Option<String> = get(row, "rule_id")?;
+    let rule_version: Option<i64> = get(row, "rule_version")?;
+    let channel: String = get(row, "channel")?;
+    let value_minor: Option<i64> = get(row, "value_minor")?;
+    let value_currency: Option<String> = get(row, "value_currency")?;
+    let campaign: Option<String> = get(row, "campaign_id")?;
+    let state: String = get(row, "state")?;
+    let value = match (value_minor, value_currency) {
+        (Some(minor), Some(code)) => {
+            Some(Money::new(minor, Currency::parse(&code).map_err(corrupt)?))
+        }
+        _ => None,
+    };
+    Ok(ActionRow {
+        action: Action {
+            id: id.parse().map_err(corrupt)?,
+            action: NewAction {
+                customer: customer.parse().map_err(corrupt)?,
+                kind: ActionKind::parse(&kind).map_err(corrupt)?,
+                rule: rule_id.map(|id| RuleRef {
+                    id,
+                    version: rule_version.unwrap_or(0),
+                }),
+                reason: get(row, "reason")?,
+                channel: parse_channel(&channel)?,
+                value,
+                campaign: campaign.map(|c| c.parse()).transpose().map_err(corrupt)?,
+                due_at: get(row, "due_at")?,
+                assignee_team: get(row, "assignee_team")?,
+            },
+            state: state.parse().map_err(corrupt)?,
+            revision: get(row, "revision")?,
+            created_by: get(row, "created_by")?,
+            created_at: get(row, "created_at")?,
+            updated_at: get(row, "updated_at")?,
+            history: Vec::new(),
+        },
+        reserved_minor: get(row, "reserved_minor")?,
+    })
+}
+
+fn parse_channel(s: &str) -> Result<ContactChannel> {
+    [
+        ContactChannel::Email,
+        ContactChannel::Sms,
+        ContactChannel::Phone,
+        ContactChannel::Letter,
+        ContactChannel::Push,
+        ContactChannel::InApp,
+    ]
+    .into_iter()
+    .find(|c| c.as_str() == s)
+    .ok_or_else(|| corrupt(format!("unknown contact channel {s}")))
+}
+
+/// Loads the histories of `actions`, in one statement.
+async fn with_history(conn: &impl ConnectionTrait, actions: &mut [Action]) -> Result<()> {
+    if actions.is_empty() {
+        return Ok(());
+    }
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        "SELECT action_id, from_state, to_state, principal, at FROM loyalty_action_transitions \
+         WHERE action_id",
+    );
+    sql.in_texts(actions.iter().map(|a| a.id.to_string()))
+        .push(" ORDER BY action_id, seq");
+    for row in conn.query_all_raw(sql.build()).await.db()? {
+        let id: String = get(&row, "action_id")?;
+        let from: String = get(&row, "from_state")?;
+        let to: String = get(&row, "to_state")?;
+        if let Some(a) = actions.iter_mut().find(|a| a.id.to_string() == id) {
+            a.history.push(Transition {
+                from: from.parse().map_err(corrupt)?,
+                to: to.parse().map_err(corrupt)?,
+                principal: get(&row, "principal")?,
+                at: get(&row, "at")?,
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn action_row_by_id(
+    conn: &impl ConnectionTrait,
+    id: ActionId,
+    for_update: bool,
+) -> Result<ActionRow> {
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        &format!("SELECT {ACTION_COLUMNS} FROM loyalty_actions WHERE id = "),
+    );
+    sql.bind(text(id.to_string()));
+    if for_update && conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        sql.push(" FOR UPDATE");
+    }
+    let row = conn
+        .query_one_raw(sql.build())
+        .await
+        .db()?
+        .ok_or_else(|| Error::not_found("action", id.to_string()))?;
+    action_row(&row)
+}
+
+async fn get_action(conn: &impl ConnectionTrait, id: ActionId, for_update: bool) -> Result<Action> {
+    let mut action = action_row_by_id(conn, id, for_update).await?.action;
+    with_history(conn, std::slice::from_mut(&mut action)).await?;
+    Ok(action)
+}
+
+async fn list_actions(
+    conn: &impl ConnectionTrait,
+    filter: &ActionFilter,
+    now: DateTime<Utc>,
+    page: &PageRequest,
+) -> Result<Page<Action>> {
+    let size = page.size.max(1) as usize;
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        &format!("SELECT {ACTION_COLUMNS} FROM loyalty_actions WHERE 1 = 1"),
+    );
+    if let Some(customer) = filter.customer {
+        let live = crate::customers::live(conn, customer).await?;
+        let family = merged_family(conn, live).await?;
+        sql.push(" AND customer_id")
+            .in_texts(family.iter().map(ToString::to_string));
+    }
+    if let Some(state) = filter.state {
+        sql.push(" AND state = ").bind(text(state.as_str()));
+    }
+    if let Some(kind) = &filter.kind {
+        sql.push(" AND kind = ").bind(text(kind.to_string()));
+    }
+    if let Some(team) = &filter.assignee_team {
+        sql.push(" AND assignee_team = ").bind(text(team.as_str()));
+    }
+    if filter.sla_breached_only {
+        sql.push(" AND state IN ('PROPOSED', 'APPROVED') AND due_at < ")
+            .bind(time(now));
+    }
+    if let Some(after) = &page.after {
+        sql.push(" AND id > ").bind(text(after.as_str()));
+    }
+    sql.push(" ORDER BY id")
+        .limit(u64::try_from(size + 1).unwrap_or(u64::MAX));
+    let mut actions = conn
+        .query_all_raw(sql.build())
+        .await
+        .db()?
+        .iter()
+        .map(|row| action_row(row).map(|r| r.action))
+        .collect::<Result<Vec<_>>>()?;
+    let more = actions.len() > size;
+    actions.truncate(size);
+    with_history(conn, &mut actions).await?;
+    let next_after = if more {
+        actions.last().map(|a| a.id.to_string())
+    } else {
+        None
+    };
+    Ok(Page {
+        items: actions,
+        next_after,
+    })
+}
+
+async fn transition(
+    txn: &DatabaseTransaction,
+    backend: Backend,
+    principal: &str,
+    id: ActionId,
+    to: ActionState,
+    etag: Option<&str>,
+) -> Result<Action> {
+    let ActionRow {
+        mut action,
+        reserved_minor,
+    } = action_row_by_id(txn, id, true).await?;
+    check_etag(etag, action.revision, "action")?;
+    act::transition(action.state, to)?;
+    let now = crate::now();
+    let mut reserved_after = reserved_minor;
+    if to == ActionState::Approved {
+        // The customer may have been erased, merged or withdrawn consent since the proposal.
+        let target = target(txn, action.action.customer).await?;
+        lock_customer(txn, backend, target.customer).await?;
+        eligibility(&Candidate {
+            kind: &action.action.kind,
+            channel: action.action.channel,
+            privacy: target.privacy,
+            consents: &target.consents,
+            caps: &[],
+            history: &[],
+            now,
+        })
+        .into_result()?;
+        if let (Some(campaign), Some(value)) = (action.action.campaign, action.action.value) {
+            reserve(txn, campaign, value).await?;
+            reserved_after = value.amount_minor;
+        }
+    } else if reserved_minor > 0
+        && let Some(campaign) = action.action.campaign
+    {
+        match to {
+            ActionState::Redeemed => {
+                settle(txn, campaign, reserved_minor, true).await?;
+                reserved_after = 0;
+            }
+            ActionState::Cancelled | ActionState::Declined | ActionState::Expired => {
+                settle(txn, campaign, reserved_minor, false).await?;
+                reserved_after = 0;
+            }
+            _ => {}
+        }
+    }
+    let backend_db = txn.get_database_backend();
+    let mut sql = Sql::new(backend_db, "UPDATE loyalty_actions SET state = ");
+    sql.bind(text(to.as_str()))
+        .push(", revision = revision + 1, reserved_minor = ")
+        .bind(int(reserved_after))
+        .push(", updated_at = ")
+        .bind(time(now))
+        .push(" WHERE id = ")
+        .bind(text(id.to_string()))
+        .push(" AND revision = ")
+        .bind(int(action.revision));
+    if txn.execute_raw(sql.build()).await.db()?.rows_affected() != 1 {
+        return Err(Error::aborted(
+            "CONCURRENT_UPDATE",
+            "the action changed while it was being moved: read it again and retry",
+        ));
+    }
+    with_history(txn, std::slice::from_mut(&mut action)).await?;
+    let seq = i64::try_from(action.history.len()).map_err(corrupt)? + 1;
+    let mut sql = Sql::new(
+        backend_db,
+        "INSERT INTO loyalty_action_transitions (action_id, seq, from_state, to_state, principal, at) VALUES ",
+    );
+    sql.tuple([
+        text(id.to_string()),
+        int(seq),
+        text(action.state.as_str()),
+        text(to.as_str()),
+        text(principal),
+        time(now),
+    ]);
+    txn.execute_raw(sql.build()).await.db()?;
+    action.history.push(Transition {
+        from: action.state,
+        to,
+        principal: principal.to_owned(),
+        at: now,
+    });
+    action.state = to;
+    action.revision += 1;
+    action.updated_at = now;
+    tracing::info!(action_id = %id, from = %action.history.last().map_or(to, |t| t.from), to = %to, "action moved");
+    Ok(action)
+}
+
+/// Reserves `value` of the campaign's budget in one conditional statement: it changes the row
+/// only if the budget still covers the value, whatever other replicas reserved meanwhile.
+async fn reserve(txn: &DatabaseTransaction, campaign: CampaignId, value: Money) -> Result<()> {
+    let mut sql = Sql::new(
+        txn.get_database_backend(),
+        "UPDATE loyalty_campaigns SET reserved_minor = reserved_minor + ",
+    );
+    sql.bind(int(value.amount_minor))
+        .push(" WHERE id = ")
+        .bind(text(campaign.to_string()))
+        .push(" AND currency = ")
+        .bind(text(value.currency.code()))
+        .push(" AND spent_minor + reserved_minor + ")
+        .bind(int(value.amount_minor))
+        .push(" <= budget_minor");
+    if txn.execute_raw(sql.build()).await.db()?.rows_affected() == 1 {
+        return Ok(());
+    }
+    // Refused: say why, from the budget as it is now.
+    let current = get_campaign(txn, &Lookup::Id(campaign)).await?;
+    guard::reserve(&current.budget, value)?;
+    Err(Error::aborted(
+        "CONCURRENT_UPDATE",
+        "the budget changed while the action was approved: retry",
+    ))
+}
+
+/// Releases `amount` of the campaign's reservation, spending it when `spend`.
+async fn settle(
+    txn: &DatabaseTransaction,
+    campaign: CampaignId,
+    amount: i64,
+    spend: bool,
+) -> Result<()> {
+    let mut sql = Sql::new(
+        txn.get_database_backend(),
+        "UPDATE loyalty_campaigns SET reserved_minor = reserved_minor - ",
+    );
+    sql.bind(int(amount));
+    if spend {
+        sql.push(", spent_minor = spent_minor + ").bind(int(amount));
+    }
+    sql.push(" WHERE id = ")
+        .bind(text(campaign.to_string()))
+        .push(" AND reserved_minor >= ")
+        .bind(int(amount));
+    if txn.execute_raw(sql.build()).await.db()?.rows_affected() != 1 {
+        return Err(corrupt(format!(
+            "campaign {campaign} holds less reserved than an action of it"
+        )));
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------------
+// Campaigns
+
+const CAMPAIGN_COLUMNS: &str =
+    "id, key, name, currency, budget_minor, spent_minor, reserved_minor, created_at";
+
+async fn create_campaign(txn: &DatabaseTransaction, new: NewCampaign) -> Result<Campaign> {
+    let budget = Budget::new(new.budget).map_err(|_| {
+        Error::invalid_field("campaign.budget.amount_minor", "must not be negative")
+    })?;
+    let campaign = Campaign {
+        id: CampaignId::generate(),
+        key: new.key,
+        name: new.name,
+        budget,
+        created_at: crate::now(),
+    };
+    let mut sql = Sql::new(
+        txn.get_database_backend(),
+        &format!("INSERT INTO loyalty_campaigns ({CAMPAIGN_COLUMNS}) VALUES "),
+    );
+    sql.tuple([
+        text(campaign.id.to_string()),
+        text(campaign.key.as_str()),
+        text(campaign.name.as_str()),
+        text(budget.limit.currency.code()),
+        int(budget.limit.amount_minor),
+        int(0),
+        int(0),
+        time(campaign.created_at),
+    ])
+    .push(" ON CONFLICT (key) DO NOTHING");
+    if txn.execute_raw(sql.build()).await.db()?.rows_affected() != 1 {
+        return Err(Error::AlreadyExists {
+            reason: "CAMPAIGN_KEY_TAKEN",
+            field: "campaign.key".into(),
+            message: format!("a campaign with key {} exists already", campaign.key),
+        });
+    }
+    Ok(campaign)
+}
+
+async fn get_campaign(
+    conn: &impl ConnectionTrait,
+    lookup: &Lookup<CampaignId>,
+) -> Result<Campaign> {
+    let (column, value) = match lookup {
+        Lookup::Id(id) => ("id = ", id.to_string()),
+        Lookup::Key(key) => ("key = ", key.as_str().to_owned()),
+    };
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        &format!("SELECT {CAMPAIGN_COLUMNS} FROM loyalty_campaigns WHERE {column}"),
+    );
+    sql.bind(text(value.as_str()));
+    let row = conn
+        .query_one_raw(sql.build())
+        .await
+        .db()?
+        .ok_or_else(|| Error::not_found("campaign", value.clone()))?;
+    let id: String = get(&row, "id")?;
+    let key: String = get(&row, "key")?;
+    let currency: String = get(&row, "currency")?;
+    let currency = Currency::parse(&currency).map_err(corrupt)?;
+    let money = |column: &str| -> Result<Money> { Ok(Money::new(get(&row, column)?, currency)) };
+    Ok(Campaign {
+        id: id.parse().map_err(corrupt)?,
+        key: Key::parse(&key).map_err(corrupt)?,
+        name: get(&row, "name")?,
+        budget: Budget {
+            limit: money("budget_minor")?,
+            spent: money("spent_minor")?,
+            reserved: money("reserved_minor")?,
+        },
+        created_at: get(&row, "created_at")?,
+    })
+}
+
+// ------------------------------------------------------------------------------------------------
+// Points
+
+/// A fingerprint of what a posting asks for, to tell a retry from a reused request id.
+fn posting_fingerprint(posting: &PointsPosting) -> String {
+    let json = serde_json::to_vec(&(&posting.customer, &posting.op)).unwrap_or_default();
+    Sha256::digest(&json)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The first result of an earlier posting under the same request id, or `REQUEST_ID_REUSED`.
+fn replayed(
+    posting: &PointsPosting,
+    fingerprint: &str,
+    stored: &str,
+    posted: Posted,
+) -> Result<Posted> {
+    if stored == fingerprint {
+        Ok(posted)
+    } else {
+        Err(Error::InvalidArgument {
+            reason: "REQUEST_ID_REUSED",
+            violations: vec![FieldViolation {
+                field: "request_id".into(),
+                description: format!(
+                    "request id {} was already used for a different entry: use a new id for a new entry",
+                    posting.request_id
+                ),
+            }],
+        })
+    }
+}
+
+fn entry_kind_text(kind: EntryKind) -> &'static str {
+    match kind {
+        EntryKind::Accrual => "ACCRUAL",
+        EntryKind::Redemption => "REDEMPTION",
+        EntryKind::Expiry => "EXPIRY",
+        EntryKind::Reversal => "REVERSAL",
+        EntryKind::Adjustment => "ADJUSTMENT",
+    }
+}
+
+fn parse_entry_kind(s: &str) -> Result<EntryKind> {
+    [
+        EntryKind::Accrual,
+        EntryKind::Redemption,
+        EntryKind::Expiry,
+        EntryKind::Reversal,
+        EntryKind::Adjustment,
+    ]
+    .into_iter()
+    .find(|k| entry_kind_text(*k) == s)
+    .ok_or_else(|| corrupt(format!("unknown entry kind {s}")))
+}
+
+/// An entry row: the fingerprint it was posted with and the entry with its balance after.
+fn entry_row(row: &QueryResult) -> Result<(String, Posted)> {
+    let customer: String = get(row, "customer_id")?;
+    let kind: String = get(row, "kind")?;
+    Ok((
+        get(row, "fingerprint")?,
+        Posted {
+            entry: Entry {
+                request_id: get(row, "request_id")?,
+                customer: customer.parse().map_err(corrupt)?,
+                kind: parse_entry_kind(&kind)?,
+                points: get(row, "points")?,
+                at: get(row, "posted_at")?,
+                source_ref: get(row, "source_ref")?,
+                expires_at: get(row, "expires_at")?,
+                shortfall: get(row, "shortfall")?,
+            },
+            balance: get(row, "balance_after")?,
+        },
+    ))
+}
+
+async fn entry_by_request(
+    conn: &impl ConnectionTrait,
+    request_id: &str,
+) -> Result<Option<(String, Posted)>> {
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        &format!("SELECT {ENTRY_COLUMNS} FROM loyalty_point_entries WHERE request_id = "),
+    );
+    sql.bind(text(request_id));
+    conn.query_one_raw(sql.build())
+        .await
+        .db()?
+        .map(|row| entry_row(&row))
+        .transpose()
+}
+
+/// The entries of `family` (a customer and those merged into it), oldest first, as the
+/// survivor's.
+async fn entries_of(
+    conn: &impl ConnectionTrait,
+    family: &[CustomerId],
+    survivor: CustomerId,
+) -> Result<Vec<Entry>> {
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        &format!("SELECT {ENTRY_COLUMNS} FROM loyalty_point_entries WHERE customer_id"),
+    );
+    sql.in_texts(family.iter().map(ToString::to_string))
+        .push(" ORDER BY id");
+    conn.query_all_raw(sql.build())
+        .await
+        .db()?
+        .iter()
+        .map(|row| {
+            entry_row(row).map(|(_, p)| Entry {
+                customer: survivor,
+                ..p.entry
+            })
+        })
+        .collect()
+}
+
+/// The customer's ledger, replayed from their stored entries.
+async fn ledger_of(
+    conn: &impl ConnectionTrait,
+    customer: CustomerId,
+) -> Result<(Ledger, Vec<CustomerId>)> {
+    let family = merged_family(conn, customer).await?;
+    let mut ledger = Ledger::new();
+    for entry in entries_of(conn, &family, customer).await? {
+        let request_id = entry.request_id.clone();
+        ledger
+            .post(entry)
+            .map_err(|err| corrupt(format!("stored entry {request_id} does not replay: {err}")))?;
+    }
+    Ok((ledger, family))
+}
+
+/// Posts under the customer's lock. `Ok(None)`: a concurrent posting with the same request id
+/// committed first (the caller replays it).
+async fn post(
+    txn: &DatabaseTransaction,
+    backend: Backend,
+    posting: &PointsPosting,
+) -> Result<Option<Posted>> {
+    let fingerprint = posting_fingerprint(posting);
+    if let Some((stored, posted)) = entry_by_request(txn, &posting.request_id).await? {
+        return replayed(posting, &fingerprint, &stored, posted).map(Some);
+    }
+    let target = target(txn, posting.customer).await?;
+    if target.privacy.erased {
+        return Err(Error::precondition(
+            "CUSTOMER_ERASED",
+            format!(
+                "customer {} was erased: their points are gone",
+                posting.customer
+            ),
+        ));
+    }
+    let customer = target.customer;
+    lock_customer(txn, backend, customer).await?;
+    let (mut ledger, _) = ledger_of(txn, customer).await?;
+    let now = crate::now();
+    let entry = match &posting.op {
+        PointsOp::Accrue {
+            points,
+            source_ref,
+            expires_at,
+        } => Entry {
+            request_id: posting.request_id.clone(),
+            customer,
+            kind: EntryKind::Accrual,
+            points: *points,
+            at: now,
+            source_ref: Some(source_ref.clone()),
+            expires_at: *expires_at,
+            shortfall: 0,
+        },
+        PointsOp::Redeem { points, source_ref } => Entry {
+            request_id: posting.request_id.clone(),
+            customer,
+            kind: EntryKind::Redemption,
+            points: points.checked_neg().unwrap_or(i64::MIN),
+            at: now,
+            source_ref: source_ref.clone(),
+            expires_at: None,
+            shortfall: 0,
+        },
+        PointsOp::Reverse { source_ref, points } => ledger
+            .plan_reversal_of_points(&posting.request_id, customer, source_ref, *points, now)?
+            .entry
+            .ok_or_else(|| Error::invalid_field("points", "must be positive"))?,
+    };
+    match ledger.post(entry.clone())? {
+        PostOutcome::Posted => {}
+        PostOutcome::Duplicate => return Err(corrupt("a new request id posted as a duplicate")),
+    }
+    let balance = ledger.balance(customer);
+    let id = uuid::Uuid::now_v7().to_string();
+    let db = txn.get_database_backend();
+    let mut sql = Sql::new(
+        db,
+        &format!("INSERT INTO loyalty_point_entries ({ENTRY_COLUMNS}) VALUES "),
+    );
+    sql.tuple([
+        text(id.as_str()),
+        text(entry.request_id.as_str()),
+        text(fingerprint.as_str()),
+        text(customer.to_string()),
+        text(entry_kind_text(entry.kind)),
+        int(entry.points),
+        text_opt(entry.source_ref.clone()),
+        time_opt(entry.expires_at),
+        int(entry.shortfall),
+        int(balance),
+        time(now),
+    ])
+    .push(" ON CONFLICT (request_id) DO NOTHING");
+    if txn.execute_raw(sql.build()).await.db()?.rows_affected() != 1 {
+        return Ok(None);
+    }
+    let mut sql = Sql::new(
+        db,
+        "INSERT INTO loyalty_point_legs (entry_id, account, points) VALUES ",
+    );
+    for (i, leg) in entry.legs().iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        let account = match leg.account {
+            cxhub_domain::loyalty::points::Account::Customer(c) => format!("customer:{c}"),
+            cxhub_domain::loyalty::points::Account::Programme => "programme".to_owned(),
+            cxhub_domain::loyalty::points::Account::Breakage => "breakage".to_owned(),
+        };
+        sql.tuple([text(id.as_str()), text(account), int(leg.points)]);
+    }
+    txn.execute_raw(sql.build()).await.db()?;
+    tracing::info!(customer_id = %customer, kind = entry_kind_text(entry.kind), points = entry.points, balance, "points posted");
+    Ok(Some(Posted { entry, balance }))
+}
+
+async fn balance(
+    conn: &impl ConnectionTrait,
+    requested: CustomerId,
+    recent: u32,
+) -> Result<PointsBalance> {
+    let customer = crate::customers::live(conn, requested).await?;
+    let (ledger, _) = ledger_of(conn, customer).await?;
+    let recent: Vec<Entry> = ledger
+        .entries()
+        .iter()
+        .rev()
+        .take(recent as usize)
+        .cloned()
+        .collect();
+    Ok(PointsBalance {
+        customer,
+        balance: ledger.balance(customer),
+        recent,
+    })
+}
+
+fn get<T: sea_orm::TryGetable>(row: &QueryResult, column: &str) -> Result<T> {
+    row.try_get("", column).map_err(corrupt)
+}

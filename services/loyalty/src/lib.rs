@@ -1,0 +1,460 @@
+//! `cxhub.loyalty.v1.LoyaltyActionService`: loyalty actions (proposed, approved, sent…, every
+//! move recorded), the guard rails that keep them sensible (erased customers, consent,
+//! frequency caps, campaign budgets), and the points ledger. Handlers are thin: [`convert`]
+//! validates, the store applies the domain rules (`cxhub_domain::loyalty`) transactionally.
+
+pub mod convert;
+
+use std::sync::Arc;
+
+use cxhub_domain::idempotency::RequestKey;
+use cxhub_domain::loyalty::repo::{
+    ActionFilter, GuardConfig, LoyaltyRepo, MAX_RECENT_ENTRIES, PointsOp, PointsPosting,
+};
+use cxhub_domain::page::{filter_fingerprint, next_page_token, page_request};
+use cxhub_domain::repo::Lookup;
+use cxhub_domain::touchpoint::Key;
+use cxhub_domain::{Error, Violations};
+use cxhub_proto::loyalty::v1 as pb;
+use cxhub_proto::loyalty::v1::loyalty_action_service_server::{
+    LoyaltyActionService, LoyaltyActionServiceServer, SERVICE_NAME,
+};
+use cxhub_server::{Access, Limits, MethodAccess, ServiceRegistration, principal, to_status};
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+const READ: Access = Access::Scope("loyalty:read");
+const WRITE: Access = Access::Scope("loyalty:write");
+
+/// Every RPC of the service and the scope it needs.
+pub const METHODS: &[MethodAccess] = &[
+    MethodAccess {
+        method: "ProposeAction",
+        access: WRITE,
+    },
+    MethodAccess {
+        method: "GetAction",
+        access: READ,
+    },
+    MethodAccess {
+        method: "ListActions",
+        access: READ,
+    },
+    MethodAccess {
+        method: "TransitionAction",
+        access: WRITE,
+    },
+    MethodAccess {
+        method: "CreateCampaign",
+        access: WRITE,
+    },
+    MethodAccess {
+        method: "GetCampaign",
+        access: READ,
+    },
+    MethodAccess {
+        method: "AccruePoints",
+        access: WRITE,
+    },
+    MethodAccess {
+        method: "RedeemPoints",
+        access: WRITE,
+    },
+    MethodAccess {
+        method: "ReversePoints",
+        access: WRITE,
+    },
+    MethodAccess {
+        method: "GetPointsBalance",
+        access: READ,
+    },
+];
+
+/// The service's name on the `--services` flag.
+pub const SHORT_NAME: &str = "loyalty";
+
+/// Default number of recent entries a balance read returns.
+const DEFAULT_RECENT_ENTRIES: u32 = 20;
+
+/// The registration the hub serves, over `repo`, with the frequency caps of `guard`.
+pub fn registration(repo: Arc<dyn LoyaltyRepo>, guard: GuardConfig) -> ServiceRegistration {
+    ServiceRegistration {
+        short_name: SHORT_NAME,
+        grpc_name: SERVICE_NAME,
+        methods: METHODS,
+        add: Box::new(move |routes, limits: &Limits| {
+            routes.add_service(
+                LoyaltyActionServiceServer::new(Loyalty {
+                    repo,
+                    guard: Arc::new(guard),
+                })
+                .max_decoding_message_size(limits.max_message_bytes)
+                .max_encoding_message_size(limits.max_message_bytes),
+            );
+        }),
+    }
+}
+
+/// The gRPC handlers over a [`LoyaltyRepo`].
+pub struct Loyalty {
+    repo: Arc<dyn LoyaltyRepo>,
+    guard: Arc<GuardConfig>,
+}
+
+/// The idempotency key of a mutating request (from the request without its `request_id`).
+fn request_key<M: Message + Clone>(
+    req: &Request<M>,
+    method: &str,
+    request_id: &str,
+    clear_id: impl FnOnce(&mut M),
+    v: &mut Violations,
+) -> Option<RequestKey> {
+    let mut payload = req.get_ref().clone();
+    clear_id(&mut payload);
+    let caller = principal(req);
+    match RequestKey::new(
+        &caller.name,
+        &format!("{SERVICE_NAME}/{method}"),
+        request_id,
+        &payload.encode_to_vec(),
+    ) {
+        Ok(key) => Some(key),
+        Err(err) => {
+            for violation in Vec::from(err) {
+                v.add(violation.field, violation.description);
+            }
+            None
+        }
+    }
+}
+
+/// Ends validation: every violation at once, or the validated value.
+fn validated<T>(v: Violations, value: Option<T>) -> Result<T, Status> {
+    v.into_result().map_err(to_status)?;
+    value.ok_or_else(|| {
+        to_status(Error::internal(
+            "validation produced no value and no violation",
+        ))
+    })
+}
+
+/// A ledger request id (same rules as every request id).
+fn ledger_request_id(id: &str, v: &mut Violations) -> Option<String> {
+    v.check(
+        "request_id",
+        cxhub_domain::idempotency::check_request_id(id),
+    )
+    .map(|()| id.to_owned())
+}
+
+fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+impl Loyalty {
+    async fn post(&self, posting: PointsPosting) -> Result<(pb::PointsEntry, i64), Status> {
+        let posted = self.repo.post_points(posting).await.map_err(to_status)?;
+        Ok((convert::entry_to_pb(posted.entry), posted.balance))
+    }
+}
+
+#[tonic::async_trait]
+impl LoyaltyActionService for Loyalty {
+    async fn propose_action(
+        &self,
+        req: Request<pb::ProposeActionRequest>,
+    ) -> Result<Response<pb::ProposeActionResponse>, Status> {
+        let mut v = Violations::new();
+        let key = request_key(
+            &req,
+            "ProposeAction",
+            &req.get_ref().request_id,
+            |m| m.request_id.clear(),
+            &mut v,
+        );
+        let action = match &req.get_ref().action {
+            Some(a) => convert::new_action(a, "action", &mut v),
+            None => {
+                v.add("action", "required");
+                None
+            }
+        };
+        let (key, action) = validated(v, key.zip(action))?;
+        let proposed = self
+            .repo
+            .propose_action(&key, action, &self.guard)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ProposeActionResponse {
+            action: Some(convert::action_to_pb(proposed, now())),
+        }))
+    }
+
+    async fn get_action(
+        &self,
+        req: Request<pb::GetActionRequest>,
+    ) -> Result<Response<pb::GetActionResponse>, Status> {
+        let mut v = Violations::new();
+        let id = v.check("id", req.get_ref().id.parse());
+        let id = validated(v, id)?;
+        let action = self.repo.get_action(id).await.map_err(to_status)?;
+        Ok(Response::new(pb::GetActionResponse {
+            action: Some(convert::action_to_pb(action, now())),
+        }))
+    }
+
+    async fn list_actions(
+        &self,
+        req: Request<pb::ListActionsRequest>,
+    ) -> Result<Response<pb::ListActionsResponse>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let customer = if r.customer_id.is_empty() {
+            Some(None)
+        } else {
+            convert::customer(&r.customer_id, "customer_id", &mut v).map(Some)
+        };
+        let state = convert::state(r.state, "state", false, &mut v);
+        let kind = convert::kind(r.kind, &r.custom_kind, "kind", "custom_kind", false, &mut v);
+        let assignee_team = (!r.assignee_team.is_empty()).then(|| r.assignee_team.clone());
+        let filter = customer
+            .zip(state)
+            .zip(kind)
+            .map(|((customer, state), kind)| ActionFilter {
+                customer,
+                state,
+                kind,
+                assignee_team,
+                sla_breached_only: r.sla_breached_only,
+            });
+        let fingerprint = filter_fingerprint(&filter);
+        let page = match page_request(r.page_size, &r.page_token, &fingerprint) {
+            Ok(page) => Some(page),
+            Err(err) => {
+                for violation in Vec::from(err) {
+                    v.add(violation.field, violation.description);
+                }
+                None
+            }
+        };
+        let (filter, page) = validated(v, filter.zip(page))?;
+        let at = now();
+        let found = self
+            .repo
+            .list_actions(&filter, at, &page)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListActionsResponse {
+            next_page_token: next_page_token(found.next_after.as_deref(), &fingerprint),
+            actions: found
+                .items
+                .into_iter()
+                .map(|a| convert::action_to_pb(a, at))
+                .collect(),
+        }))
+    }
+
+    async fn transition_action(
+        &self,
+        req: Request<pb::TransitionActionRequest>,
+    ) -> Result<Response<pb::TransitionActionResponse>, Status> {
+        let mut v = Violations::new();
+        let key = request_key(
+            &req,
+            "TransitionAction",
+            &req.get_ref().request_id,
+            |m| m.request_id.clear(),
+            &mut v,
+        );
+        let r = req.get_ref();
+        let id = v.check("action_id", r.action_id.parse());
+        let to = convert::state(r.to_state, "to_state", true, &mut v).flatten();
+        let ((key, id), to) = validated(v, key.zip(id).zip(to))?;
+        let etag = (!r.etag.is_empty()).then_some(r.etag.as_str());
+        let action = self
+            .repo
+            .transition_action(&key, id, to, etag)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::TransitionActionResponse {
+            action: Some(convert::action_to_pb(action, now())),
+        }))
+    }
+
+    async fn create_campaign(
+        &self,
+        req: Request<pb::CreateCampaignRequest>,
+    ) -> Result<Response<pb::CreateCampaignResponse>, Status> {
+        let mut v = Violations::new();
+        let key = request_key(
+            &req,
+            "CreateCampaign",
+            &req.get_ref().request_id,
+            |m| m.request_id.clear(),
+            &mut v,
+        );
+        let campaign = match &req.get_ref().campaign {
+            Some(c) => convert::new_campaign(c, &mut v),
+            None => {
+                v.add("campaign", "required");
+                None
+            }
+        };
+        let (key, campaign) = validated(v, key.zip(campaign))?;
+        let created = self
+            .repo
+            .create_campaign(&key, campaign)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::CreateCampaignResponse {
+            campaign: Some(convert::campaign_to_pb(created)),
+        }))
+    }
+
+    async fn get_campaign(
+        &self,
+        req: Request<pb::GetCampaignRequest>,
+    ) -> Result<Response<pb::GetCampaignResponse>, Status> {
+        use pb::get_campaign_request::Lookup as L;
+        let mut v = Violations::new();
+        let lookup = match &req.get_ref().lookup {
+            Some(L::Id(id)) => v.check("id", id.parse()).map(Lookup::Id),
+            Some(L::Key(key)) => v.check("key", Key::parse(key)).map(Lookup::Key),
+            None => {
+                v.add("lookup", "give exactly one of id or key");
+                None
+            }
+        };
+        let lookup = validated(v, lookup)?;
+        let campaign = self.repo.get_campaign(&lookup).await.map_err(to_status)?;
+        Ok(Response::new(pb::GetCampaignResponse {
+            campaign: Some(convert::campaign_to_pb(campaign)),
+        }))
+    }
+
+    async fn accrue_points(
+        &self,
+        req: Request<pb::AccruePointsRequest>,
+    ) -> Result<Response<pb::AccruePointsResponse>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let request_id = ledger_request_id(&r.request_id, &mut v);
+        let customer = convert::customer(&r.customer_id, "customer_id", &mut v);
+        let points = convert::points(r.points, &mut v);
+        let source_ref = convert::source_ref(&r.source_ref, true, &mut v).flatten();
+        let expires_at = convert::time(r.expires_at.as_ref(), "expires_at", false, &mut v);
+        if let Some(Some(at)) = expires_at
+            && at <= now()
+        {
+            v.add("expires_at", "must be in the future");
+        }
+        let posting = (|| {
+            Some(PointsPosting {
+                request_id: request_id?,
+                customer: customer?,
+                op: PointsOp::Accrue {
+                    points: points?,
+                    source_ref: source_ref?,
+                    expires_at: expires_at?,
+                },
+            })
+        })();
+        let posting = validated(v, posting)?;
+        let (entry, balance) = self.post(posting).await?;
+        Ok(Response::new(pb::AccruePointsResponse {
+            entry: Some(entry),
+            balance,
+        }))
+    }
+
+    async fn redeem_points(
+        &self,
+        req: Request<pb::RedeemPointsRequest>,
+    ) -> Result<Response<pb::RedeemPointsResponse>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let request_id = ledger_request_id(&r.request_id, &mut v);
+        let customer = convert::customer(&r.customer_id, "customer_id", &mut v);
+        let points = convert::points(r.points, &mut v);
+        let source_ref = convert::source_ref(&r.source_ref, false, &mut v);
+        let posting = (|| {
+            Some(PointsPosting {
+                request_id: request_id?,
+                customer: customer?,
+                op: PointsOp::Redeem {
+                    points: points?,
+                    source_ref: source_ref?,
+                },
+            })
+        })();
+        let posting = validated(v, posting)?;
+        let (entry, balance) = self.post(posting).await?;
+        Ok(Response::new(pb::RedeemPointsResponse {
+            entry: Some(entry),
+            balance,
+        }))
+    }
+
+    async fn reverse_points(
+        &self,
+        req: Request<pb::ReversePointsRequest>,
+    ) -> Result<Response<pb::ReversePointsResponse>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let request_id = ledger_request_id(&r.request_id, &mut v);
+        let customer = convert::customer(&r.customer_id, "customer_id", &mut v);
+        let source_ref = convert::source_ref(&r.source_ref, true, &mut v).flatten();
+        let points = convert::points(r.points, &mut v);
+        let posting = (|| {
+            Some(PointsPosting {
+                request_id: request_id?,
+                customer: customer?,
+                op: PointsOp::Reverse {
+                    source_ref: source_ref?,
+                    points: points?,
+                },
+            })
+        })();
+        let posting = validated(v, posting)?;
+        let (entry, balance) = self.post(posting).await?;
+        Ok(Response::new(pb::ReversePointsResponse {
+            entry: Some(entry),
+            balance,
+        }))
+    }
+
+    async fn get_points_balance(
+        &self,
+        req: Request<pb::GetPointsBalanceRequest>,
+    ) -> Result<Response<pb::GetPointsBalanceResponse>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let customer = convert::customer(&r.customer_id, "customer_id", &mut v);
+        let recent = match u32::try_from(r.recent_entries) {
+            Ok(0) => Some(DEFAULT_RECENT_ENTRIES),
+            Ok(n) if n <= MAX_RECENT_ENTRIES => Some(n),
+            _ => {
+                v.add(
+                    "recent_entries",
+                    format!("must be between 0 and {MAX_RECENT_ENTRIES}"),
+                );
+                None
+            }
+        };
+        let (customer, recent) = validated(v, customer.zip(recent))?;
+        let balance = self
+            .repo
+            .points_balance(customer, recent)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::GetPointsBalanceResponse {
+            customer_id: balance.customer.to_string(),
+            balance: balance.balance,
+            entries: balance
+                .recent
+                .into_iter()
+                .map(convert::entry_to_pb)
+                .collect(),
+        }))
+    }
+}
