@@ -594,14 +594,14 @@ async fn concurrent_approvals_never_overspend_a_budget() {
 
 /// A second hub, as a second process would be: its own store (own pools) over the database of
 /// the first.
-async fn second_hub(hub: &TestHub) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+async fn second_hub(hub: &TestHub, marker: &str) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let args = cxhub::ServeArgs {
         database_url: Some(hub.settings.database_url.clone()),
         listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         ..Default::default()
     };
     let settings = args.resolve().expect("settings");
-    let schema = current_schema("two.hubs").await;
+    let schema = current_schema(marker).await;
     let store = cxhub::open_store(
         &hub.settings.database_url,
         cxhub_store::StoreOptions {
@@ -675,8 +675,10 @@ async fn raw_db(hub: &TestHub, marker: &str) -> sea_orm::DatabaseConnection {
 async fn two_hubs_on_one_database_never_overspend_nor_overdraw() {
     let hub = TestHub::start().await;
     let mut a = LoyaltyActionServiceClient::new(hub.channel().await);
-    let promo = campaign(&mut a, "two.hubs", 3_000).await;
-    let (addr, task) = second_hub(&hub).await;
+    // A key of this run only: schemas of earlier runs may be left behind.
+    let marker = format!("two.hubs.{}", rid());
+    let promo = campaign(&mut a, &marker, 3_000).await;
+    let (addr, task) = second_hub(&hub, &marker).await;
     let channel_b = Channel::from_shared(format!("http://{addr}"))
         .expect("uri")
         .connect()
@@ -697,7 +699,7 @@ async fn two_hubs_on_one_database_never_overspend_nor_overdraw() {
     }
     // The second hub sees the first one's campaign: one database.
     let mut b_reader = b.clone();
-    assert_eq!(get_campaign(&mut b_reader, &promo.id).await.key, "two.hubs");
+    assert_eq!(get_campaign(&mut b_reader, &promo.id).await.key, marker);
     let mut approvals = tokio::task::JoinSet::new();
     for (i, id) in ids.into_iter().enumerate() {
         let mut c = if i % 2 == 0 { a.clone() } else { b.clone() };
@@ -904,8 +906,9 @@ async fn the_ledger_is_idempotent_never_negative_and_reverses_within_the_accrual
 
     // Double entry, behind the API: two legs per entry, each entry's legs sum to zero, the
     // customer's legs sum to the balance.
-    campaign(&mut c, "ledger.marker", 0).await;
-    let db = raw_db(&hub, "ledger.marker").await;
+    let marker = format!("ledger.marker.{}", rid());
+    campaign(&mut c, &marker, 0).await;
+    let db = raw_db(&hub, &marker).await;
     use sea_orm::ConnectionTrait;
     let one = |sql: String| {
         let db = db.clone();
