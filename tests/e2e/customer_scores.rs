@@ -336,7 +336,18 @@ async fn scores_are_explained_kept_current_and_follow_merges_and_erasure() {
     create_survey(&mut c).await;
     answer_nps(&mut c, "r-ana", &ana, 3, day(10)).await;
 
-    // Nothing is scored before the first full recompute.
+    // Nothing is scored before the first full recompute, and the 360° view has no scores.
+    let mut profiles = hub.profiles().await;
+    let view360 = |id: &str| profile::GetCustomer360Request {
+        customer_id: id.to_owned(),
+        ..Default::default()
+    };
+    let before = profiles
+        .get_customer360(view360(&ana))
+        .await
+        .expect("360")
+        .into_inner();
+    assert_eq!(before.scores, None);
     refused(
         c.get_customer_scores(pb::GetCustomerScoresRequest {
             customer_id: ana.clone(),
@@ -413,6 +424,84 @@ async fn scores_are_explained_kept_current_and_follow_merges_and_erasure() {
     let category = b.category.as_ref().expect("category");
     assert_eq!(category.rule, pb::CategoryRule::NoSignal as i32);
     assert!(b.clv.is_none() && b.rfm.is_none(), "no purchase: {b:?}");
+
+    // The 360° view carries the same scores; SearchCustomers filters on them.
+    let with_scores = profiles
+        .get_customer360(view360(&ana))
+        .await
+        .expect("360")
+        .into_inner();
+    // (The background pass may have rescored Ana in between: compare what does not move.)
+    let in_view = with_scores.scores.expect("scores in the 360° view");
+    assert_eq!(
+        (&in_view.customer_id, &in_view.category, &in_view.rfm),
+        (&a.customer_id, &a.category, &a.rfm)
+    );
+    assert_eq!(
+        in_view.churn.as_ref().map(|c| (c.band, reasons(&in_view))),
+        a.churn.as_ref().map(|c| (c.band, reasons(&a)))
+    );
+    let search = |req: profile::SearchCustomersRequest| {
+        let mut profiles = profiles.clone();
+        async move {
+            let found = profiles
+                .search_customers(req)
+                .await
+                .expect("search")
+                .into_inner();
+            found
+                .customers
+                .into_iter()
+                .map(|s| s.customer_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        search(profile::SearchCustomersRequest {
+            churn_band: pb::ChurnBand::High as i32,
+            ..Default::default()
+        })
+        .await,
+        [ana.clone()]
+    );
+    assert_eq!(
+        search(profile::SearchCustomersRequest {
+            category: pb::CustomerCategory::Negative as i32,
+            churn_band: pb::ChurnBand::High as i32,
+            ..Default::default()
+        })
+        .await,
+        [ana.clone()]
+    );
+    let bruno_category = category.category;
+    assert_eq!(
+        search(profile::SearchCustomersRequest {
+            name_prefix: "bru".into(),
+            category: bruno_category,
+            ..Default::default()
+        })
+        .await,
+        [bruno.clone()]
+    );
+    assert!(
+        search(profile::SearchCustomersRequest {
+            name_prefix: "bru".into(),
+            category: pb::CustomerCategory::Negative as i32,
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+    let status = profiles
+        .search_customers(profile::SearchCustomersRequest {
+            category: pb::CustomerCategory::Unknown as i32,
+            churn_band: 99,
+            ..Default::default()
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(fields(&status), ["category", "churn_band"]);
 
     // Listings: Ana is the riskiest, the only high one, the only negative one; pages of one
     // neither repeat nor skip.

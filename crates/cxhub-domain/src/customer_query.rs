@@ -23,6 +23,9 @@ use crate::identifier::{CustomerId, Identifier};
 use crate::money::{Currency, Money};
 use crate::page::{Page, PageRequest};
 use crate::repo::CustomerView;
+use crate::scoring::CustomerScores;
+use crate::scoring::churn::ChurnBand;
+use crate::scoring::metrics::CustomerCategory;
 use crate::touchpoint::Channel;
 
 /// Most ids in one `BatchGetCustomers`.
@@ -115,13 +118,21 @@ pub enum SearchBy {
     Any,
 }
 
-/// A customer search: a prefix and/or a lifecycle stage.
+/// A customer search: a prefix and/or a lifecycle stage, category or churn band.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SearchFilter {
     /// What the prefix applies to.
     pub by: SearchBy,
     /// Only customers at this stage.
     pub lifecycle_stage: Option<LifecycleStage>,
+    /// Only customers whose latest scores put them in this category (unscored customers never
+    /// match). Left out of the serialised filter when unset, so page tokens issued before
+    /// score filters existed stay valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<CustomerCategory>,
+    /// Only customers whose latest scores put them in this churn band.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub churn_band: Option<ChurnBand>,
 }
 
 /// One search hit.
@@ -480,6 +491,8 @@ pub struct Customer360 {
     pub open_cases: Vec<SupportCaseView>,
     /// Subscriptions in force.
     pub active_subscriptions: Vec<SubscriptionView>,
+    /// The latest scores, if the customer has been scored.
+    pub scores: Option<CustomerScores>,
 }
 
 /// The reads of the profile service beyond `GetCustomer`, each in one read snapshot.

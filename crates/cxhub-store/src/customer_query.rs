@@ -30,6 +30,7 @@ use cxhub_domain::identifier::{CustomerId, Identifier};
 use cxhub_domain::money::{Currency, Money};
 use cxhub_domain::page::{Page, PageRequest};
 use cxhub_domain::repo::{CustomerView, HeldIdentifier};
+use cxhub_domain::scoring::category::category_text;
 use cxhub_domain::{Error, Result};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult};
 
@@ -484,11 +485,14 @@ fn search_statement(
             let mut sql = Sql::new(
                 backend,
                 &format!(
-                    "SELECT '' AS matched, {COLUMNS} FROM customers c WHERE c.lifecycle_stage = "
+                    "SELECT '' AS matched, {COLUMNS} FROM customers c WHERE c.merged_into IS NULL"
                 ),
             );
-            sql.bind(text_opt(filter.lifecycle_stage.map(|s| s.as_str())))
-                .push(" AND c.merged_into IS NULL");
+            if let Some(stage) = filter.lifecycle_stage {
+                sql.push(" AND c.lifecycle_stage = ")
+                    .bind(text(stage.as_str()));
+            }
+            score_filter(&mut sql, filter);
             if let Some((_, id)) = after {
                 sql.push(" AND c.id > ").bind(text(id));
             }
@@ -524,6 +528,7 @@ fn search_statement(
         sql.push(" AND c.lifecycle_stage = ")
             .bind(text(stage.as_str()));
     }
+    score_filter(&mut sql, filter);
     // Listed once: at the smallest of its keys within the prefix.
     sql.push(&format!(
         " AND NOT EXISTS (SELECT 1 FROM {table} o WHERE o.customer_id = k.customer_id"
@@ -537,6 +542,23 @@ fn search_statement(
     sql.push(&format!(" ORDER BY k.{key}, k.customer_id"))
         .limit(u64::from(size) + 1);
     sql
+}
+
+/// The category and churn-band conditions of a search, on the customer's `customer_scores` row
+/// (looked up by its primary key per candidate).
+fn score_filter(sql: &mut Sql, filter: &SearchFilter) {
+    if filter.category.is_none() && filter.churn_band.is_none() {
+        return;
+    }
+    sql.push(" AND EXISTS (SELECT 1 FROM customer_scores s WHERE s.customer_id = c.id");
+    if let Some(category) = filter.category {
+        sql.push(" AND s.category = ")
+            .bind(text(category_text(category)));
+    }
+    if let Some(band) = filter.churn_band {
+        sql.push(" AND s.churn_band = ").bind(text(band.as_str()));
+    }
+    sql.push(")");
 }
 
 /// The first `size` of `items` (fetched `size + 1`) and the cursor after the last, if more.
@@ -771,6 +793,17 @@ pub(crate) async fn customer_360(
              AND s.source = f.source AND s.record_id = f.record_id",
         );
         close_json_rows(&mut sql, "subscriptions_json");
+        sql.push(", ");
+        open_json_rows(
+            &mut sql,
+            backend,
+            "customer_id, as_of, model_version, category_json, churn_json, clv_json, rfm_json",
+        );
+        sql.push(
+            "SELECT customer_id, as_of, model_version, category_json, churn_json, clv_json, \
+             rfm_json FROM customer_scores WHERE customer_id = c.id",
+        );
+        close_json_rows(&mut sql, "scores_json");
         sql.push(" FROM customers c WHERE c.id = ").bind(text(customer));
         sql
     })
@@ -881,6 +914,21 @@ pub(crate) async fn customer_360(
     events.sort_by(|a, b| {
         (a.occurred_at, &a.source, &a.record_id).cmp(&(b.occurred_at, &b.source, &b.record_id))
     });
+    let mut scores = None;
+    for cells in json_rows(&row, "scores_json")? {
+        let mut c = Cells::new(cells, 7)?;
+        scores = Some(crate::customer_scores::scores_from_columns(
+            crate::customer_scores::StoredScores {
+                customer: c.text()?,
+                as_of: c.time()?,
+                model_version: c.text()?,
+                category_json: c.text()?,
+                churn_json: c.text()?,
+                clv_json: c.text_opt()?,
+                rfm_json: c.text_opt()?,
+            },
+        )?);
+    }
     Ok(Customer360 {
         customer,
         sources,
@@ -888,6 +936,7 @@ pub(crate) async fn customer_360(
         transactions,
         open_cases,
         active_subscriptions: active_subscriptions(&events),
+        scores,
     })
 }
 
@@ -1001,6 +1050,8 @@ mod tests {
                 let filter = SearchFilter {
                     by: by.clone(),
                     lifecycle_stage: stage,
+                    category: None,
+                    churn_band: None,
                 };
                 for after in [None, Some(("mara".to_owned(), "x".to_owned()))] {
                     let plan = plan(&store, search_statement(backend, &filter, after, 20)).await;
@@ -1024,6 +1075,8 @@ mod tests {
         let filter = SearchFilter {
             by: SearchBy::Any,
             lifecycle_stage: Some(LifecycleStage::Lead),
+            category: None,
+            churn_band: None,
         };
         let plan = plan(&store, search_statement(backend, &filter, None, 20)).await;
         assert!(plan.contains("customers_lifecycle_idx"), "{plan}");

@@ -554,19 +554,42 @@ async fn save_scores(txn: &DatabaseTransaction, scores: &[CustomerScores]) -> Re
 }
 
 fn scores_from_row(row: &QueryResult) -> Result<CustomerScores> {
-    let parse_opt = |column: &str| -> Result<Option<String>> { get(row, column) };
-    let category: String = get(row, "category_json")?;
-    let churn: String = get(row, "churn_json")?;
-    Ok(CustomerScores {
-        customer: parse_id(&get::<String>(row, "customer_id")?)?,
+    scores_from_columns(StoredScores {
+        customer: get(row, "customer_id")?,
         as_of: get(row, "as_of")?,
         model_version: get(row, "model_version")?,
-        category: serde_json::from_str::<CategoryDecision>(&category).map_err(corrupt)?,
-        churn: serde_json::from_str::<ChurnScore>(&churn).map_err(corrupt)?,
-        clv: parse_opt("clv_json")?
+        category_json: get(row, "category_json")?,
+        churn_json: get(row, "churn_json")?,
+        clv_json: get(row, "clv_json")?,
+        rfm_json: get(row, "rfm_json")?,
+    })
+}
+
+/// The columns of a `customer_scores` row that make up its [`CustomerScores`].
+pub(crate) struct StoredScores {
+    pub customer: String,
+    pub as_of: DateTime<Utc>,
+    pub model_version: String,
+    pub category_json: String,
+    pub churn_json: String,
+    pub clv_json: Option<String>,
+    pub rfm_json: Option<String>,
+}
+
+/// The scores stored in `row`'s columns (read by [`scores_from_row`], and by the 360° view).
+pub(crate) fn scores_from_columns(row: StoredScores) -> Result<CustomerScores> {
+    Ok(CustomerScores {
+        customer: parse_id(&row.customer)?,
+        as_of: row.as_of,
+        model_version: row.model_version,
+        category: serde_json::from_str::<CategoryDecision>(&row.category_json).map_err(corrupt)?,
+        churn: serde_json::from_str::<ChurnScore>(&row.churn_json).map_err(corrupt)?,
+        clv: row
+            .clv_json
             .map(|s| serde_json::from_str(&s).map_err(corrupt))
             .transpose()?,
-        rfm: parse_opt("rfm_json")?
+        rfm: row
+            .rfm_json
             .map(|s| serde_json::from_str(&s).map_err(corrupt))
             .transpose()?,
     })

@@ -23,6 +23,7 @@ use cxhub_proto::common::v1 as common;
 use cxhub_proto::feeds::v1 as feeds;
 use cxhub_proto::profile::v1 as pb;
 use cxhub_proto::touchpoint::v1 as touchpoint;
+use cxhub_scoring::scores::{band_from_pb, category_from_pb, scores_to_pb};
 use unicode_normalization::UnicodeNormalization;
 
 /// A protobuf timestamp from a UTC time.
@@ -126,6 +127,12 @@ pub fn search_filter(req: &pb::SearchCustomersRequest) -> Result<SearchFilter> {
             lifecycle_stage_from_pb(req.lifecycle_stage),
         )
         .flatten();
+    let category = v
+        .check("category", category_from_pb(req.category))
+        .flatten();
+    let churn_band = v
+        .check("churn_band", band_from_pb(req.churn_band))
+        .flatten();
     let prefixes = [
         ("name_prefix", &req.name_prefix),
         ("email_prefix", &req.email_prefix),
@@ -175,10 +182,10 @@ pub fn search_filter(req: &pb::SearchCustomersRequest) -> Result<SearchFilter> {
             }
         }
     } else {
-        if stage.is_none() && v.is_empty() {
+        if stage.is_none() && category.is_none() && churn_band.is_none() && v.is_empty() {
             v.add(
                 "name_prefix",
-                "give a name, e-mail or phone prefix, or a lifecycle stage",
+                "give a name, e-mail or phone prefix, or a lifecycle stage, category or churn band",
             );
         }
         SearchBy::Any
@@ -187,6 +194,8 @@ pub fn search_filter(req: &pb::SearchCustomersRequest) -> Result<SearchFilter> {
     Ok(SearchFilter {
         by,
         lifecycle_stage: stage,
+        category,
+        churn_band,
     })
 }
 
@@ -355,6 +364,7 @@ pub fn customer_360_to_pb(requested: CustomerId, view: Customer360) -> pb::GetCu
             .into_iter()
             .map(subscription_to_pb)
             .collect(),
+        scores: view.scores.as_ref().map(scores_to_pb),
     }
 }
 

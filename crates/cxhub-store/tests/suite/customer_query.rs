@@ -158,6 +158,8 @@ async fn search(
             &SearchFilter {
                 by,
                 lifecycle_stage: stage,
+                category: None,
+                churn_band: None,
             },
             &PageRequest {
                 size: 100,
@@ -311,6 +313,8 @@ pub async fn search_pages_neither_lose_nor_repeat_while_customers_are_written(st
     let filter = SearchFilter {
         by: name("lee"),
         lifecycle_stage: None,
+        category: None,
+        churn_band: None,
     };
     let mut seen = Vec::new();
     let mut after = None;
