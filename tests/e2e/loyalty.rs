@@ -292,6 +292,39 @@ async fn an_action_moves_through_its_lifecycle_with_history_etags_and_budget() {
     );
     assert!(status.message().contains("REDEEMED is final"), "{status:?}");
 
+    // A campaign's actions are worth something, in the budget's currency.
+    let mut usd = input(
+        &ana,
+        pb::ActionKind::GoodwillCredit,
+        pb::ContactChannel::Phone,
+    );
+    usd.campaign_id = promo.id.clone();
+    usd.value = Some(common::Money {
+        amount_minor: 100,
+        currency_code: "USD".into(),
+    });
+    let status = refused(
+        propose(&mut c, usd.clone()).await,
+        Code::InvalidArgument,
+        "CURRENCY_MISMATCH",
+    );
+    assert_eq!(fields(&status), ["action.value.currency_code"]);
+    usd.value = None;
+    let status = refused(
+        propose(&mut c, usd).await,
+        Code::InvalidArgument,
+        "INVALID_FIELDS",
+    );
+    assert_eq!(fields(&status), ["action.value"]);
+    refused(
+        c.get_action(pb::GetActionRequest {
+            id: "01900000-0000-7000-8000-000000000009".into(),
+        })
+        .await,
+        Code::NotFound,
+        "ACTION_NOT_FOUND",
+    );
+
     // A cancelled approval gives its reservation back.
     let apology = input(
         &ana,
@@ -534,6 +567,15 @@ async fn a_merged_id_acts_on_the_survivor_and_lists_follow_merges_and_filters() 
     })
     .await;
     assert_eq!(ids(&calls), [after.id.as_str()]);
+    let cancelled = transition(&mut c, &before.id, pb::ActionState::Cancelled)
+        .await
+        .expect("cancelled");
+    let by_state = list(pb::ListActionsRequest {
+        state: pb::ActionState::Cancelled as i32,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(ids(&by_state), [cancelled.id.as_str()]);
     // Overdue: an action due in the past, still PROPOSED.
     let mut late = input(
         &survivor,
