@@ -462,7 +462,7 @@ async fn scores_are_explained_kept_current_and_follow_merges_and_erasure() {
             ..Default::default()
         })
         .await,
-        [ana.clone()]
+        std::slice::from_ref(&ana)
     );
     assert_eq!(
         search(profile::SearchCustomersRequest {
@@ -471,7 +471,7 @@ async fn scores_are_explained_kept_current_and_follow_merges_and_erasure() {
             ..Default::default()
         })
         .await,
-        [ana.clone()]
+        std::slice::from_ref(&ana)
     );
     let bruno_category = category.category;
     assert_eq!(
@@ -481,7 +481,7 @@ async fn scores_are_explained_kept_current_and_follow_merges_and_erasure() {
             ..Default::default()
         })
         .await,
-        [bruno.clone()]
+        std::slice::from_ref(&bruno)
     );
     assert!(
         search(profile::SearchCustomersRequest {

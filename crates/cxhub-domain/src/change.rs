@@ -38,8 +38,16 @@ text_enum!(
         Split = "split",
         /// The customer's personal data was erased.
         Erased = "erased",
+        /// The customer's category or churn band changed, or the customer was scored for the
+        /// first time (see the fields: [`CATEGORY`], [`CHURN_BAND`]).
+        Rescored = "rescored",
     }
 );
+
+/// Field name of a rescored entry when the customer's category changed.
+pub const CATEGORY: &str = "category";
+/// Field name of a rescored entry when the customer's churn band changed.
+pub const CHURN_BAND: &str = "churn_band";
 
 /// Field name of an updated entry when interactions were added or changed.
 pub const INTERACTIONS: &str = "interactions";
@@ -73,6 +81,14 @@ impl NewChange {
             fields: Vec::new(),
             related: Vec::new(),
             merge: None,
+        }
+    }
+
+    /// A change of the scores named by `fields` ([`CATEGORY`], [`CHURN_BAND`]).
+    pub fn rescored<'a>(customer: CustomerId, fields: impl IntoIterator<Item = &'a str>) -> Self {
+        Self {
+            kind: ChangeKind::Rescored,
+            ..Self::updated(customer, fields)
         }
     }
 

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
+use cxhub_domain::change::{self, NewChange};
 use cxhub_domain::error::{Error, Result};
 use cxhub_domain::identifier::CustomerId;
 use cxhub_domain::money::{Currency, Money};
@@ -30,7 +31,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult, Value};
 
 use crate::error::{DbResultExt, corrupt};
 use crate::sql::{Sql, int, text, time};
-use crate::store::{Backend, Store, snapshot};
+use crate::store::{Store, snapshot};
 use crate::{IN_LIST_CHUNK, now};
 
 /// Scores per upsert statement (22 columns each: under SQLite's parameter limit).
@@ -165,13 +166,11 @@ impl CustomerScoreRepo for Store {
 }
 
 impl Store {
-    /// A write transaction for scores: `BEGIN IMMEDIATE` on SQLite (one writer); a plain
-    /// transaction on PostgreSQL (scores are per customer and need none of the hub's locks).
+    /// A write transaction for scores. Changes of category or churn band go into the change
+    /// log, whose writers hold the identity lock (one writer on SQLite; the advisory lock on
+    /// PostgreSQL, so log positions follow commit order).
     async fn begin_scores_write(&self) -> Result<DatabaseTransaction> {
-        match self.kind {
-            Backend::Sqlite => self.begin_write().await,
-            Backend::Postgres => sea_orm::TransactionTrait::begin(&self.writer).await.db(),
-        }
+        self.begin_identity().await
     }
 }
 
@@ -522,6 +521,7 @@ async fn save_scores(txn: &DatabaseTransaction, scores: &[CustomerScores]) -> Re
         last.insert(s.customer, s);
     }
     let unique: Vec<&CustomerScores> = last.into_values().collect();
+    let before = stored_bands(txn, &unique).await?;
     for chunk in unique.chunks(SCORES_PER_STATEMENT) {
         let mut sql = Sql::new(
             backend,
@@ -550,7 +550,53 @@ async fn save_scores(txn: &DatabaseTransaction, scores: &[CustomerScores]) -> Re
             );
         removed += txn.execute_raw(sql.build()).await.db()?.rows_affected();
     }
+    // A new category or churn band is a change of the customer (rules react to it); the
+    // customers removed just above have no row left to compare.
+    let kept = stored_bands(txn, &unique).await?;
+    let mut changes = Vec::new();
+    for s in &unique {
+        if !kept.contains_key(&s.customer) {
+            continue;
+        }
+        let old = before.get(&s.customer);
+        let mut fields = Vec::new();
+        if old.map(|(c, _)| c.as_str()) != Some(category_text(s.category.category)) {
+            fields.push(change::CATEGORY);
+        }
+        if old.map(|(_, b)| b.as_str()) != Some(s.churn.band.as_str()) {
+            fields.push(change::CHURN_BAND);
+        }
+        if !fields.is_empty() {
+            changes.push(NewChange::rescored(s.customer, fields));
+        }
+    }
+    if !changes.is_empty() {
+        crate::changes::append(txn, &changes, computed_at).await?;
+    }
     Ok(unique.len() as u64 - removed)
+}
+
+/// The stored category and churn band of each of `scores`' customers that has a row.
+async fn stored_bands(
+    txn: &DatabaseTransaction,
+    scores: &[&CustomerScores],
+) -> Result<BTreeMap<CustomerId, (String, String)>> {
+    let mut stored = BTreeMap::new();
+    for chunk in scores.chunks(IN_LIST_CHUNK) {
+        let mut sql = Sql::new(
+            txn.get_database_backend(),
+            "SELECT customer_id, category, churn_band FROM customer_scores WHERE customer_id",
+        );
+        sql.in_texts(chunk.iter().map(|s| s.customer.to_string()));
+        for row in txn.query_all_raw(sql.build()).await.db()? {
+            let id: String = get(&row, "customer_id")?;
+            stored.insert(
+                parse_id(&id)?,
+                (get(&row, "category")?, get(&row, "churn_band")?),
+            );
+        }
+    }
+    Ok(stored)
 }
 
 fn scores_from_row(row: &QueryResult) -> Result<CustomerScores> {

@@ -145,4 +145,5 @@ repo_test_suite!(
     score_listings_filter_order_and_page_stably_and_follow_merges,
     fitted_models_and_the_incremental_position_are_kept,
     scores_of_absorbed_and_erased_customers_are_deleted,
+    new_categories_and_churn_bands_are_change_log_entries,
 );

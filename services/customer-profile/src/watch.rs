@@ -210,6 +210,7 @@ fn kind_to_pb(kind: ChangeKind) -> pb::CustomerChangeKind {
         ChangeKind::Merged => pb::CustomerChangeKind::Merged,
         ChangeKind::Split => pb::CustomerChangeKind::Split,
         ChangeKind::Erased => pb::CustomerChangeKind::Erased,
+        ChangeKind::Rescored => pb::CustomerChangeKind::Rescored,
     }
 }
 
@@ -221,5 +222,6 @@ fn kind_from_pb(value: i32) -> Option<ChangeKind> {
         pb::CustomerChangeKind::Merged => Some(ChangeKind::Merged),
         pb::CustomerChangeKind::Split => Some(ChangeKind::Split),
         pb::CustomerChangeKind::Erased => Some(ChangeKind::Erased),
+        pb::CustomerChangeKind::Rescored => Some(ChangeKind::Rescored),
     }
 }

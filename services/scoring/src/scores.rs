@@ -259,6 +259,8 @@ impl Scores {
                     rescore.extend(change.related.iter().copied());
                 }
                 ChangeKind::Erased => delete.push(change.customer),
+                // Written by scoring itself: nothing new to score.
+                ChangeKind::Rescored => {}
             }
         }
         if until > position.responses_through {

@@ -703,3 +703,63 @@ pub async fn scores_of_absorbed_and_erased_customers_are_deleted(store: Store) {
     .expect("erased");
     assert!(!has_score_row(&store, survivor).await, "erased: deleted");
 }
+
+/// The rescored entries of the change log after `after`: (customer, fields), and the last
+/// position read.
+async fn rescored_after(store: &Store, after: i64) -> (Vec<(CustomerId, Vec<String>)>, i64) {
+    use cxhub_domain::change::{ChangeKind, ChangeLogRepo};
+    let slice = store.read_changes(after, 1_000).await.expect("read log");
+    let entries = slice
+        .changes
+        .iter()
+        .filter(|c| c.change.kind == ChangeKind::Rescored)
+        .map(|c| (c.change.customer, c.change.fields.clone()))
+        .collect();
+    (entries, slice.head.max(after))
+}
+
+pub async fn new_categories_and_churn_bands_are_change_log_entries(store: Store) {
+    use cxhub_domain::change::ChangeLogRepo;
+    let as_of = now();
+    let ids = ingest(
+        &store,
+        vec![
+            item(0, "a", "A", Some("a@mail.pt"), as_of, contact("Ana")),
+            item(1, "b", "B", Some("b@mail.pt"), as_of, contact("Bea")),
+        ],
+    )
+    .await;
+    let start = store.read_changes(0, 0).await.expect("head").head;
+    let both = ["category".to_owned(), "churn_band".to_owned()];
+
+    // Scored for the first time: both customers, both fields.
+    let calm: Vec<CustomerScores> = ids
+        .iter()
+        .map(|id| scored(facts_of(*id, 0, as_of), as_of, None))
+        .collect();
+    store.save_scores(&calm).await.expect("saved");
+    let (mut first, seen) = rescored_after(&store, start).await;
+    first.sort();
+    let mut want: Vec<(CustomerId, Vec<String>)> =
+        ids.iter().map(|id| (*id, both.to_vec())).collect();
+    want.sort();
+    assert_eq!(first, want);
+
+    // The same scores again (a later as-of): no entry.
+    let later = as_of + Duration::minutes(1);
+    let again: Vec<CustomerScores> = ids
+        .iter()
+        .map(|id| scored(facts_of(*id, 0, later), later, Some(700)))
+        .collect();
+    store.save_scores(&again).await.expect("saved");
+    let (none, seen) = rescored_after(&store, seen).await;
+    assert_eq!(none, []);
+
+    // Three failed payments move Ana to the high band, her category stays.
+    let risky = scored(facts_of(ids[0], 3, later), later, None);
+    assert_eq!(risky.category.category, calm[0].category.category);
+    assert_ne!(risky.churn.band, calm[0].churn.band);
+    store.save_scores(&[risky]).await.expect("saved");
+    let (band, _) = rescored_after(&store, seen).await;
+    assert_eq!(band, [(ids[0], vec!["churn_band".to_owned()])]);
+}
