@@ -1166,3 +1166,68 @@ async fn scopes_guard_reads_and_writes() {
     let ids: BTreeSet<&str> = cxhub_loyalty::METHODS.iter().map(|m| m.method).collect();
     assert_eq!(ids.len(), 10);
 }
+
+#[tokio::test]
+async fn a_customer_holding_an_identifier_an_erasure_suppressed_is_never_targeted() {
+    let hub = TestHub::start().await;
+    let channel = hub.channel().await;
+    let mut c = LoyaltyActionServiceClient::new(channel.clone());
+    let erased = customer_on(channel.clone(), "s1", &["shared@mail.pt"], false, 1).await;
+    let other = customer_on(channel.clone(), "s2", &[], false, 1).await;
+    let call = || {
+        input(
+            &other,
+            pb::ActionKind::FollowUpCall,
+            pb::ContactChannel::Email,
+        )
+    };
+    profile::customer_privacy_service_client::CustomerPrivacyServiceClient::new(channel)
+        .erase_customer(profile::EraseCustomerRequest {
+            request_id: rid(),
+            customer_id: erased,
+        })
+        .await
+        .expect("erased");
+    propose(&mut c, call())
+        .await
+        .expect("the other customer holds nothing suppressed");
+    // The other customer holds the erased customer's e-mail too (as after a split, or records
+    // kept from before the erasure): contacting them could reach the erased person.
+    let marker = format!("suppressed.marker.{}", rid());
+    campaign(&mut c, &marker, 0).await;
+    let db = raw_db(&hub, &marker).await;
+    use sea_orm::ConnectionTrait;
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => {
+            "INSERT INTO customer_identities (kind, value, customer_id, created_at) \
+             VALUES ($1, $2, $3, $4)"
+        }
+        _ => {
+            "INSERT INTO customer_identities (kind, value, customer_id, created_at) \
+             VALUES (?, ?, ?, ?)"
+        }
+    };
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(
+        backend,
+        sql,
+        [
+            "email".into(),
+            "shared@mail.pt".into(),
+            other.clone().into(),
+            sea_orm::Value::ChronoDateTimeUtc(Some(chrono::Utc::now())),
+        ],
+    ))
+    .await
+    .expect("identity");
+    let status = refused(
+        propose(&mut c, call()).await,
+        Code::FailedPrecondition,
+        "NOT_ELIGIBLE",
+    );
+    assert!(
+        status.message().contains("CUSTOMER_SUPPRESSED"),
+        "{status:?}"
+    );
+    assert!(!status.message().contains("CUSTOMER_ERASED"), "{status:?}");
+}

@@ -168,7 +168,8 @@ struct Target {
 
 /// Resolves `requested` for targeting: an erased customer (kept in `customer_erasures`) is
 /// returned as erased (and suppressed: erasure suppresses their identifiers); an unknown one is
-/// `NotFound`; a merged one is its survivor, with the survivor's consents.
+/// `NotFound`; a merged one is its survivor, with the survivor's consents; a live one holding
+/// an identifier an erasure suppressed is suppressed.
 async fn target(conn: &impl ConnectionTrait, requested: CustomerId) -> Result<Target> {
     let backend = conn.get_database_backend();
     let mut sql = Sql::new(
@@ -199,9 +200,64 @@ async fn target(conn: &impl ConnectionTrait, requested: CustomerId) -> Result<Ta
         serde_json::from_str(&json).map_err(corrupt)?;
     Ok(Target {
         customer,
-        privacy: PrivacyStatus::default(),
+        privacy: PrivacyStatus {
+            erased: false,
+            suppressed: holds_suppressed_identifier(conn, customer).await?,
+        },
         consents: consents_from_profile(&consents),
     })
+}
+
+/// Whether a live customer holds an identifier an erasure suppressed (one they shared with the
+/// erased customer without being merged with them, e.g. after a split): contacting them over it
+/// would reach the erased person. Suppressed identifiers are kept as keyed hashes only, so the
+/// customer's identifiers are hashed with the same key (see
+/// [`cxhub_domain::privacy::suppression_hash`]); before the first erasure there is no key and
+/// nothing is suppressed.
+async fn holds_suppressed_identifier(
+    conn: &impl ConnectionTrait,
+    customer: CustomerId,
+) -> Result<bool> {
+    let backend = conn.get_database_backend();
+    let mut sql = Sql::new(backend, "SELECT secret FROM privacy_keys WHERE name = ");
+    sql.bind(text("suppression"));
+    let Some(row) = conn.query_one_raw(sql.build()).await.db()? else {
+        return Ok(false);
+    };
+    let secret: String = get(&row, "secret")?;
+    let key = unhex(&secret)?;
+    let mut sql = Sql::new(
+        backend,
+        "SELECT kind, value FROM customer_identities WHERE customer_id = ",
+    );
+    sql.bind(text(customer.to_string()));
+    let mut hashes = Vec::new();
+    for row in conn.query_all_raw(sql.build()).await.db()? {
+        let kind: String = get(&row, "kind")?;
+        let value: String = get(&row, "value")?;
+        if let Some(id) = cxhub_domain::identifier::Identifier::from_stored(&kind, &value) {
+            hashes.push(cxhub_domain::privacy::suppression_hash(&key, &id));
+        }
+    }
+    if hashes.is_empty() {
+        return Ok(false);
+    }
+    let mut sql = Sql::new(
+        backend,
+        "SELECT hash FROM suppressed_identifiers WHERE hash",
+    );
+    sql.in_texts(hashes).limit(1);
+    Ok(conn.query_one_raw(sql.build()).await.db()?.is_some())
+}
+
+fn unhex(s: &str) -> Result<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return Err(corrupt("a key that is not hex"));
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(corrupt))
+        .collect()
 }
 
 /// `customer` and every customer merged into it (directly or through others).
