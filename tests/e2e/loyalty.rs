@@ -1112,6 +1112,39 @@ async fn every_invalid_field_is_listed() {
         fields(&refused(bad, Code::InvalidArgument, "INVALID_FIELDS")),
         ["customer_id", "state", "page_size"]
     );
+    let bad = c
+        .redeem_points(pb::RedeemPointsRequest {
+            request_id: String::new(),
+            customer_id: "x".into(),
+            points: 0,
+            source_ref: "s".repeat(257),
+        })
+        .await;
+    assert_eq!(
+        fields(&refused(bad, Code::InvalidArgument, "INVALID_FIELDS")),
+        ["request_id", "customer_id", "points", "source_ref"]
+    );
+    let bad = c.get_action(pb::GetActionRequest { id: "x".into() }).await;
+    assert_eq!(
+        fields(&refused(bad, Code::InvalidArgument, "INVALID_FIELDS")),
+        ["id"]
+    );
+    let bad = c
+        .get_campaign(pb::GetCampaignRequest { lookup: None })
+        .await;
+    assert_eq!(
+        fields(&refused(bad, Code::InvalidArgument, "INVALID_FIELDS")),
+        ["lookup"]
+    );
+    let bad = c
+        .get_campaign(pb::GetCampaignRequest {
+            lookup: Some(pb::get_campaign_request::Lookup::Key("Bad".into())),
+        })
+        .await;
+    assert_eq!(
+        fields(&refused(bad, Code::InvalidArgument, "INVALID_FIELDS")),
+        ["key"]
+    );
     let taken = campaign(&mut c, "dup.key", 1).await;
     let dup = c
         .create_campaign(pb::CreateCampaignRequest {
