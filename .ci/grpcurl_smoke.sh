@@ -190,4 +190,28 @@ out=$(call -d "$report" "$target" "$scoring/GetScoreReport")
 expect "$out" '"touchpointKey": "branch.teller"' "GetScoreReport group"
 expect "$out" '"smallSample": true' "GetScoreReport small-sample flag"
 
-echo "grpcurl smoke: OK (list, describe, health, create, get, refusal, list, ingest, re-send, customer, survey, responses, report)"
+loyalty=cxhub.loyalty.v1.LoyaltyActionService
+echo "--- loyalty: campaign, action approved within budget, illegal move refused, points"
+out=$(call -d "{\"request_id\": \"ci-camp-${run_id}\", \"campaign\": {\"key\": \"ci.camp-${run_id}\", \"name\": \"CI\", \"budget\": {\"amount_minor\": 1000, \"currency_code\": \"EUR\"}}}" "$target" "$loyalty/CreateCampaign")
+camp=$(grep -o '"id": "[^"]*"' <<<"$out" | head -1 | cut -d'"' -f4)
+[[ -n $camp ]] || fail "CreateCampaign: no id"
+action=$(cat <<EOF
+{"request_id": "ci-act-${run_id}", "action": {"customer_id": "$cid", "kind": "ACTION_KIND_GOODWILL_CREDIT",
+ "reason": "ci", "channel": "CONTACT_CHANNEL_PHONE", "value": {"amount_minor": 600, "currency_code": "EUR"},
+ "campaign_id": "$camp", "due_at": "2030-01-01T00:00:00Z", "assignee_team": "ci"}}
+EOF
+)
+out=$(call -d "$action" "$target" "$loyalty/ProposeAction")
+expect "$out" '"ACTION_STATE_PROPOSED"' "ProposeAction"
+aid=$(grep -o '"id": "[^"]*"' <<<"$out" | head -1 | cut -d'"' -f4)
+out=$(call -d "{\"request_id\": \"ci-mv1-${run_id}\", \"action_id\": \"$aid\", \"to_state\": \"ACTION_STATE_APPROVED\"}" "$target" "$loyalty/TransitionAction")
+expect "$out" '"ACTION_STATE_APPROVED"' "TransitionAction (approve)"
+out=$("$grpcurl_bin" -plaintext -max-time 10 "${headers[@]}" -d "{\"request_id\": \"ci-mv2-${run_id}\", \"action_id\": \"$aid\", \"to_state\": \"ACTION_STATE_REDEEMED\"}" "$target" "$loyalty/TransitionAction" 2>&1 || true)
+expect "$out" "FailedPrecondition" "TransitionAction (illegal)"
+expect "$out" "ILLEGAL_TRANSITION" "TransitionAction (illegal) reason"
+out=$(call -d "{\"id\": \"$camp\"}" "$target" "$loyalty/GetCampaign")
+expect "$out" '"amountMinor": "600"' "GetCampaign reserved"
+out=$(call -d "{\"request_id\": \"ci-pts-${run_id}\", \"customer_id\": \"$cid\", \"points\": 50, \"source_ref\": \"ci-order\"}" "$target" "$loyalty/AccruePoints")
+expect "$out" '"balance": "50"' "AccruePoints"
+
+echo "grpcurl smoke: OK (list, describe, health, create, get, refusal, list, ingest, re-send, customer, survey, responses, report, loyalty)"

@@ -23,6 +23,7 @@ mod m20261123_000008_privacy;
 mod m20261123_000009_change_log;
 mod m20261123_000010_surveys;
 mod m20261123_000011_customer_scores;
+mod m20261123_000012_loyalty;
 
 /// Every migration of cxhub, in the order they apply.
 #[derive(Debug)]
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000009_change_log::Migration),
             Box::new(m20261123_000010_surveys::Migration),
             Box::new(m20261123_000011_customer_scores::Migration),
+            Box::new(m20261123_000012_loyalty::Migration),
         ]
     }
 }

@@ -6,6 +6,7 @@ mod changes;
 mod customer_scores;
 mod feeds;
 mod interactions;
+mod loyalty;
 mod privacy;
 mod profile_reads;
 mod registry;

@@ -50,3 +50,11 @@ pub mod scoring {
         tonic::include_proto!("cxhub.scoring.v1");
     }
 }
+
+/// `cxhub.loyalty.*`
+pub mod loyalty {
+    /// `cxhub.loyalty.v1`: loyalty actions, campaign budgets and the points ledger.
+    pub mod v1 {
+        tonic::include_proto!("cxhub.loyalty.v1");
+    }
+}

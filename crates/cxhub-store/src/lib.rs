@@ -25,6 +25,7 @@ mod error;
 mod idempotency;
 mod interactions;
 mod journeys;
+mod loyalty;
 mod privacy;
 mod repo;
 mod scoring;

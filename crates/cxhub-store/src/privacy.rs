@@ -575,6 +575,15 @@ pub(crate) async fn erase(
         txn.execute_raw(sql.build()).await.db()?;
     }
 
+    // Loyalty actions stay (campaign budgets account for their values) without their free-text
+    // reason, which may describe the customer.
+    let mut sql = Sql::new(
+        backend,
+        "UPDATE loyalty_actions SET reason = '' WHERE customer_id",
+    );
+    in_set(&mut sql);
+    txn.execute_raw(sql.build()).await.db()?;
+
     // Stored answers of earlier requests that hold the customers' ids or identifiers.
     let mut needles: Vec<String> = set_texts.clone();
     needles.extend(

@@ -146,4 +146,8 @@ repo_test_suite!(
     fitted_models_and_the_incremental_position_are_kept,
     scores_of_absorbed_and_erased_customers_are_deleted,
     new_categories_and_churn_bands_are_change_log_entries,
+    loyalty_guard_rails_are_decided_in_the_write,
+    loyalty_concurrent_approvals_never_overspend,
+    loyalty_ledger_is_idempotent_and_never_negative_under_concurrency,
+    loyalty_erasure_keeps_actions_without_their_reasons,
 );

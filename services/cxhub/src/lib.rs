@@ -27,6 +27,7 @@ pub const SERVICES: &[&str] = &[
     cxhub_feeds::SHORT_NAME,
     cxhub_customer_profile::SHORT_NAME,
     cxhub_scoring::SHORT_NAME,
+    cxhub_loyalty::SHORT_NAME,
 ];
 
 /// Default listen address: loopback only.
@@ -49,7 +50,7 @@ pub struct ServeArgs {
     /// `postgres://user@host:port/db` [default: sqlite://cxhub.db].
     #[arg(long, env = "CXHUB_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// Comma-separated services to serve [default: all; known: touchpoints, feeds, profile, scoring].
+    /// Comma-separated services to serve [default: all; known: touchpoints, feeds, profile, scoring, loyalty].
     #[arg(long, env = "CXHUB_SERVICES", value_delimiter = ',')]
     pub services: Option<Vec<String>>,
     /// Load the demo registry (about 350 touchpoints, a few journeys) if the registry is empty.
@@ -412,6 +413,12 @@ pub fn registrations(
                     cxhub_scoring::Scores::new(store.clone(), store, ScoreConfig::default()),
                 ));
             }
+            cxhub_loyalty::SHORT_NAME => {
+                out.push(cxhub_loyalty::registration(
+                    store.clone(),
+                    cxhub_domain::loyalty::repo::GuardConfig::default(),
+                ));
+            }
             _ => {}
         }
     }
@@ -551,7 +558,10 @@ mod tests {
         let s = ServeArgs::default().resolve().expect("defaults resolve");
         assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
-        assert_eq!(s.services, ["touchpoints", "feeds", "profile", "scoring"]);
+        assert_eq!(
+            s.services,
+            ["touchpoints", "feeds", "profile", "scoring", "loyalty"]
+        );
         assert_eq!(s.feeds.max_batch, 1000);
         assert_eq!(s.serve.limits.max_message_bytes, 4 * 1024 * 1024);
         assert_eq!(s.serve.limits.request_timeout, Duration::from_secs(30));

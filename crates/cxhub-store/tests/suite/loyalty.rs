@@ -299,3 +299,42 @@ pub async fn loyalty_ledger_is_idempotent_and_never_negative_under_concurrency(s
     let sum: i64 = balance.recent.iter().map(|e| e.points).sum();
     assert_eq!(sum, 0, "the customer's legs sum to the balance");
 }
+
+pub async fn loyalty_erasure_keeps_actions_without_their_reasons(store: Store) {
+    use cxhub_domain::privacy::PrivacyRepo;
+    let ids = customers(&store, "erase", 1).await;
+    let canary = format!("canary-{}", uuid::Uuid::now_v7().simple());
+    let mut call = action(ids[0], ActionKind::FollowUpCall);
+    call.reason = format!("called about {canary}");
+    let proposed = store
+        .propose_action(&req(&call), call, &GuardConfig::default())
+        .await
+        .expect("proposed");
+    assert!(!store.locate_text(&canary).await.expect("scan").is_empty());
+
+    let erase = cxhub_domain::idempotency::RequestKey::new(
+        "tester",
+        "test/Erase",
+        "erase-1",
+        ids[0].to_string().as_bytes(),
+    )
+    .expect("valid key");
+    cxhub_store::PrivacyStore::new(store.clone(), cxhub_domain::record::SourcePriority::new())
+        .erase_customer(&erase, ids[0], "dpo")
+        .await
+        .expect("erased");
+    assert_eq!(
+        store.locate_text(&canary).await.expect("scan"),
+        Vec::<String>::new(),
+        "the reason is gone"
+    );
+    assert!(
+        store
+            .locate_text(&proposed.id.to_string())
+            .await
+            .expect("scan")
+            .iter()
+            .any(|place| place.starts_with("loyalty_actions.")),
+        "the action itself stays"
+    );
+}

@@ -22,6 +22,8 @@ mod customers;
 pub use customers::*;
 mod interactions;
 pub use interactions::*;
+mod loyalty;
+pub use loyalty::*;
 mod privacy;
 pub use privacy::*;
 mod scoring;
