@@ -9,6 +9,7 @@ pub mod error;
 mod middleware;
 mod serve;
 pub mod telemetry;
+mod validate;
 
 pub use auth::{Access, ParseTokenConfigError, Principal, TokenConfig, principal};
 pub use error::to_status;
@@ -18,6 +19,7 @@ pub use serve::{
     shutdown_signal,
 };
 pub use telemetry::{LogFormat, ParseLogFormatError, TelemetryGuard, init_telemetry};
+pub use validate::{request_key, validated};
 
 #[cfg(test)]
 mod tests;

@@ -7,20 +7,20 @@ pub mod convert;
 
 use std::sync::Arc;
 
-use cxhub_domain::idempotency::RequestKey;
+use cxhub_domain::Violations;
 use cxhub_domain::loyalty::repo::{
     ActionFilter, GuardConfig, LoyaltyRepo, MAX_RECENT_ENTRIES, PointsOp, PointsPosting,
 };
 use cxhub_domain::page::{filter_fingerprint, next_page_token, page_request};
 use cxhub_domain::repo::Lookup;
 use cxhub_domain::touchpoint::Key;
-use cxhub_domain::{Error, Violations};
 use cxhub_proto::loyalty::v1 as pb;
 use cxhub_proto::loyalty::v1::loyalty_action_service_server::{
     LoyaltyActionService, LoyaltyActionServiceServer, SERVICE_NAME,
 };
-use cxhub_server::{Access, Limits, MethodAccess, ServiceRegistration, principal, to_status};
-use prost::Message;
+use cxhub_server::{
+    Access, Limits, MethodAccess, ServiceRegistration, request_key, to_status, validated,
+};
 use tonic::{Request, Response, Status};
 
 const READ: Access = Access::Scope("loyalty:read");
@@ -101,43 +101,6 @@ pub struct Loyalty {
     guard: Arc<GuardConfig>,
 }
 
-/// The idempotency key of a mutating request (from the request without its `request_id`).
-fn request_key<M: Message + Clone>(
-    req: &Request<M>,
-    method: &str,
-    request_id: &str,
-    clear_id: impl FnOnce(&mut M),
-    v: &mut Violations,
-) -> Option<RequestKey> {
-    let mut payload = req.get_ref().clone();
-    clear_id(&mut payload);
-    let caller = principal(req);
-    match RequestKey::new(
-        &caller.name,
-        &format!("{SERVICE_NAME}/{method}"),
-        request_id,
-        &payload.encode_to_vec(),
-    ) {
-        Ok(key) => Some(key),
-        Err(err) => {
-            for violation in Vec::from(err) {
-                v.add(violation.field, violation.description);
-            }
-            None
-        }
-    }
-}
-
-/// Ends validation: every violation at once, or the validated value.
-fn validated<T>(v: Violations, value: Option<T>) -> Result<T, Status> {
-    v.into_result().map_err(to_status)?;
-    value.ok_or_else(|| {
-        to_status(Error::internal(
-            "validation produced no value and no violation",
-        ))
-    })
-}
-
 /// A ledger request id (same rules as every request id).
 fn ledger_request_id(id: &str, v: &mut Violations) -> Option<String> {
     v.check(
@@ -167,6 +130,7 @@ impl LoyaltyActionService for Loyalty {
         let mut v = Violations::new();
         let key = request_key(
             &req,
+            SERVICE_NAME,
             "ProposeAction",
             &req.get_ref().request_id,
             |m| m.request_id.clear(),
@@ -261,6 +225,7 @@ impl LoyaltyActionService for Loyalty {
         let mut v = Violations::new();
         let key = request_key(
             &req,
+            SERVICE_NAME,
             "TransitionAction",
             &req.get_ref().request_id,
             |m| m.request_id.clear(),
@@ -288,6 +253,7 @@ impl LoyaltyActionService for Loyalty {
         let mut v = Violations::new();
         let key = request_key(
             &req,
+            SERVICE_NAME,
             "CreateCampaign",
             &req.get_ref().request_id,
             |m| m.request_id.clear(),

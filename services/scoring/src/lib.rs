@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use cxhub_domain::batch::validate_then_write;
-use cxhub_domain::idempotency::{RequestKey, check_request_id};
+use cxhub_domain::idempotency::check_request_id;
 use cxhub_domain::identifier::CustomerId;
 use cxhub_domain::money::check_money;
 use cxhub_domain::page::{filter_fingerprint, next_page_token, page_request};
@@ -27,8 +27,9 @@ use cxhub_proto::scoring::v1 as pb;
 use cxhub_proto::scoring::v1::scoring_service_server::{
     SERVICE_NAME, ScoringService, ScoringServiceServer,
 };
-use cxhub_server::{Access, Limits, MethodAccess, ServiceRegistration, principal, to_status};
-use prost::Message;
+use cxhub_server::{
+    Access, Limits, MethodAccess, ServiceRegistration, request_key, to_status, validated,
+};
 pub use scores::Scores;
 use tonic::{Request, Response, Status};
 
@@ -118,43 +119,6 @@ pub struct Scoring {
     surveys: Arc<dyn SurveyRepo>,
     touchpoints: Arc<dyn TouchpointRepo>,
     scores: Scores,
-}
-
-/// The idempotency key of a mutating request (from the request without its `request_id`).
-fn request_key<M: Message + Clone>(
-    req: &Request<M>,
-    method: &str,
-    request_id: &str,
-    clear_id: impl FnOnce(&mut M),
-    v: &mut Violations,
-) -> Option<RequestKey> {
-    let mut payload = req.get_ref().clone();
-    clear_id(&mut payload);
-    let caller = principal(req);
-    match RequestKey::new(
-        &caller.name,
-        &format!("{SERVICE_NAME}/{method}"),
-        request_id,
-        &payload.encode_to_vec(),
-    ) {
-        Ok(key) => Some(key),
-        Err(err) => {
-            for violation in Vec::from(err) {
-                v.add(violation.field, violation.description);
-            }
-            None
-        }
-    }
-}
-
-/// Ends validation: every violation at once, or the validated value.
-fn validated<T>(v: Violations, value: Option<T>) -> Result<T, Status> {
-    v.into_result().map_err(to_status)?;
-    value.ok_or_else(|| {
-        to_status(Error::internal(
-            "validation produced no value and no violation",
-        ))
-    })
 }
 
 fn ok<T>(value: T) -> Result<Response<T>, Status> {
@@ -279,6 +243,7 @@ impl ScoringService for Scoring {
         let mut v = Violations::new();
         let key = request_key(
             &req,
+            SERVICE_NAME,
             "CreateSurvey",
             &req.get_ref().request_id,
             |m| m.request_id.clear(),
@@ -368,6 +333,7 @@ impl ScoringService for Scoring {
         let mut v = Violations::new();
         let key = request_key(
             &req,
+            SERVICE_NAME,
             "RetireSurvey",
             &req.get_ref().request_id,
             |m| m.request_id.clear(),

@@ -20,7 +20,9 @@ use cxhub_proto::touchpoint::v1 as pb;
 use cxhub_proto::touchpoint::v1::touchpoint_registry_service_server::{
     SERVICE_NAME, TouchpointRegistryService, TouchpointRegistryServiceServer,
 };
-use cxhub_server::{Access, Limits, MethodAccess, ServiceRegistration, principal, to_status};
+use cxhub_server::{
+    Access, Limits, MethodAccess, ServiceRegistration, request_key, to_status, validated,
+};
 use prost::Message;
 use tonic::{Request, Response, Status};
 
@@ -151,34 +153,6 @@ impl TouchpointRegistry {
     }
 }
 
-/// Starts validating a mutating request: its idempotency key (from the request without its
-/// `request_id`), with any violation recorded in `v`.
-fn request_key<M: Message + Clone>(
-    req: &Request<M>,
-    method: &str,
-    request_id: &str,
-    clear_id: impl FnOnce(&mut M),
-    v: &mut Violations,
-) -> Option<RequestKey> {
-    let mut payload = req.get_ref().clone();
-    clear_id(&mut payload);
-    let caller = principal(req);
-    match RequestKey::new(
-        &caller.name,
-        &format!("{SERVICE_NAME}/{method}"),
-        request_id,
-        &payload.encode_to_vec(),
-    ) {
-        Ok(key) => Some(key),
-        Err(err) => {
-            for violation in Vec::from(err) {
-                v.add(violation.field, violation.description);
-            }
-            None
-        }
-    }
-}
-
 /// Validates a mutating request that names one resource by id (archive, restore, delete):
 /// its idempotency key and the id, every violation at once.
 fn id_request<M: Message + Clone, Id: std::str::FromStr<Err = String>>(
@@ -189,7 +163,7 @@ fn id_request<M: Message + Clone, Id: std::str::FromStr<Err = String>>(
     clear_id: impl FnOnce(&mut M),
 ) -> Result<(RequestKey, Id), Status> {
     let mut v = Violations::new();
-    let key = request_key(req, method, request_id, clear_id, &mut v);
+    let key = request_key(req, SERVICE_NAME, method, request_id, clear_id, &mut v);
     let id = v.check("id", id.parse::<Id>());
     validated(v, key.zip(id))
 }
@@ -210,16 +184,6 @@ fn page(
             None
         }
     }
-}
-
-/// Ends validation: every violation at once, or the validated values.
-fn validated<T>(v: Violations, value: Option<T>) -> Result<T, Status> {
-    v.into_result().map_err(to_status)?;
-    value.ok_or_else(|| {
-        to_status(Error::internal(
-            "validation produced no value and no violation",
-        ))
-    })
 }
 
 fn optional_etag(etag: &str) -> Option<&str> {
@@ -254,6 +218,7 @@ impl TouchpointRegistryService for TouchpointRegistry {
         let mut v = Violations::new();
         let key = request_key(
             &req,
+            SERVICE_NAME,
             "CreateTouchpoint",
             &req.get_ref().request_id,
             |m| m.request_id.clear(),
@@ -284,6 +249,7 @@ impl TouchpointRegistryService for TouchpointRegistry {
         let mut v = Violations::new();
         let key = request_key(
             &req,
+            SERVICE_NAME,
             "BatchCreateTouchpoints",
             &req.get_ref().request_id,
             |m| m.request_id.clear(),
@@ -419,6 +385,7 @@ impl TouchpointRegistryService for TouchpointRegistry {
         let mut v = Violations::new();
         let key = request_key(
             &req,
+            SERVICE_NAME,
             "UpdateTouchpoint",
             &req.get_ref().request_id,
             |m| m.request_id.clear(),
@@ -514,6 +481,7 @@ impl TouchpointRegistryService for TouchpointRegistry {
         let mut v = Violations::new();
         let key = request_key(
             &req,
+            SERVICE_NAME,
             "CreateJourney",
             &req.get_ref().request_id,
             |m| m.request_id.clear(),
@@ -597,6 +565,7 @@ impl TouchpointRegistryService for TouchpointRegistry {
         let mut v = Violations::new();
         let key = request_key(
             &req,
+            SERVICE_NAME,
             "UpdateJourney",
             &req.get_ref().request_id,
             |m| m.request_id.clear(),
