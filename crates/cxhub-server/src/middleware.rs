@@ -635,20 +635,30 @@ mod tests {
         let subscriber = tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
         let _default = tracing::subscriber::set_default(subscriber);
-
         let mut svc = layer(&[], 16, Duration::from_secs(30)).layer(echo());
-        let mut req = request(READ, None);
-        req.headers_mut().insert(
-            "traceparent",
-            http::HeaderValue::from_static(
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            ),
-        );
-        let response = call(&mut svc, req).await;
-        drop(response); // the span ends with the response body
-        let _ = provider.force_flush();
-
-        let spans = exporter.get_finished_spans().expect("spans");
+        // Other tests of this binary run at the same time on other threads without this
+        // subscriber, and tracing caches per callsite whether any subscriber wants its spans:
+        // one of them can leave the middleware's span switched off for a moment (seen about
+        // once in 50 runs). Recompute the cache and call again if no span came out; the
+        // assertions below are about the span, not about that cache.
+        let mut spans = Vec::new();
+        for _ in 0..5 {
+            tracing::callsite::rebuild_interest_cache();
+            let mut req = request(READ, None);
+            req.headers_mut().insert(
+                "traceparent",
+                http::HeaderValue::from_static(
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                ),
+            );
+            let response = call(&mut svc, req).await;
+            drop(response); // the span ends with the response body
+            let _ = provider.force_flush();
+            spans = exporter.get_finished_spans().expect("spans");
+            if spans.iter().any(|s| s.name.contains("GetThing")) {
+                break;
+            }
+        }
         let rpc = spans
             .iter()
             .find(|s| s.name.contains("GetThing"))
