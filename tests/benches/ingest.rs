@@ -29,11 +29,10 @@
 )]
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use cxhub_proto::common::v1 as common;
 use cxhub_proto::feeds::v1 as pb;
 use cxhub_proto::feeds::v1::feed_service_client::FeedServiceClient;
@@ -44,60 +43,15 @@ use sha2::{Digest, Sha256};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
+mod support;
+use support::{Hub, Purchase, load_cdnow, noon, start_hub, ts};
+
 const BATCH: usize = 1_000;
 /// IngestRecords calls in flight at once.
 const IN_FLIGHT: usize = 4;
 
 // ------------------------------------------------------------------------------------------------
 // Data
-
-struct Purchase {
-    customer: u32,
-    date: NaiveDate,
-    cds: i64,
-    cents: i64,
-}
-
-fn cdnow_path() -> PathBuf {
-    if let Ok(dir) = std::env::var("CXHUB_CDNOW_DIR") {
-        return PathBuf::from(dir).join("CDNOW_master.txt");
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/cdnow/CDNOW_master.txt")
-}
-
-fn load_cdnow() -> Vec<Purchase> {
-    let path = cdnow_path();
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e} (set CXHUB_CDNOW_DIR)", path.display()));
-    text.lines()
-        .filter_map(|line| {
-            let mut f = line.split_whitespace();
-            let customer = f.next()?.parse().ok()?;
-            let date = NaiveDate::parse_from_str(f.next()?, "%Y%m%d").ok()?;
-            let cds = f.next()?.parse().ok()?;
-            let dollars: f64 = f.next()?.parse().ok()?;
-            #[allow(clippy::cast_possible_truncation)]
-            let cents = (dollars * 100.0).round() as i64;
-            Some(Purchase {
-                customer,
-                date,
-                cds,
-                cents,
-            })
-        })
-        .collect()
-}
-
-fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: 0,
-    }
-}
-
-fn noon(d: NaiveDate) -> DateTime<Utc> {
-    d.and_hms_opt(12, 0, 0).expect("noon").and_utc()
-}
 
 fn email(customer: u64) -> String {
     format!("buyer{customer}@mail.cdnow-bench.net")
@@ -209,60 +163,11 @@ fn generate(purchases: &[Purchase], scale: u64, identifiers: bool) -> Vec<pb::Re
 // ------------------------------------------------------------------------------------------------
 // The hub
 
-struct Hub {
-    channel: Channel,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-async fn start_hub(url: &str, options: StoreOptions) -> Hub {
-    let args = cxhub::ServeArgs {
-        database_url: Some(url.to_owned()),
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        services: Some(vec!["feeds".into()]),
-        max_message_bytes: Some(64 * 1024 * 1024),
-        ..Default::default()
-    };
-    let settings = args.resolve().expect("settings");
-    let store = cxhub::open_store(url, options).await.expect("store");
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        cxhub::serve_on(&settings, store, listener, async move {
-            let _ = rx.await;
-        })
-        .await
-    });
-    let uri: tonic::transport::Uri = format!("http://{addr}").parse().unwrap();
-    let channel = loop {
-        if let Ok(c) = Channel::builder(uri.clone()).connect().await {
-            break c;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    Hub {
-        channel,
-        shutdown: Some(tx),
-        task,
-    }
-}
-
-impl Hub {
-    async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        let _ = self.task.await;
-    }
-
-    fn client(&self) -> FeedServiceClient<Channel> {
-        FeedServiceClient::new(self.channel.clone())
-            .max_decoding_message_size(64 * 1024 * 1024)
-            .max_encoding_message_size(64 * 1024 * 1024)
-    }
+/// The feed client of a hub, with room for the largest batches.
+fn feeds(hub: &Hub) -> FeedServiceClient<Channel> {
+    FeedServiceClient::new(hub.channel.clone())
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(64 * 1024 * 1024)
 }
 
 /// Counts of results per outcome.
@@ -273,7 +178,7 @@ async fn ingest_all(hub: &Hub, batches: Arc<Vec<Vec<pb::Record>>>) -> (Duration,
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..IN_FLIGHT {
-        let (mut client, batches, next) = (hub.client(), batches.clone(), next.clone());
+        let (mut client, batches, next) = (feeds(hub), batches.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::new();
             loop {
@@ -313,8 +218,7 @@ async fn sync_all(hub: &Hub, batches: Arc<Vec<Vec<pb::Record>>>) -> (Duration, T
             })
             .collect::<Vec<_>>(),
     );
-    let mut responses = hub
-        .client()
+    let mut responses = feeds(hub)
         .sync_records(requests)
         .await
         .expect("sync")
@@ -761,7 +665,7 @@ async fn run(
 
     // IngestRecords, then the same again.
     let (url, options, pg) = (backend.fresh)();
-    let hub = start_hub(&url, options).await;
+    let hub = start_hub(&url, options, &["feeds"]).await;
     let (first, tally) = ingest_all(&hub, batches.clone()).await;
     println!(
         "IngestRecords ×{IN_FLIGHT} in flight     {:>9.0} records/s  ({:.2} s)  = {:.2} × raw   [{}]",
@@ -783,7 +687,7 @@ async fn run(
 
     // SyncRecords, one stream.
     let (url, options, pg) = (backend.fresh)();
-    let hub = start_hub(&url, options).await;
+    let hub = start_hub(&url, options, &["feeds"]).await;
     let (sync, tally) = sync_all(&hub, batches.clone()).await;
     println!(
         "SyncRecords, one stream         {:>9.0} records/s  ({:.2} s)  = {:.2} × raw   [{}]",
@@ -797,7 +701,7 @@ async fn run(
 
     // The same records with only their source customer ids.
     let (url, options, pg) = (backend.fresh)();
-    let hub = start_hub(&url, options).await;
+    let hub = start_hub(&url, options, &["feeds"]).await;
     let (bare, _) = ingest_all(&hub, anchors_only).await;
     println!(
         "anchors only (no e-mail/phone)  {:>9.0} records/s  ({:.2} s)   identity resolution adds {:+.0} %",

@@ -785,3 +785,64 @@ async fn every_refusal_names_its_field_and_scopes_guard_the_recompute() {
         "MISSING_TOKEN",
     );
 }
+
+#[tokio::test]
+async fn the_background_task_refits_and_rescores_everyone_periodically() {
+    let hub = TestHub::builder()
+        .demo()
+        .score_full_recompute_every(Duration::from_secs(1))
+        .start()
+        .await;
+    let mut c = ScoringServiceClient::new(hub.channel().await);
+    let base = now() - 60;
+    let day = |n: i64| base - n * DAY;
+    let ids = ingest(
+        &hub,
+        vec![
+            record("erp", "p-1", "E-dora", day(60), &[], order(day(60), 5_000)),
+            record("erp", "p-2", "E-dora", day(30), &[], order(day(30), 7_000)),
+            record("erp", "p-3", "E-eli", day(20), &[], order(day(20), 2_000)),
+        ],
+    )
+    .await;
+    let dora = ids[0].clone();
+    let first = c
+        .recompute_scores(pb::RecomputeScoresRequest { request_id: rid() })
+        .await
+        .expect("recomputed")
+        .into_inner();
+    assert!(first.models.iter().all(|m| m.version == 1), "{first:?}");
+    // Nothing changes in the ledger; the task still refits (fit version 2, then more) and
+    // rescores Dora within seconds, because the models are older than the interval.
+    let later = eventually(&mut c, &dora, |s| {
+        s.rfm.as_ref().is_some_and(|rfm| rfm.fit_version >= 2)
+    })
+    .await;
+    assert!(later.churn.is_some(), "{later:?}");
+
+    // With the periodic recompute off, the fit stays where RecomputeScores left it.
+    let quiet = TestHub::builder()
+        .demo()
+        .score_full_recompute_every(Duration::ZERO)
+        .start()
+        .await;
+    let mut q = ScoringServiceClient::new(quiet.channel().await);
+    let ids = ingest(
+        &quiet,
+        vec![
+            record("erp", "p-1", "E-dora", day(60), &[], order(day(60), 5_000)),
+            record("erp", "p-2", "E-dora", day(30), &[], order(day(30), 7_000)),
+        ],
+    )
+    .await;
+    q.recompute_scores(pb::RecomputeScoresRequest { request_id: rid() })
+        .await
+        .expect("recomputed");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let still = scores(&mut q, &ids[0]).await;
+    assert_eq!(
+        still.rfm.as_ref().map(|r| r.fit_version),
+        Some(1),
+        "{still:?}"
+    );
+}

@@ -88,6 +88,12 @@ impl TestHubBuilder {
         self
     }
 
+    /// How often the background score recompute makes a full recompute (`0s`: never).
+    pub fn score_full_recompute_every(mut self, d: Duration) -> Self {
+        self.args.score_full_recompute_every = Some(d);
+        self
+    }
+
     /// Load the demo registry at start.
     pub fn demo(mut self) -> Self {
         self.args.demo = true;

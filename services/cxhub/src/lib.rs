@@ -98,6 +98,11 @@ pub struct ServeArgs {
     /// older entries are pruned and resuming before them answers OUT_OF_RANGE [default: 7days].
     #[arg(long, env = "CXHUB_CHANGE_RETENTION", value_parser = humantime::parse_duration)]
     pub change_retention: Option<Duration>,
+    /// How often the background score recompute refits the models and rescores every customer,
+    /// e.g. `24h`; `0s` leaves only the incremental recompute and `RecomputeScores`
+    /// [default: 24h].
+    #[arg(long, env = "CXHUB_SCORE_FULL_RECOMPUTE_EVERY", value_parser = humantime::parse_duration)]
+    pub score_full_recompute_every: Option<Duration>,
 }
 
 /// The `[feeds]` table of the TOML file: how records are ingested and customers resolved.
@@ -143,6 +148,7 @@ struct FileSettings {
     request_timeout: Option<String>,
     drain_timeout: Option<String>,
     change_retention: Option<String>,
+    score_full_recompute_every: Option<String>,
     allow_unauthenticated: Option<bool>,
     #[serde(default)]
     tokens: Vec<TokenConfig>,
@@ -169,6 +175,9 @@ pub struct Settings {
     pub feeds: FeedConfig,
     /// How long the change log keeps entries.
     pub change_retention: Duration,
+    /// How customer scores are computed, including how often the background task makes a full
+    /// recompute.
+    pub scores: ScoreConfig,
 }
 
 impl ServeArgs {
@@ -226,9 +235,20 @@ impl ServeArgs {
         if change_retention < Duration::from_secs(60) {
             bail!("change_retention must be at least 1 minute");
         }
+        let full_recompute_every = duration(
+            self.score_full_recompute_every,
+            file.score_full_recompute_every,
+            "score_full_recompute_every",
+            Duration::from_secs(24 * 3600),
+        )?;
+        let scores = ScoreConfig {
+            full_recompute_every_hours: full_recompute_every.as_secs_f64() / 3600.0,
+            ..ScoreConfig::default()
+        };
         Ok(Settings {
             feeds,
             change_retention,
+            scores,
             listen: self.listen.or(file.listen).unwrap_or_else(|| {
                 DEFAULT_LISTEN
                     .parse()
@@ -456,7 +476,7 @@ pub async fn serve_on(
         .then(|| {
             let store = Arc::new(store.clone());
             tokio::spawn(follow_scores(
-                cxhub_scoring::Scores::new(store.clone(), store, ScoreConfig::default()),
+                cxhub_scoring::Scores::new(store.clone(), store, settings.scores),
                 scores_stopped,
             ))
         });

@@ -61,6 +61,8 @@ pub struct Pass {
     pub rescored: u64,
     /// Scores deleted.
     pub deleted: u64,
+    /// Whether the pass was the periodic full recompute.
+    pub full: bool,
 }
 
 /// Computes and keeps customer scores.
@@ -215,6 +217,16 @@ impl Scores {
             return Ok(Pass::default());
         };
         let models = self.repo.fitted_models().await?;
+        let fitted_at = models.iter().map(|m| m.fitted_at).max();
+        if fitted_at.is_some_and(|at| self.config.full_recompute_due(at, now())) {
+            let done = self.recompute_all().await?;
+            return Ok(Pass {
+                changes: 0,
+                rescored: done.scored,
+                deleted: done.deleted,
+                full: true,
+            });
+        }
         let until = now() - chrono::Duration::milliseconds(RESPONSE_LAG_MS);
         let slice = self
             .log
@@ -240,6 +252,7 @@ impl Scores {
                 changes: 0,
                 rescored,
                 deleted,
+                full: false,
             });
         }
         let mut rescore = BTreeSet::new();
@@ -291,6 +304,7 @@ impl Scores {
             changes: slice.changes.len(),
             rescored,
             deleted,
+            full: false,
         })
     }
 }

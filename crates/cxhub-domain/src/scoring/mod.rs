@@ -101,6 +101,12 @@ pub struct ScoreConfig {
     pub clv_horizon_weeks: f64,
     /// Yearly discount rate of CLV (default 0.10); compounded weekly.
     pub annual_discount_rate: f64,
+    /// Hours between full recomputes made by the background recompute (default 24): the models
+    /// are refitted on the grown ledger and every customer is rescored, so scores that depend on
+    /// the passing of time (recency, days since the last purchase, P(alive)) move even for
+    /// customers nothing happened to. 0 turns the periodic recompute off (the incremental one
+    /// and `RecomputeScores` still run).
+    pub full_recompute_every_hours: f64,
 }
 
 impl Default for ScoreConfig {
@@ -110,6 +116,7 @@ impl Default for ScoreConfig {
             churn: ChurnConfig::default(),
             clv_horizon_weeks: 52.0,
             annual_discount_rate: 0.10,
+            full_recompute_every_hours: 24.0,
         }
     }
 }
@@ -121,6 +128,17 @@ impl ScoreConfig {
             .complaint_window_days
             .max(self.churn.event_window_days)
             .max(self.churn.failed_payment_window_days)
+    }
+
+    /// Whether models fitted at `fitted_at` are due for the periodic full recompute at `now`.
+    pub fn full_recompute_due(&self, fitted_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        let hours = self.full_recompute_every_hours;
+        if !(hours.is_finite() && hours > 0.0) {
+            return false;
+        }
+        #[allow(clippy::cast_possible_truncation)]
+        let every = Duration::milliseconds((hours * 3_600_000.0).round() as i64);
+        now - fitted_at >= every
     }
 
     /// The weekly discount rate equivalent to the yearly one.
@@ -586,6 +604,26 @@ mod tests {
 
     fn day(n: i64) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).single().unwrap() + Duration::days(n)
+    }
+
+    #[test]
+    fn the_full_recompute_is_due_after_its_interval_and_never_when_off() {
+        let config = ScoreConfig::default();
+        assert!(!config.full_recompute_due(day(0), day(0) + Duration::hours(23)));
+        assert!(config.full_recompute_due(day(0), day(1)));
+        let hourly = ScoreConfig {
+            full_recompute_every_hours: 1.0,
+            ..config
+        };
+        assert!(!hourly.full_recompute_due(day(0), day(0) + Duration::minutes(59)));
+        assert!(hourly.full_recompute_due(day(0), day(0) + Duration::minutes(60)));
+        for off in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let never = ScoreConfig {
+                full_recompute_every_hours: off,
+                ..config
+            };
+            assert!(!never.full_recompute_due(day(0), day(400)), "{off}");
+        }
     }
 
     fn facts(orders: &[(i64, i64)], signals: &[(&str, i64)]) -> CustomerFacts {
