@@ -26,6 +26,7 @@ mod idempotency;
 mod interactions;
 mod journeys;
 mod loyalty;
+mod loyalty_rules;
 mod privacy;
 mod repo;
 mod scoring;

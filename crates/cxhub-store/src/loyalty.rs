@@ -31,9 +31,11 @@ use cxhub_domain::loyalty::guard::{
 };
 use cxhub_domain::loyalty::points::{Entry, EntryKind, Ledger, PostOutcome};
 use cxhub_domain::loyalty::repo::{
-    Action, ActionFilter, ActionId, Campaign, CampaignId, GuardConfig, LoyaltyRepo, NewAction,
-    NewCampaign, PointsBalance, PointsOp, PointsPosting, Posted, RuleRef,
+    Action, ActionFilter, ActionId, Campaign, CampaignId, DryRun, ExpectedVersion, GuardConfig,
+    LoyaltyRepo, NewAction, NewCampaign, PointsBalance, PointsOp, PointsPosting, Posted, RulePatch,
+    RuleRef,
 };
+use cxhub_domain::loyalty::rule::{Rule, RuleSpec};
 use cxhub_domain::money::{Currency, Money};
 use cxhub_domain::page::{Page, PageRequest};
 use cxhub_domain::repo::Lookup;
@@ -141,13 +143,47 @@ impl LoyaltyRepo for Store {
     async fn points_balance(&self, customer: CustomerId, recent: u32) -> Result<PointsBalance> {
         snapshot!(self, |txn| balance(&txn, customer, recent))
     }
+
+    // Rules: see `loyalty_rules.rs`.
+
+    async fn create_rule(&self, req: &RequestKey, id: Key, spec: RuleSpec) -> Result<Rule> {
+        self.create_rule_impl(req, id, spec).await
+    }
+
+    async fn update_rule(
+        &self,
+        req: &RequestKey,
+        id: Key,
+        expected: ExpectedVersion,
+        patch: RulePatch,
+    ) -> Result<Rule> {
+        self.update_rule_impl(req, id, expected, patch).await
+    }
+
+    async fn get_rule(&self, id: &Key, version: Option<i64>) -> Result<Rule> {
+        self.get_rule_impl(id, version).await
+    }
+
+    async fn list_rules(&self, page: &PageRequest) -> Result<Page<Rule>> {
+        self.list_rules_impl(page).await
+    }
+
+    async fn dry_run_rule(
+        &self,
+        rule: &Rule,
+        guard: &GuardConfig,
+        after: Option<CustomerId>,
+        max: u32,
+    ) -> Result<DryRun> {
+        self.dry_run_rule_impl(rule, guard, after, max).await
+    }
 }
 
 impl Store {
     /// Begins a loyalty write: `BEGIN IMMEDIATE` on SQLite; a plain transaction on PostgreSQL,
     /// where the writes lock what they decide from (see the module documentation) instead of
     /// taking the registry's lock.
-    async fn begin_loyalty(&self) -> Result<DatabaseTransaction> {
+    pub(crate) async fn begin_loyalty(&self) -> Result<DatabaseTransaction> {
         match self.kind {
             Backend::Sqlite => self.begin_write().await,
             Backend::Postgres => sea_orm::TransactionTrait::begin(&self.writer).await.db(),
@@ -214,7 +250,7 @@ async fn target(conn: &impl ConnectionTrait, requested: CustomerId) -> Result<Ta
 /// customer's identifiers are hashed with the same key (see
 /// [`cxhub_domain::privacy::suppression_hash`]); before the first erasure there is no key and
 /// nothing is suppressed.
-async fn holds_suppressed_identifier(
+pub(crate) async fn holds_suppressed_identifier(
     conn: &impl ConnectionTrait,
     customer: CustomerId,
 ) -> Result<bool> {
@@ -352,7 +388,7 @@ async fn propose(
 }
 
 /// A campaign's actions must be worth something, in the budget's currency.
-fn check_value_currency(budget: &Budget, value: Option<Money>) -> Result<()> {
+pub(crate) fn check_value_currency(budget: &Budget, value: Option<Money>) -> Result<()> {
     let Some(value) = value else {
         return Err(Error::invalid_field(
             "action.value",
@@ -375,7 +411,7 @@ fn check_value_currency(budget: &Budget, value: Option<Money>) -> Result<()> {
 }
 
 /// The customer's actions of the capped kinds within the longest cap window of `kind`.
-async fn cap_history(
+pub(crate) async fn cap_history(
     txn: &DatabaseTransaction,
     customer: CustomerId,
     kind: &ActionKind,
@@ -814,7 +850,7 @@ async fn create_campaign(txn: &DatabaseTransaction, new: NewCampaign) -> Result<
     Ok(campaign)
 }
 
-async fn get_campaign(
+pub(crate) async fn get_campaign(
     conn: &impl ConnectionTrait,
     lookup: &Lookup<CampaignId>,
 ) -> Result<Campaign> {
@@ -1112,6 +1148,6 @@ async fn balance(
     })
 }
 
-fn get<T: sea_orm::TryGetable>(row: &QueryResult, column: &str) -> Result<T> {
+pub(crate) fn get<T: sea_orm::TryGetable>(row: &QueryResult, column: &str) -> Result<T> {
     row.try_get("", column).map_err(corrupt)
 }

@@ -2,14 +2,19 @@
 //! every field violation of its part of the request (at its path) instead of stopping at the
 //! first.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use cxhub_domain::Violations;
 use cxhub_domain::identifier::CustomerId;
 use cxhub_domain::loyalty::action::{ActionKind, ActionState, ContactChannel, CustomKind};
+use cxhub_domain::loyalty::guard;
 use cxhub_domain::loyalty::points::{Entry, EntryKind, MAX_ENTRY_POINTS};
 use cxhub_domain::loyalty::repo::{
-    Action, Campaign, MAX_CAMPAIGN_NAME_LEN, MAX_REASON_LEN, MAX_RULE_ID_LEN, MAX_TEAM_LEN,
-    NewAction, NewCampaign, RuleRef,
+    Action, Campaign, DryRunTarget, MAX_CAMPAIGN_NAME_LEN, MAX_REASON_LEN, MAX_RULE_ID_LEN,
+    MAX_TEAM_LEN, NewAction, NewCampaign, RulePatch, RuleRef,
+};
+use cxhub_domain::loyalty::rule::{
+    self, ActionTemplate, Decision, Holdout, MAX_DUE_IN, MAX_RULE_NAME_LEN, MIN_DUE_IN, Rule,
+    RuleLimits, RuleSpec, Trigger,
 };
 use cxhub_domain::money::{Currency, Money};
 use cxhub_domain::touchpoint::Key;
@@ -410,5 +415,360 @@ pub fn entry_to_pb(e: Entry) -> pb::PointsEntry {
         expires_at: e.expires_at.map(ts),
         shortfall: e.shortfall,
         posted_at: Some(ts(e.at)),
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Rules
+
+/// A trigger (required).
+pub fn trigger(value: i32, field: &str, v: &mut Violations) -> Option<Trigger> {
+    use pb::RuleTrigger as T;
+    match T::try_from(value) {
+        Ok(T::DailySweep) => Some(Trigger::DailySweep),
+        Ok(T::CategoryBecameNegative) => Some(Trigger::CategoryBecameNegative),
+        Ok(T::CategoryBecameAdvocate) => Some(Trigger::CategoryBecameAdvocate),
+        Ok(T::ChurnBandBecameHigh) => Some(Trigger::ChurnBandBecameHigh),
+        Ok(T::SurveyNpsAtMost6) => Some(Trigger::SurveyNpsAtMost6),
+        Ok(T::OrderDelivered) => Some(Trigger::OrderDelivered),
+        Ok(T::PaymentFailed) => Some(Trigger::PaymentFailed),
+        Ok(T::Unspecified) => {
+            v.add(field, "required: when the rule acts");
+            None
+        }
+        Err(_) => {
+            v.add(field, format!("unknown trigger {value}"));
+            None
+        }
+    }
+}
+
+fn trigger_to_pb(trigger: Trigger) -> pb::RuleTrigger {
+    use pb::RuleTrigger as T;
+    match trigger {
+        Trigger::DailySweep => T::DailySweep,
+        Trigger::CategoryBecameNegative => T::CategoryBecameNegative,
+        Trigger::CategoryBecameAdvocate => T::CategoryBecameAdvocate,
+        Trigger::ChurnBandBecameHigh => T::ChurnBandBecameHigh,
+        Trigger::SurveyNpsAtMost6 => T::SurveyNpsAtMost6,
+        Trigger::OrderDelivered => T::OrderDelivered,
+        Trigger::PaymentFailed => T::PaymentFailed,
+    }
+}
+
+/// A rule id (a key).
+pub fn rule_id(id: &str, field: &str, v: &mut Violations) -> Option<Key> {
+    if id.len() > MAX_RULE_ID_LEN {
+        v.add(field, format!("at most {MAX_RULE_ID_LEN} characters"));
+        return None;
+    }
+    v.check(field, Key::parse(id))
+}
+
+/// A rule's name (required).
+pub fn rule_name(name: &str, field: &str, v: &mut Violations) -> Option<String> {
+    text(name, field, MAX_RULE_NAME_LEN, true, v)
+}
+
+/// A condition, compiled against the customer facts; kept in canonical form.
+pub fn condition(source: &str, field: &str, v: &mut Violations) -> Option<String> {
+    if source.trim().is_empty() {
+        v.add(field, "required: the condition in the rule language");
+        return None;
+    }
+    match rule::compile_condition(source, field) {
+        Ok(condition) => Some(condition.to_string()),
+        Err(violations) => {
+            for violation in violations {
+                v.add(violation.field, violation.description);
+            }
+            None
+        }
+    }
+}
+
+/// An action template (required); violations at `field.<name>`.
+pub fn template(
+    t: Option<&pb::ActionTemplate>,
+    field: &str,
+    v: &mut Violations,
+) -> Option<ActionTemplate> {
+    let Some(t) = t else {
+        v.add(field, "required: the action the rule proposes");
+        return None;
+    };
+    let f = |name: &str| format!("{field}.{name}");
+    let kind = kind(
+        t.kind,
+        &t.custom_kind,
+        &f("kind"),
+        &f("custom_kind"),
+        true,
+        v,
+    )
+    .flatten();
+    let channel = channel(t.channel, &f("channel"), v);
+    let value = match &t.value {
+        None => Some(None),
+        Some(m) => money(m, &f("value"), v).map(Some),
+    };
+    let campaign = if t.campaign_id.is_empty() {
+        Some(None)
+    } else {
+        v.check(f("campaign_id"), t.campaign_id.parse()).map(Some)
+    };
+    let due_in = match &t.due_in {
+        None => {
+            v.add(
+                f("due_in"),
+                "required: how long after it is proposed each action is due",
+            );
+            None
+        }
+        Some(d) => {
+            let seconds = Duration::seconds(d.seconds);
+            if d.nanos != 0 || seconds < MIN_DUE_IN || seconds > MAX_DUE_IN {
+                v.add(
+                    f("due_in"),
+                    "must be whole seconds, from 1 minute to 365 days",
+                );
+                None
+            } else {
+                Some(d.seconds)
+            }
+        }
+    };
+    let team = text(&t.assignee_team, &f("assignee_team"), MAX_TEAM_LEN, true, v);
+    let reason = v
+        .check(
+            f("reason_template"),
+            rule::check_reason_template(&t.reason_template),
+        )
+        .map(|()| t.reason_template.clone());
+    Some(ActionTemplate {
+        kind: kind?,
+        channel: channel?,
+        value: value?,
+        campaign: campaign?,
+        due_in_seconds: due_in?,
+        assignee_team: team?,
+        reason_template: reason?,
+    })
+}
+
+/// Limits; unset means none.
+pub fn limits(l: Option<&pb::RuleLimits>, field: &str, v: &mut Violations) -> Option<RuleLimits> {
+    let Some(l) = l else {
+        return Some(RuleLimits::default());
+    };
+    let mut one = |value: i32, name: &str| match u32::try_from(value) {
+        Ok(0) => Some(None),
+        Ok(n) => Some(Some(n)),
+        Err(_) => {
+            v.add(
+                format!("{field}.{name}"),
+                "must not be negative (0: no limit)",
+            );
+            None
+        }
+    };
+    let per_run = one(l.max_actions_per_run, "max_actions_per_run");
+    let per_day = one(l.max_actions_per_day, "max_actions_per_day");
+    Some(RuleLimits {
+        max_per_run: per_run?,
+        max_per_day: per_day?,
+    })
+}
+
+/// A holdout; unset means nobody is held out.
+pub fn holdout(h: Option<&pb::Holdout>, field: &str, v: &mut Violations) -> Option<Holdout> {
+    let Some(h) = h else {
+        return Some(Holdout::default());
+    };
+    v.check(
+        format!("{field}.control_share"),
+        guard::check_control_share(h.control_share),
+    )
+    .map(|()| Holdout {
+        control_share: h.control_share,
+        seed: h.seed,
+    })
+}
+
+/// A whole rule definition; violations at `field.<name>`.
+pub fn rule_spec(r: &pb::Rule, field: &str, v: &mut Violations) -> Option<RuleSpec> {
+    let f = |name: &str| format!("{field}.{name}");
+    let name = rule_name(&r.name, &f("name"), v);
+    let trigger = trigger(r.trigger, &f("trigger"), v);
+    let condition = condition(&r.condition, &f("condition"), v);
+    let action = template(r.action.as_ref(), &f("action"), v);
+    let limits = limits(r.limits.as_ref(), &f("limits"), v);
+    let holdout = holdout(r.holdout.as_ref(), &f("holdout"), v);
+    Some(RuleSpec {
+        name: name?,
+        trigger: trigger?,
+        condition: condition?,
+        action: action?,
+        limits: limits?,
+        holdout: holdout?,
+        enabled: r.enabled,
+    })
+}
+
+/// The fields of `r` named in `mask` (every field for an empty mask); violations at
+/// `field.<name>`, unknown paths at `update_mask`.
+pub fn rule_patch(
+    r: &pb::Rule,
+    mask: &[String],
+    field: &str,
+    v: &mut Violations,
+) -> Option<RulePatch> {
+    if mask.is_empty() {
+        let spec = rule_spec(r, field, v)?;
+        return Some(RulePatch {
+            name: Some(spec.name),
+            trigger: Some(spec.trigger),
+            condition: Some(spec.condition),
+            action: Some(spec.action),
+            limits: Some(spec.limits),
+            holdout: Some(spec.holdout),
+            enabled: Some(spec.enabled),
+        });
+    }
+    let f = |name: &str| format!("{field}.{name}");
+    let mut patch = RulePatch::default();
+    let mut ok = true;
+    for path in mask {
+        let good = match path.as_str() {
+            "name" => rule_name(&r.name, &f("name"), v).map(|x| patch.name = Some(x)),
+            "trigger" => trigger(r.trigger, &f("trigger"), v).map(|x| patch.trigger = Some(x)),
+            "condition" => {
+                condition(&r.condition, &f("condition"), v).map(|x| patch.condition = Some(x))
+            }
+            "action" => {
+                template(r.action.as_ref(), &f("action"), v).map(|x| patch.action = Some(x))
+            }
+            "limits" => limits(r.limits.as_ref(), &f("limits"), v).map(|x| patch.limits = Some(x)),
+            "holdout" => {
+                holdout(r.holdout.as_ref(), &f("holdout"), v).map(|x| patch.holdout = Some(x))
+            }
+            "enabled" => {
+                patch.enabled = Some(r.enabled);
+                Some(())
+            }
+            other => {
+                v.add(
+                    "update_mask",
+                    format!(
+                        "unknown field `{other}` (known: name, trigger, condition, action, limits, holdout, enabled)"
+                    ),
+                );
+                None
+            }
+        };
+        ok &= good.is_some();
+    }
+    ok.then_some(patch)
+}
+
+fn template_to_pb(t: ActionTemplate) -> pb::ActionTemplate {
+    let (kind, custom_kind) = kind_to_pb(&t.kind);
+    pb::ActionTemplate {
+        kind,
+        custom_kind,
+        channel: channel_to_pb(t.channel) as i32,
+        value: t.value.map(money_to_pb),
+        campaign_id: t.campaign.map(|c| c.to_string()).unwrap_or_default(),
+        due_in: Some(prost_types::Duration {
+            seconds: t.due_in_seconds,
+            nanos: 0,
+        }),
+        assignee_team: t.assignee_team,
+        reason_template: t.reason_template,
+    }
+}
+
+fn limit_to_pb(limit: Option<u32>) -> i32 {
+    limit.map_or(0, |n| i32::try_from(n).unwrap_or(i32::MAX))
+}
+
+/// The wire rule.
+pub fn rule_to_pb(r: Rule) -> pb::Rule {
+    let etag = r.etag();
+    let s = r.spec;
+    pb::Rule {
+        id: r.id.as_str().to_owned(),
+        version: r.version,
+        name: s.name,
+        trigger: trigger_to_pb(s.trigger) as i32,
+        condition: s.condition,
+        action: Some(template_to_pb(s.action)),
+        limits: Some(pb::RuleLimits {
+            max_actions_per_run: limit_to_pb(s.limits.max_per_run),
+            max_actions_per_day: limit_to_pb(s.limits.max_per_day),
+        }),
+        holdout: Some(pb::Holdout {
+            control_share: s.holdout.control_share,
+            seed: s.holdout.seed,
+        }),
+        enabled: s.enabled,
+        etag,
+        created_by: r.created_by,
+        created_at: Some(ts(r.created_at)),
+    }
+}
+
+/// The wire dry-run target.
+pub fn dry_run_target_to_pb(t: DryRunTarget) -> pb::DryRunTarget {
+    use pb::DryRunOutcome as O;
+    let (outcome, blocked_by, blocked_message) = match t.decision {
+        Decision::Treat | Decision::NotMatched => (O::Treated, Vec::new(), String::new()),
+        Decision::HeldOut => (O::HeldOut, Vec::new(), String::new()),
+        Decision::Blocked(eligibility) => (
+            O::Blocked,
+            eligibility
+                .reasons
+                .iter()
+                .map(|r| r.reason().to_owned())
+                .collect(),
+            eligibility
+                .reasons
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    };
+    let action = NewActionView(t.action).into_pb();
+    pb::DryRunTarget {
+        customer_id: t.customer.to_string(),
+        outcome: outcome as i32,
+        action: Some(action),
+        explanation: t.explanation,
+        blocked_by,
+        blocked_message,
+    }
+}
+
+/// A proposed action on the wire (the input part of an action).
+struct NewActionView(NewAction);
+
+impl NewActionView {
+    fn into_pb(self) -> pb::ActionInput {
+        let n = self.0;
+        let (kind, custom_kind) = kind_to_pb(&n.kind);
+        pb::ActionInput {
+            customer_id: n.customer.to_string(),
+            kind,
+            custom_kind,
+            rule_id: n.rule.as_ref().map(|r| r.id.clone()).unwrap_or_default(),
+            rule_version: n.rule.as_ref().map_or(0, |r| r.version),
+            reason: n.reason,
+            channel: channel_to_pb(n.channel) as i32,
+            value: n.value.map(money_to_pb),
+            campaign_id: n.campaign.map(|c| c.to_string()).unwrap_or_default(),
+            due_at: Some(ts(n.due_at)),
+            assignee_team: n.assignee_team,
+        }
     }
 }

@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use cxhub_domain::Violations;
 use cxhub_domain::loyalty::repo::{
-    ActionFilter, GuardConfig, LoyaltyRepo, MAX_RECENT_ENTRIES, PointsOp, PointsPosting,
+    ActionFilter, ExpectedVersion, GuardConfig, LoyaltyRepo, MAX_DRY_RUN_CUSTOMERS,
+    MAX_RECENT_ENTRIES, PointsOp, PointsPosting,
 };
+use cxhub_domain::loyalty::rule::Rule;
 use cxhub_domain::page::{filter_fingerprint, next_page_token, page_request};
 use cxhub_domain::repo::Lookup;
 use cxhub_domain::touchpoint::Key;
@@ -68,6 +70,26 @@ pub const METHODS: &[MethodAccess] = &[
         method: "GetPointsBalance",
         access: READ,
     },
+    MethodAccess {
+        method: "CreateRule",
+        access: WRITE,
+    },
+    MethodAccess {
+        method: "UpdateRule",
+        access: WRITE,
+    },
+    MethodAccess {
+        method: "GetRule",
+        access: READ,
+    },
+    MethodAccess {
+        method: "ListRules",
+        access: READ,
+    },
+    MethodAccess {
+        method: "DryRunRule",
+        access: READ,
+    },
 ];
 
 /// The service's name on the `--services` flag.
@@ -75,6 +97,9 @@ pub const SHORT_NAME: &str = "loyalty";
 
 /// Default number of recent entries a balance read returns.
 const DEFAULT_RECENT_ENTRIES: u32 = 20;
+
+/// Default number of customers one dry-run call scans.
+const DEFAULT_DRY_RUN_CUSTOMERS: u32 = 1000;
 
 /// The registration the hub serves, over `repo`, with the frequency caps of `guard`.
 pub fn registration(repo: Arc<dyn LoyaltyRepo>, guard: GuardConfig) -> ServiceRegistration {
@@ -112,6 +137,21 @@ fn ledger_request_id(id: &str, v: &mut Violations) -> Option<String> {
 
 fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
+}
+
+/// A rule version to read: positive, or 0 for the current one.
+fn version(value: i64, field: &str, v: &mut Violations) -> Option<Option<i64>> {
+    match value {
+        0 => Some(None),
+        n if n > 0 => Some(Some(n)),
+        n => {
+            v.add(
+                field,
+                format!("must be positive, or 0 for the current version (got {n})"),
+            );
+            None
+        }
+    }
 }
 
 impl Loyalty {
@@ -421,6 +461,199 @@ impl LoyaltyActionService for Loyalty {
                 .into_iter()
                 .map(convert::entry_to_pb)
                 .collect(),
+        }))
+    }
+
+    async fn create_rule(
+        &self,
+        req: Request<pb::CreateRuleRequest>,
+    ) -> Result<Response<pb::CreateRuleResponse>, Status> {
+        let mut v = Violations::new();
+        let key = request_key(
+            &req,
+            SERVICE_NAME,
+            "CreateRule",
+            &req.get_ref().request_id,
+            |m| m.request_id.clear(),
+            &mut v,
+        );
+        let rule = match &req.get_ref().rule {
+            Some(r) => convert::rule_id(&r.id, "rule.id", &mut v)
+                .zip(convert::rule_spec(r, "rule", &mut v)),
+            None => {
+                v.add("rule", "required");
+                None
+            }
+        };
+        let (key, (id, spec)) = validated(v, key.zip(rule))?;
+        let created = self
+            .repo
+            .create_rule(&key, id, spec)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::CreateRuleResponse {
+            rule: Some(convert::rule_to_pb(created)),
+        }))
+    }
+
+    async fn update_rule(
+        &self,
+        req: Request<pb::UpdateRuleRequest>,
+    ) -> Result<Response<pb::UpdateRuleResponse>, Status> {
+        let mut v = Violations::new();
+        let key = request_key(
+            &req,
+            SERVICE_NAME,
+            "UpdateRule",
+            &req.get_ref().request_id,
+            |m| m.request_id.clear(),
+            &mut v,
+        );
+        let r = req.get_ref();
+        let mask: &[String] = r.update_mask.as_ref().map_or(&[], |m| m.paths.as_slice());
+        let rule = match &r.rule {
+            Some(rule) => convert::rule_id(&rule.id, "rule.id", &mut v)
+                .zip(convert::rule_patch(rule, mask, "rule", &mut v)),
+            None => {
+                v.add("rule", "required");
+                None
+            }
+        };
+        let expected_version = match r.expected_version {
+            0 => Some(None),
+            n if n > 0 => Some(Some(n)),
+            n => {
+                v.add(
+                    "expected_version",
+                    format!("must be positive, or 0 not to check (got {n})"),
+                );
+                None
+            }
+        };
+        let ((key, (id, patch)), expected_version) =
+            validated(v, key.zip(rule).zip(expected_version))?;
+        let expected = ExpectedVersion {
+            etag: (!r.etag.is_empty()).then(|| r.etag.clone()),
+            version: expected_version,
+        };
+        let updated = self
+            .repo
+            .update_rule(&key, id, expected, patch)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::UpdateRuleResponse {
+            rule: Some(convert::rule_to_pb(updated)),
+        }))
+    }
+
+    async fn get_rule(
+        &self,
+        req: Request<pb::GetRuleRequest>,
+    ) -> Result<Response<pb::GetRuleResponse>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let id = convert::rule_id(&r.id, "id", &mut v);
+        let version = version(r.version, "version", &mut v);
+        let (id, version) = validated(v, id.zip(version))?;
+        let rule = self.repo.get_rule(&id, version).await.map_err(to_status)?;
+        Ok(Response::new(pb::GetRuleResponse {
+            rule: Some(convert::rule_to_pb(rule)),
+        }))
+    }
+
+    async fn list_rules(
+        &self,
+        req: Request<pb::ListRulesRequest>,
+    ) -> Result<Response<pb::ListRulesResponse>, Status> {
+        let r = req.get_ref();
+        let fingerprint = filter_fingerprint(&"rules");
+        let page = page_request(r.page_size, &r.page_token, &fingerprint).map_err(to_status)?;
+        let found = self.repo.list_rules(&page).await.map_err(to_status)?;
+        Ok(Response::new(pb::ListRulesResponse {
+            next_page_token: next_page_token(found.next_after.as_deref(), &fingerprint),
+            rules: found.items.into_iter().map(convert::rule_to_pb).collect(),
+        }))
+    }
+
+    async fn dry_run_rule(
+        &self,
+        req: Request<pb::DryRunRuleRequest>,
+    ) -> Result<Response<pb::DryRunRuleResponse>, Status> {
+        use pb::dry_run_rule_request::RuleSource as S;
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let max = match u32::try_from(r.max_customers) {
+            Ok(0) => Some(DEFAULT_DRY_RUN_CUSTOMERS),
+            Ok(n) if n <= MAX_DRY_RUN_CUSTOMERS => Some(n),
+            _ => {
+                v.add(
+                    "max_customers",
+                    format!("must be between 0 and {MAX_DRY_RUN_CUSTOMERS}"),
+                );
+                None
+            }
+        };
+        enum Source {
+            Inline(Box<Rule>),
+            Stored(cxhub_domain::touchpoint::Key, Option<i64>),
+        }
+        let source = match &r.rule_source {
+            Some(S::Rule(rule)) => convert::rule_id(&rule.id, "rule.id", &mut v)
+                .zip(convert::rule_spec(rule, "rule", &mut v))
+                .map(|(id, spec)| {
+                    Source::Inline(Box::new(Rule {
+                        id,
+                        version: 0,
+                        spec,
+                        created_by: String::new(),
+                        created_at: now(),
+                    }))
+                }),
+            Some(S::Stored(stored)) => convert::rule_id(&stored.id, "stored.id", &mut v)
+                .zip(version(stored.version, "stored.version", &mut v))
+                .map(|(id, version)| Source::Stored(id, version)),
+            None => {
+                v.add("rule_source", "give exactly one of rule or stored");
+                None
+            }
+        };
+        let (source, max) = validated(v, source.zip(max))?;
+        let rule = match source {
+            Source::Inline(rule) => *rule,
+            Source::Stored(id, version) => {
+                self.repo.get_rule(&id, version).await.map_err(to_status)?
+            }
+        };
+        // The token is bound to the rule's definition: another rule cannot continue it.
+        let fingerprint = filter_fingerprint(&(&rule.id, rule.version, &rule.spec));
+        let page = page_request(0, &r.page_token, &fingerprint).map_err(to_status)?;
+        let mut v = Violations::new();
+        let after = match page.after.as_deref() {
+            None => Some(None),
+            Some(after) => v.check(
+                "page_token",
+                after
+                    .parse()
+                    .map(Some)
+                    .map_err(|_: String| "not a token of this dry run".to_owned()),
+            ),
+        };
+        let after = validated(v, after)?;
+        let run = self
+            .repo
+            .dry_run_rule(&rule, &self.guard, after, max)
+            .await
+            .map_err(to_status)?;
+        let next_after = run.next_after.map(|c| c.to_string());
+        Ok(Response::new(pb::DryRunRuleResponse {
+            rule: Some(convert::rule_to_pb(rule)),
+            targets: run
+                .targets
+                .into_iter()
+                .map(convert::dry_run_target_to_pb)
+                .collect(),
+            scanned: i32::try_from(run.scanned).unwrap_or(i32::MAX),
+            next_page_token: next_page_token(next_after.as_deref(), &fingerprint),
         }))
     }
 }

@@ -2268,13 +2268,13 @@ mod tests {
         );
 
         let survey = ok(
-            r#"event.type == "order.delivered" && consent("research", "email") && !("no-surveys" in tags)"#,
+            r#"event.type == "order.delivered" && consent("surveys", "email") && !("no-surveys" in tags)"#,
         );
         assert!(
             survey.matches(
                 &Facts::new()
                     .with("event.type", "order.delivered")
-                    .with_consent("research", "email")
+                    .with_consent("surveys", "email")
             )
         );
 

@@ -8,3 +8,4 @@ pub mod condition;
 pub mod guard;
 pub mod points;
 pub mod repo;
+pub mod rule;

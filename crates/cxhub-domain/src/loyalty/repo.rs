@@ -14,6 +14,9 @@ use crate::identifier::CustomerId;
 use crate::loyalty::action::{ActionKind, ActionState, ContactChannel, Transition, sla_breached};
 use crate::loyalty::guard::{Budget, FrequencyCap};
 use crate::loyalty::points::Entry;
+use crate::loyalty::rule::{
+    ActionTemplate, Decision, Holdout, Rule, RuleLimits, RuleSpec, Trigger,
+};
 use crate::money::Money;
 use crate::page::{Page, PageRequest};
 use crate::repo::Lookup;
@@ -239,6 +242,76 @@ pub struct PointsBalance {
     pub recent: Vec<Entry>,
 }
 
+/// Most customers one dry run scans.
+pub const MAX_DRY_RUN_CUSTOMERS: u32 = 10_000;
+
+/// The fields of a rule an update changes; `None` keeps the current value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RulePatch {
+    /// A new name.
+    pub name: Option<String>,
+    /// A new trigger.
+    pub trigger: Option<Trigger>,
+    /// A new condition (canonical).
+    pub condition: Option<String>,
+    /// A new action template.
+    pub action: Option<ActionTemplate>,
+    /// New limits.
+    pub limits: Option<RuleLimits>,
+    /// A new holdout.
+    pub holdout: Option<Holdout>,
+    /// Enabled or not.
+    pub enabled: Option<bool>,
+}
+
+impl RulePatch {
+    /// `current` with the patch applied.
+    pub fn apply(self, current: &RuleSpec) -> RuleSpec {
+        RuleSpec {
+            name: self.name.unwrap_or_else(|| current.name.clone()),
+            trigger: self.trigger.unwrap_or(current.trigger),
+            condition: self.condition.unwrap_or_else(|| current.condition.clone()),
+            action: self.action.unwrap_or_else(|| current.action.clone()),
+            limits: self.limits.unwrap_or(current.limits),
+            holdout: self.holdout.unwrap_or(current.holdout),
+            enabled: self.enabled.unwrap_or(current.enabled),
+        }
+    }
+}
+
+/// Which version of the current one an update expects; unset parts are not checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectedVersion {
+    /// The current version's etag.
+    pub etag: Option<String>,
+    /// The current version's number.
+    pub version: Option<i64>,
+}
+
+/// One customer whose condition holds in a dry run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DryRunTarget {
+    /// The customer.
+    pub customer: CustomerId,
+    /// Held out, blocked (and why) or treated; never `NotMatched`.
+    pub decision: Decision,
+    /// The action the rule would propose.
+    pub action: NewAction,
+    /// The condition's explanation.
+    pub explanation: String,
+}
+
+/// One call of a dry run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DryRun {
+    /// The customers whose condition holds, in id order.
+    pub targets: Vec<DryRunTarget>,
+    /// How many customers were scanned.
+    pub scanned: u32,
+    /// The last customer scanned when more remain.
+    pub next_after: Option<CustomerId>,
+}
+
 /// Storage of loyalty actions, campaigns and the points ledger.
 #[async_trait]
 pub trait LoyaltyRepo: Send + Sync {
@@ -296,4 +369,34 @@ pub trait LoyaltyRepo: Send + Sync {
     /// A customer's balance and their `recent` latest entries. `NotFound` for an unknown
     /// customer.
     async fn points_balance(&self, customer: CustomerId, recent: u32) -> Result<PointsBalance>;
+
+    /// Creates version 1 of rule `id`. `AlreadyExists` `RULE_ID_TAKEN`; `NotFound` for the
+    /// template's campaign; `InvalidArgument` `CURRENCY_MISMATCH`.
+    async fn create_rule(&self, req: &RequestKey, id: Key, spec: RuleSpec) -> Result<Rule>;
+
+    /// Writes the next version of rule `id`: the current one with `patch` applied. `NotFound`;
+    /// `Aborted` `ETAG_MISMATCH` when `expected` is not the current version.
+    async fn update_rule(
+        &self,
+        req: &RequestKey,
+        id: Key,
+        expected: ExpectedVersion,
+        patch: RulePatch,
+    ) -> Result<Rule>;
+
+    /// Reads rule `id` at `version` (the current one for `None`). `NotFound`.
+    async fn get_rule(&self, id: &Key, version: Option<i64>) -> Result<Rule>;
+
+    /// Lists the current versions of rules by id after `page.after` (a rule id).
+    async fn list_rules(&self, page: &PageRequest) -> Result<Page<Rule>>;
+
+    /// Evaluates `rule` over at most `max` live customers after `after` (in id order), with
+    /// the guard rails of `guard`, writing nothing.
+    async fn dry_run_rule(
+        &self,
+        rule: &Rule,
+        guard: &GuardConfig,
+        after: Option<CustomerId>,
+        max: u32,
+    ) -> Result<DryRun>;
 }

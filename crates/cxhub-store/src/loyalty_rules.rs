@@ -1,0 +1,569 @@
+//! Loyalty rules over [`Store`]: versions in `loyalty_rules` (one row per version, the
+//! current one is the highest), and dry runs that read the facts of a batch of customers and
+//! apply the domain's decision ([`cxhub_domain::loyalty::rule::decide`]) without writing.
+//!
+//! Concurrency: a rule write holds the write lock on SQLite (`BEGIN IMMEDIATE`); on PostgreSQL
+//! it takes a transaction-scoped advisory lock on the rule id before reading the current
+//! version, so two updates expecting the same version cannot both write the next one (and the
+//! primary key on (id, version) would refuse the second anyway).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use cxhub_domain::error::{Error, Result};
+use cxhub_domain::idempotency::RequestKey;
+use cxhub_domain::identifier::CustomerId;
+use cxhub_domain::loyalty::action::{ConsentPurpose, ContactChannel};
+use cxhub_domain::loyalty::condition::Facts;
+use cxhub_domain::loyalty::guard::{
+    Candidate, ConsentSet, Eligibility, PrivacyStatus, consents_from_profile, eligibility,
+};
+use cxhub_domain::loyalty::repo::{DryRun, DryRunTarget, ExpectedVersion, GuardConfig, RulePatch};
+use cxhub_domain::loyalty::rule::{self, Decision, Rule, RuleSpec};
+use cxhub_domain::money::Currency;
+use cxhub_domain::page::{Page, PageRequest};
+use cxhub_domain::repo::Lookup;
+use cxhub_domain::touchpoint::{Key, check_etag};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult};
+
+use crate::IN_LIST_CHUNK;
+use crate::error::{DbResultExt, corrupt};
+use crate::idempotency::idempotent;
+use crate::loyalty::{
+    cap_history, check_value_currency, get, get_campaign, holds_suppressed_identifier,
+};
+use crate::sql::{Sql, int, text, time};
+use crate::store::{Backend, Store, snapshot};
+
+const RULE_COLUMNS: &str = "id, version, spec_json, created_by, created_at";
+
+impl Store {
+    pub(crate) async fn create_rule_impl(
+        &self,
+        req: &RequestKey,
+        id: Key,
+        spec: RuleSpec,
+    ) -> Result<Rule> {
+        let backend = self.kind;
+        idempotent!(self, req, lock = begin_loyalty, |txn| create(
+            &txn,
+            backend,
+            &req.principal,
+            id,
+            spec
+        ))
+    }
+
+    pub(crate) async fn update_rule_impl(
+        &self,
+        req: &RequestKey,
+        id: Key,
+        expected: ExpectedVersion,
+        patch: RulePatch,
+    ) -> Result<Rule> {
+        let backend = self.kind;
+        idempotent!(self, req, lock = begin_loyalty, |txn| update(
+            &txn,
+            backend,
+            &req.principal,
+            id,
+            expected,
+            patch
+        ))
+    }
+
+    pub(crate) async fn get_rule_impl(&self, id: &Key, version: Option<i64>) -> Result<Rule> {
+        snapshot!(self, |txn| read_rule(&txn, id, version))
+    }
+
+    pub(crate) async fn list_rules_impl(&self, page: &PageRequest) -> Result<Page<Rule>> {
+        snapshot!(self, |txn| list(&txn, page))
+    }
+
+    pub(crate) async fn dry_run_rule_impl(
+        &self,
+        rule: &Rule,
+        guard: &GuardConfig,
+        after: Option<CustomerId>,
+        max: u32,
+    ) -> Result<DryRun> {
+        snapshot!(self, |txn| dry_run(&txn, rule, guard, after, max))
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Versions
+
+/// On PostgreSQL, serialises the writes of one rule across replicas until the transaction ends.
+async fn lock_rule(txn: &DatabaseTransaction, backend: Backend, id: &Key) -> Result<()> {
+    if backend == Backend::Postgres {
+        let mut sql = Sql::new(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtext('cxhub.loyalty.rule.' || ",
+        );
+        sql.bind(text(id.as_str())).push("))");
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+    Ok(())
+}
+
+/// The template's campaign must exist, and the value be in its budget's currency.
+async fn check_campaign(txn: &DatabaseTransaction, spec: &RuleSpec) -> Result<()> {
+    if let Some(campaign) = spec.action.campaign {
+        let campaign = get_campaign(txn, &Lookup::Id(campaign)).await?;
+        check_value_currency(&campaign.budget, spec.action.value).map_err(|err| match err {
+            Error::InvalidArgument { reason, violations } => Error::InvalidArgument {
+                reason,
+                violations: violations
+                    .into_iter()
+                    .map(|mut v| {
+                        v.field = v.field.replacen("action.", "rule.action.", 1);
+                        v
+                    })
+                    .collect(),
+            },
+            other => other,
+        })?;
+    }
+    Ok(())
+}
+
+async fn create(
+    txn: &DatabaseTransaction,
+    backend: Backend,
+    principal: &str,
+    id: Key,
+    spec: RuleSpec,
+) -> Result<Rule> {
+    lock_rule(txn, backend, &id).await?;
+    if current_version(txn, &id).await?.is_some() {
+        return Err(Error::AlreadyExists {
+            reason: "RULE_ID_TAKEN",
+            field: "rule.id".into(),
+            message: format!("a rule with id `{id}` exists already: update it instead"),
+        });
+    }
+    check_campaign(txn, &spec).await?;
+    let rule = Rule {
+        id,
+        version: 1,
+        spec,
+        created_by: principal.to_owned(),
+        created_at: crate::now(),
+    };
+    insert(txn, &rule).await?;
+    tracing::info!(rule_id = %rule.id, version = rule.version, "rule created");
+    Ok(rule)
+}
+
+async fn update(
+    txn: &DatabaseTransaction,
+    backend: Backend,
+    principal: &str,
+    id: Key,
+    expected: ExpectedVersion,
+    patch: RulePatch,
+) -> Result<Rule> {
+    lock_rule(txn, backend, &id).await?;
+    let current = read_rule(txn, &id, None).await?;
+    check_etag(expected.etag.as_deref(), current.version, "rule")?;
+    if let Some(version) = expected.version
+        && version != current.version
+    {
+        return Err(Error::aborted(
+            "ETAG_MISMATCH",
+            format!(
+                "the rule is at version {}, not {version}: read it again and retry",
+                current.version
+            ),
+        ));
+    }
+    let spec = patch.apply(&current.spec);
+    check_campaign(txn, &spec).await?;
+    let rule = Rule {
+        id,
+        version: current.version + 1,
+        spec,
+        created_by: principal.to_owned(),
+        created_at: crate::now(),
+    };
+    insert(txn, &rule).await?;
+    tracing::info!(rule_id = %rule.id, version = rule.version, "rule updated");
+    Ok(rule)
+}
+
+async fn insert(txn: &DatabaseTransaction, rule: &Rule) -> Result<()> {
+    let json = serde_json::to_string(&rule.spec).map_err(corrupt)?;
+    let mut sql = Sql::new(
+        txn.get_database_backend(),
+        "INSERT INTO loyalty_rules (id, version, name, trigger, enabled, spec_json, created_by, \
+         created_at) VALUES ",
+    );
+    sql.tuple([
+        text(rule.id.as_str()),
+        int(rule.version),
+        text(rule.spec.name.as_str()),
+        text(rule.spec.trigger.as_str()),
+        sea_orm::Value::Bool(Some(rule.spec.enabled)),
+        text(json),
+        text(rule.created_by.as_str()),
+        time(rule.created_at),
+    ]);
+    txn.execute_raw(sql.build()).await.db()?;
+    Ok(())
+}
+
+async fn current_version(conn: &impl ConnectionTrait, id: &Key) -> Result<Option<i64>> {
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        "SELECT MAX(version) AS version FROM loyalty_rules WHERE id = ",
+    );
+    sql.bind(text(id.as_str()));
+    match conn.query_one_raw(sql.build()).await.db()? {
+        Some(row) => get::<Option<i64>>(&row, "version"),
+        None => Ok(None),
+    }
+}
+
+fn rule_row(row: &QueryResult) -> Result<Rule> {
+    let id: String = get(row, "id")?;
+    let json: String = get(row, "spec_json")?;
+    Ok(Rule {
+        id: Key::parse(&id).map_err(corrupt)?,
+        version: get(row, "version")?,
+        spec: serde_json::from_str(&json).map_err(corrupt)?,
+        created_by: get(row, "created_by")?,
+        created_at: get(row, "created_at")?,
+    })
+}
+
+async fn read_rule(conn: &impl ConnectionTrait, id: &Key, version: Option<i64>) -> Result<Rule> {
+    let version = match version {
+        Some(v) => Some(v),
+        None => current_version(conn, id).await?,
+    };
+    let not_found = || match version {
+        Some(v) => Error::not_found("rule", format!("{id} version {v}")),
+        None => Error::not_found("rule", id.to_string()),
+    };
+    let Some(version) = version else {
+        return Err(not_found());
+    };
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        &format!("SELECT {RULE_COLUMNS} FROM loyalty_rules WHERE id = "),
+    );
+    sql.bind(text(id.as_str()))
+        .push(" AND version = ")
+        .bind(int(version));
+    let row = conn
+        .query_one_raw(sql.build())
+        .await
+        .db()?
+        .ok_or_else(not_found)?;
+    rule_row(&row)
+}
+
+async fn list(conn: &impl ConnectionTrait, page: &PageRequest) -> Result<Page<Rule>> {
+    let size = page.size.max(1) as usize;
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        &format!(
+            "SELECT {RULE_COLUMNS} FROM loyalty_rules r WHERE r.version = \
+             (SELECT MAX(v.version) FROM loyalty_rules v WHERE v.id = r.id)"
+        ),
+    );
+    if let Some(after) = &page.after {
+        sql.push(" AND r.id > ").bind(text(after.as_str()));
+    }
+    sql.push(" ORDER BY r.id")
+        .limit(u64::try_from(size + 1).unwrap_or(u64::MAX));
+    let mut rules = conn
+        .query_all_raw(sql.build())
+        .await
+        .db()?
+        .iter()
+        .map(rule_row)
+        .collect::<Result<Vec<_>>>()?;
+    let more = rules.len() > size;
+    rules.truncate(size);
+    let next_after = if more {
+        rules.last().map(|r| r.id.as_str().to_owned())
+    } else {
+        None
+    };
+    Ok(Page {
+        items: rules,
+        next_after,
+    })
+}
+
+// ------------------------------------------------------------------------------------------------
+// Facts and dry runs
+
+/// One live customer of a batch: the facts its condition reads, and its consents as the guard
+/// rails read them.
+pub(crate) struct CustomerFacts {
+    pub(crate) customer: CustomerId,
+    pub(crate) facts: Facts,
+    pub(crate) consents: ConsentSet,
+    pub(crate) erased: bool,
+}
+
+fn ids(customers: &[CustomerId]) -> impl Iterator<Item = String> + '_ {
+    customers.iter().map(ToString::to_string)
+}
+
+/// The next at most `max` live (not merged-away) customers after `after`, in id order, with
+/// their facts: category, churn band and probability, CLV (major units), RFM segment, latest
+/// NPS and CSAT answer, days since the last order, and consents. The `event.*` facts are left
+/// out (a sweep or a dry run has no event); `tags` and `attributes.*` are not kept by the hub
+/// yet, so they are always missing.
+pub(crate) async fn customer_facts(
+    conn: &impl ConnectionTrait,
+    after: Option<CustomerId>,
+    max: u32,
+    now: DateTime<Utc>,
+) -> Result<Vec<CustomerFacts>> {
+    let backend = conn.get_database_backend();
+    let mut sql = Sql::new(
+        backend,
+        "SELECT id, consents_json FROM customers WHERE merged_into IS NULL",
+    );
+    if let Some(after) = after {
+        sql.push(" AND id > ").bind(text(after.to_string()));
+    }
+    sql.push(" ORDER BY id").limit(u64::from(max));
+    let mut out = Vec::new();
+    let mut index = BTreeMap::new();
+    for row in conn.query_all_raw(sql.build()).await.db()? {
+        let id: String = get(&row, "id")?;
+        let customer: CustomerId = id.parse().map_err(corrupt)?;
+        let json: String = get(&row, "consents_json")?;
+        let consents: Vec<cxhub_domain::feed::Consent> =
+            serde_json::from_str(&json).map_err(corrupt)?;
+        let consents = consents_from_profile(&consents);
+        let mut facts = Facts::new();
+        for purpose in ConsentPurpose::ALL {
+            for channel in CHANNELS {
+                if consents.is_granted(*purpose, channel) {
+                    facts.grant(
+                        purpose.as_str().to_ascii_lowercase(),
+                        channel.as_str().to_ascii_lowercase(),
+                    );
+                }
+            }
+        }
+        index.insert(customer, out.len());
+        out.push(CustomerFacts {
+            customer,
+            facts,
+            consents,
+            erased: false,
+        });
+    }
+    let customers: Vec<CustomerId> = out.iter().map(|c| c.customer).collect();
+    for chunk in customers.chunks(IN_LIST_CHUNK) {
+        let mut sql = Sql::new(
+            backend,
+            "SELECT customer_id FROM customer_erasures WHERE customer_id",
+        );
+        sql.in_texts(ids(chunk));
+        for row in conn.query_all_raw(sql.build()).await.db()? {
+            if let Some(c) = lookup(&mut out, &index, &row)? {
+                c.erased = true;
+            }
+        }
+
+        let mut sql = Sql::new(
+            backend,
+            "SELECT customer_id, category, churn_band, churn_probability, clv_currency, \
+             clv_minor, rfm_segment FROM customer_scores WHERE customer_id",
+        );
+        sql.in_texts(ids(chunk));
+        for row in conn.query_all_raw(sql.build()).await.db()? {
+            let category: String = get(&row, "category")?;
+            let band: String = get(&row, "churn_band")?;
+            let probability: f64 = get(&row, "churn_probability")?;
+            let clv_currency: Option<String> = get(&row, "clv_currency")?;
+            let clv_minor: Option<i64> = get(&row, "clv_minor")?;
+            let segment: Option<String> = get(&row, "rfm_segment")?;
+            if let Some(c) = lookup(&mut out, &index, &row)? {
+                c.facts.set("category", category);
+                c.facts.set("churn.band", band);
+                c.facts.set("churn.probability", probability);
+                if let (Some(code), Some(minor)) = (clv_currency, clv_minor) {
+                    let currency = Currency::parse(&code).map_err(corrupt)?;
+                    #[allow(clippy::cast_precision_loss)]
+                    let major = minor as f64 / 10f64.powi(i32::from(currency.exponent()));
+                    c.facts.set("clv.value", major);
+                }
+                if let Some(segment) = segment {
+                    c.facts.set("rfm.segment", segment);
+                }
+            }
+        }
+
+        // The latest NPS and CSAT answers; ties at one instant: the highest response id.
+        let mut sql = Sql::new(
+            backend,
+            "SELECT customer_id, kind, value, answered_at, response_id FROM survey_answers \
+             WHERE kind IN ('nps', 'csat') AND customer_id",
+        );
+        sql.in_texts(ids(chunk));
+        let mut latest: BTreeMap<(String, String), (DateTime<Utc>, String, i32)> = BTreeMap::new();
+        for row in conn.query_all_raw(sql.build()).await.db()? {
+            let customer: String = get(&row, "customer_id")?;
+            let kind: String = get(&row, "kind")?;
+            let answer = (
+                get::<DateTime<Utc>>(&row, "answered_at")?,
+                get::<String>(&row, "response_id")?,
+                get::<i32>(&row, "value")?,
+            );
+            let slot = latest.entry((customer, kind)).or_insert(answer.clone());
+            if (&answer.0, &answer.1) > (&slot.0, &slot.1) {
+                *slot = answer;
+            }
+        }
+        for ((customer, kind), (_, _, value)) in latest {
+            let id: CustomerId = customer.parse().map_err(corrupt)?;
+            if let Some(c) = index.get(&id).and_then(|i| out.get_mut(*i)) {
+                c.facts.set(format!("{kind}.latest"), value);
+            }
+        }
+
+        let mut sql = Sql::new(
+            backend,
+            "SELECT customer_id, occurred_at FROM transactions WHERE kind = 'order' AND \
+             customer_id",
+        );
+        sql.in_texts(ids(chunk));
+        let mut last: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+        for row in conn.query_all_raw(sql.build()).await.db()? {
+            let customer: String = get(&row, "customer_id")?;
+            let at: DateTime<Utc> = get(&row, "occurred_at")?;
+            let slot = last.entry(customer).or_insert(at);
+            if at > *slot {
+                *slot = at;
+            }
+        }
+        for (customer, at) in last {
+            let id: CustomerId = customer.parse().map_err(corrupt)?;
+            if let Some(c) = index.get(&id).and_then(|i| out.get_mut(*i)) {
+                #[allow(clippy::cast_precision_loss)]
+                let days = (now - at).num_days().max(0) as f64;
+                c.facts.set("days_since_last_purchase", days);
+            }
+        }
+    }
+    Ok(out)
+}
+
+const CHANNELS: [ContactChannel; 6] = [
+    ContactChannel::Email,
+    ContactChannel::Sms,
+    ContactChannel::Phone,
+    ContactChannel::Letter,
+    ContactChannel::Push,
+    ContactChannel::InApp,
+];
+
+fn lookup<'a>(
+    out: &'a mut [CustomerFacts],
+    index: &BTreeMap<CustomerId, usize>,
+    row: &QueryResult,
+) -> Result<Option<&'a mut CustomerFacts>> {
+    let id: String = get(row, "customer_id")?;
+    let id: CustomerId = id.parse().map_err(corrupt)?;
+    Ok(index.get(&id).and_then(|i| out.get_mut(*i)))
+}
+
+/// What the guard rails say about proposing `rule`'s action to `c` now.
+pub(crate) async fn guard_rails(
+    txn: &DatabaseTransaction,
+    spec: &RuleSpec,
+    c: &CustomerFacts,
+    guard: &GuardConfig,
+    now: DateTime<Utc>,
+) -> Result<Eligibility> {
+    let kind = &spec.action.kind;
+    let (suppressed, history) = if c.erased {
+        (true, Vec::new())
+    } else {
+        (
+            holds_suppressed_identifier(txn, c.customer).await?,
+            cap_history(txn, c.customer, kind, guard, now).await?,
+        )
+    };
+    Ok(eligibility(&Candidate {
+        kind,
+        channel: spec.action.channel,
+        privacy: PrivacyStatus {
+            erased: c.erased,
+            suppressed,
+        },
+        consents: &c.consents,
+        caps: &guard.caps,
+        history: &history,
+        now,
+    }))
+}
+
+async fn dry_run(
+    txn: &DatabaseTransaction,
+    rule: &Rule,
+    guard: &GuardConfig,
+    after: Option<CustomerId>,
+    max: u32,
+) -> Result<DryRun> {
+    let condition =
+        rule::compile_condition(&rule.spec.condition, "rule.condition").map_err(Error::invalid)?;
+    let now = crate::now();
+    let reference = rule.reference();
+    // One more than asked, to know whether customers remain.
+    let mut batch = customer_facts(txn, after, max.saturating_add(1), now).await?;
+    let more = batch.len() > max as usize;
+    batch.truncate(max as usize);
+    let mut targets = Vec::new();
+    for c in &batch {
+        let evaluation = condition.evaluate(&c.facts);
+        if !evaluation.matched {
+            continue;
+        }
+        // The holdout draw needs no I/O; the guard rails only run for the others.
+        let decision = if cxhub_domain::loyalty::guard::in_holdout(
+            rule.id.as_str(),
+            c.customer,
+            rule.spec.holdout.control_share,
+            rule.spec.holdout.seed,
+        ) {
+            Decision::HeldOut
+        } else {
+            let eligibility = guard_rails(txn, &rule.spec, c, guard, now).await?;
+            rule::decide(
+                rule.id.as_str(),
+                rule.spec.holdout,
+                c.customer,
+                &evaluation,
+                || eligibility,
+            )
+        };
+        let explanation = evaluation.explain();
+        targets.push(DryRunTarget {
+            customer: c.customer,
+            action: rule::action_for(&reference, &rule.spec, c.customer, &explanation, now),
+            decision,
+            explanation,
+        });
+    }
+    let scanned = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+    Ok(DryRun {
+        targets,
+        scanned,
+        next_after: if more {
+            batch.last().map(|c| c.customer)
+        } else {
+            None
+        },
+    })
+}

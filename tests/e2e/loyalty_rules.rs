@@ -1,0 +1,767 @@
+//! Loyalty rules end to end: versions (create, update with a mask and an expected version,
+//! old versions kept), the refusals (bad condition with its position, unknown fact, bad
+//! control share, unknown rule, stale version), the shipped default rules, and dry runs that
+//! show targets, holdouts and guard rails while writing nothing.
+
+use std::collections::BTreeSet;
+
+use cxhub_proto::feeds::v1 as feeds;
+use cxhub_proto::loyalty::v1 as pb;
+use cxhub_proto::loyalty::v1::loyalty_action_service_client::LoyaltyActionServiceClient;
+use cxhub_testkit::{TestHub, with_token};
+use prost_types::{FieldMask, Timestamp};
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+use crate::{fields, refused, rid};
+
+type Client = LoyaltyActionServiceClient<Channel>;
+
+/// The ids of the rules the migration ships.
+const DEFAULT_RULES: [&str; 7] = [
+    "advocate-referral",
+    "detractor-follow-up",
+    "failed-payment-apology",
+    "late-delivery-apology",
+    "post-delivery-survey",
+    "retention-offer",
+    "retention-offer-high-clv",
+];
+
+/// Ingests a CRM contact, with marketing consent on e-mail when `marketing`; answers the hub
+/// customer id.
+async fn customer(hub: &TestHub, id: &str, marketing: bool) -> String {
+    let consents = if marketing {
+        vec![feeds::Consent {
+            purpose: feeds::ConsentPurpose::Marketing as i32,
+            channel: feeds::ConsentChannel::Email as i32,
+            status: feeds::ConsentStatus::Granted as i32,
+            given_at: Some(Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 0,
+            }),
+        }]
+    } else {
+        Vec::new()
+    };
+    let record = feeds::Record {
+        source: "crm".into(),
+        record_id: format!("contact-{id}"),
+        updated_at: Some(Timestamp {
+            seconds: 1_700_000_001,
+            nanos: 0,
+        }),
+        customer: Some(cxhub_proto::common::v1::SourceCustomer {
+            source_customer_id: id.to_owned(),
+            emails: Vec::new(),
+            phones: Vec::new(),
+        }),
+        body: Some(feeds::record::Body::Contact(feeds::Contact {
+            given_name: "Ana".into(),
+            family_name: "Silva".into(),
+            consents,
+            lifecycle_stage: feeds::LifecycleStage::Customer as i32,
+            ..Default::default()
+        })),
+    };
+    let results = hub
+        .feeds()
+        .await
+        .ingest_records(feeds::IngestRecordsRequest {
+            records: vec![record],
+        })
+        .await
+        .expect("ingest")
+        .into_inner()
+        .results;
+    assert!(!results[0].customer_id.is_empty(), "{results:?}");
+    results[0].customer_id.clone()
+}
+
+/// A valid rule: a retention offer by e-mail to customers without an NPS answer.
+fn rule(id: &str) -> pb::Rule {
+    pb::Rule {
+        id: id.to_owned(),
+        name: format!("Rule {id}"),
+        trigger: pb::RuleTrigger::DailySweep as i32,
+        condition: "!has(nps.latest)".into(),
+        action: Some(pb::ActionTemplate {
+            kind: pb::ActionKind::RetentionOffer as i32,
+            channel: pb::ContactChannel::Email as i32,
+            due_in: Some(prost_types::Duration {
+                seconds: 72 * 3600,
+                nanos: 0,
+            }),
+            assignee_team: "retention".into(),
+            reason_template: "Win back ({rule}): {explanation}".into(),
+            ..Default::default()
+        }),
+        limits: Some(pb::RuleLimits {
+            max_actions_per_run: 100,
+            max_actions_per_day: 0,
+        }),
+        holdout: Some(pb::Holdout {
+            control_share: 0.0,
+            seed: 1,
+        }),
+        enabled: true,
+        ..Default::default()
+    }
+}
+
+async fn create(c: &mut Client, rule: pb::Rule) -> Result<pb::Rule, tonic::Status> {
+    c.create_rule(pb::CreateRuleRequest {
+        request_id: rid(),
+        rule: Some(rule),
+    })
+    .await
+    .map(|r| r.into_inner().rule.expect("rule"))
+}
+
+async fn get(c: &mut Client, id: &str, version: i64) -> Result<pb::Rule, tonic::Status> {
+    c.get_rule(pb::GetRuleRequest {
+        id: id.to_owned(),
+        version,
+    })
+    .await
+    .map(|r| r.into_inner().rule.expect("rule"))
+}
+
+fn mask(paths: &[&str]) -> Option<FieldMask> {
+    Some(FieldMask {
+        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+    })
+}
+
+async fn list_all(c: &mut Client, page_size: i32) -> Vec<pb::Rule> {
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = c
+            .list_rules(pb::ListRulesRequest {
+                page_size,
+                page_token: token,
+            })
+            .await
+            .expect("list")
+            .into_inner();
+        all.extend(page.rules);
+        if page.next_page_token.is_empty() {
+            return all;
+        }
+        token = page.next_page_token;
+    }
+}
+
+async fn dry_run(c: &mut Client, request: pb::DryRunRuleRequest) -> pb::DryRunRuleResponse {
+    c.dry_run_rule(request).await.expect("dry run").into_inner()
+}
+
+fn inline(rule: pb::Rule, max_customers: i32) -> pb::DryRunRuleRequest {
+    pb::DryRunRuleRequest {
+        rule_source: Some(pb::dry_run_rule_request::RuleSource::Rule(rule)),
+        max_customers,
+        page_token: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn rules_are_versioned_and_old_versions_are_kept() {
+    let hub = TestHub::start().await;
+    let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
+
+    let request = pb::CreateRuleRequest {
+        request_id: rid(),
+        rule: Some(pb::Rule {
+            condition: "churn.band == 'high'".replace('\'', "\"") + " and clv.value >= 200",
+            ..rule("winback")
+        }),
+    };
+    let v1 = c
+        .create_rule(request.clone())
+        .await
+        .expect("created")
+        .into_inner()
+        .rule
+        .expect("rule");
+    assert_eq!(v1.version, 1);
+    assert_eq!(v1.id, "winback");
+    // Kept in canonical form.
+    assert_eq!(v1.condition, "churn.band == \"high\" && clv.value >= 200");
+    assert!(!v1.etag.is_empty());
+    // A retry answers the first result; the same id with another payload is refused.
+    let again = c.create_rule(request.clone()).await.expect("retry");
+    assert_eq!(again.into_inner().rule, Some(v1.clone()));
+    let mut reused = request.clone();
+    if let Some(r) = reused.rule.as_mut() {
+        r.name = "Other".into();
+    }
+    refused(
+        c.create_rule(reused).await,
+        Code::InvalidArgument,
+        "REQUEST_ID_REUSED",
+    );
+    // The id is taken.
+    refused(
+        create(&mut c, rule("winback")).await,
+        Code::AlreadyExists,
+        "RULE_ID_TAKEN",
+    );
+
+    // An update of the condition only, expecting version 1.
+    let update = pb::UpdateRuleRequest {
+        request_id: rid(),
+        rule: Some(pb::Rule {
+            id: "winback".into(),
+            condition: "churn.band == \"high\"".into(),
+            ..Default::default()
+        }),
+        update_mask: mask(&["condition"]),
+        etag: String::new(),
+        expected_version: 1,
+    };
+    let v2 = c
+        .update_rule(update.clone())
+        .await
+        .expect("updated")
+        .into_inner()
+        .rule
+        .expect("rule");
+    assert_eq!(v2.version, 2);
+    assert_eq!(v2.condition, "churn.band == \"high\"");
+    assert_eq!(v2.name, v1.name, "fields outside the mask are kept");
+    assert_eq!(v2.action, v1.action);
+    assert_ne!(v2.etag, v1.etag);
+    // A retry of the update answers the same version, not a stale-version refusal.
+    let retried = c.update_rule(update).await.expect("retry").into_inner();
+    assert_eq!(retried.rule.map(|r| r.version), Some(2));
+
+    // Old versions are kept; 0 reads the current one.
+    assert_eq!(get(&mut c, "winback", 1).await.expect("v1"), v1);
+    assert_eq!(get(&mut c, "winback", 0).await.expect("current"), v2);
+
+    // Stale version or etag.
+    let stale = |expected_version: i64, etag: &str| pb::UpdateRuleRequest {
+        request_id: rid(),
+        rule: Some(pb::Rule {
+            id: "winback".into(),
+            enabled: false,
+            ..Default::default()
+        }),
+        update_mask: mask(&["enabled"]),
+        etag: etag.to_owned(),
+        expected_version,
+    };
+    refused(
+        c.update_rule(stale(1, "")).await,
+        Code::Aborted,
+        "ETAG_MISMATCH",
+    );
+    refused(
+        c.update_rule(stale(0, &v1.etag)).await,
+        Code::Aborted,
+        "ETAG_MISMATCH",
+    );
+    let v3 = c
+        .update_rule(stale(2, &v2.etag))
+        .await
+        .expect("current etag")
+        .into_inner()
+        .rule
+        .expect("rule");
+    assert_eq!(v3.version, 3);
+    assert!(!v3.enabled);
+    assert_eq!(v3.condition, v2.condition);
+
+    // Unknown rule, unknown version.
+    refused(
+        get(&mut c, "nope", 0).await,
+        Code::NotFound,
+        "RULE_NOT_FOUND",
+    );
+    refused(
+        get(&mut c, "winback", 9).await,
+        Code::NotFound,
+        "RULE_NOT_FOUND",
+    );
+    refused(
+        c.update_rule(pb::UpdateRuleRequest {
+            rule: Some(pb::Rule {
+                id: "nope".into(),
+                ..Default::default()
+            }),
+            ..stale(0, "")
+        })
+        .await,
+        Code::NotFound,
+        "RULE_NOT_FOUND",
+    );
+
+    // Lists show current versions, in id order, across pages.
+    create(&mut c, rule("another")).await.expect("created");
+    let listed = list_all(&mut c, 2).await;
+    let ids: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(ids, sorted);
+    assert_eq!(ids.len(), DEFAULT_RULES.len() + 2, "{ids:?}");
+    let winback = listed.iter().find(|r| r.id == "winback").expect("listed");
+    assert_eq!(winback.version, 3);
+}
+
+#[tokio::test]
+async fn bad_rules_are_refused_with_every_field() {
+    let hub = TestHub::start().await;
+    let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
+
+    // A syntax error names its position.
+    let status = refused(
+        create(
+            &mut c,
+            pb::Rule {
+                condition: "nps.latest <= 6 &&\n  (category == \"negative\"".into(),
+                ..rule("bad")
+            },
+        )
+        .await,
+        Code::InvalidArgument,
+        "INVALID_FIELDS",
+    );
+    let violations = status
+        .get_details_bad_request()
+        .expect("bad request")
+        .field_violations;
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert_eq!(violations[0].field, "rule.condition");
+    assert!(
+        violations[0].description.starts_with("2:"),
+        "{violations:?}"
+    );
+
+    // An unknown fact, with a suggestion; a bad share; and every other bad field at once.
+    let status = refused(
+        create(
+            &mut c,
+            pb::Rule {
+                id: "Not A Key".into(),
+                name: String::new(),
+                trigger: 0,
+                condition: "nps.lates <= 6".into(),
+                action: Some(pb::ActionTemplate {
+                    kind: 0,
+                    channel: 0,
+                    due_in: Some(prost_types::Duration {
+                        seconds: 5,
+                        nanos: 0,
+                    }),
+                    assignee_team: String::new(),
+                    reason_template: "hello {name}".into(),
+                    ..Default::default()
+                }),
+                limits: Some(pb::RuleLimits {
+                    max_actions_per_run: -1,
+                    max_actions_per_day: 0,
+                }),
+                holdout: Some(pb::Holdout {
+                    control_share: 0.7,
+                    seed: 0,
+                }),
+                ..Default::default()
+            },
+        )
+        .await,
+        Code::InvalidArgument,
+        "INVALID_FIELDS",
+    );
+    assert_eq!(
+        fields(&status),
+        [
+            "rule.id",
+            "rule.name",
+            "rule.trigger",
+            "rule.condition",
+            "rule.action.kind",
+            "rule.action.channel",
+            "rule.action.due_in",
+            "rule.action.assignee_team",
+            "rule.action.reason_template",
+            "rule.limits.max_actions_per_run",
+            "rule.holdout.control_share",
+        ]
+    );
+    let unknown_fact = status
+        .get_details_bad_request()
+        .expect("bad request")
+        .field_violations
+        .into_iter()
+        .find(|v| v.field == "rule.condition")
+        .expect("condition");
+    assert!(
+        unknown_fact.description.starts_with("1:1:")
+            && unknown_fact.description.contains("nps.latest"),
+        "{unknown_fact:?}"
+    );
+
+    // Updates: an unknown mask path, a bad share in the mask, a bad expected version.
+    let status = refused(
+        c.update_rule(pb::UpdateRuleRequest {
+            request_id: rid(),
+            rule: Some(pb::Rule {
+                id: "detractor-follow-up".into(),
+                holdout: Some(pb::Holdout {
+                    control_share: -0.1,
+                    seed: 0,
+                }),
+                ..Default::default()
+            }),
+            update_mask: mask(&["holdout", "colour"]),
+            etag: String::new(),
+            expected_version: -1,
+        })
+        .await,
+        Code::InvalidArgument,
+        "INVALID_FIELDS",
+    );
+    assert_eq!(
+        fields(&status),
+        [
+            "rule.holdout.control_share",
+            "update_mask",
+            "expected_version"
+        ]
+    );
+
+    // Reads and dry runs validate too.
+    let status = refused(
+        get(&mut c, "", -2).await,
+        Code::InvalidArgument,
+        "INVALID_FIELDS",
+    );
+    assert_eq!(fields(&status), ["id", "version"]);
+    let status = refused(
+        c.dry_run_rule(pb::DryRunRuleRequest {
+            rule_source: None,
+            max_customers: 10_001,
+            page_token: String::new(),
+        })
+        .await,
+        Code::InvalidArgument,
+        "INVALID_FIELDS",
+    );
+    assert_eq!(fields(&status), ["max_customers", "rule_source"]);
+    refused(
+        c.dry_run_rule(pb::DryRunRuleRequest {
+            rule_source: Some(pb::dry_run_rule_request::RuleSource::Stored(
+                pb::RuleVersionRef {
+                    id: "nope".into(),
+                    version: 0,
+                },
+            )),
+            max_customers: 0,
+            page_token: String::new(),
+        })
+        .await,
+        Code::NotFound,
+        "RULE_NOT_FOUND",
+    );
+    // Nothing was created by the refusals.
+    assert_eq!(list_all(&mut c, 100).await.len(), DEFAULT_RULES.len());
+}
+
+#[tokio::test]
+async fn a_dry_run_shows_targets_holdouts_and_guard_rails_and_writes_nothing() {
+    let hub = TestHub::start().await;
+    let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
+    let ana = customer(&hub, "ana", true).await;
+    let bea = customer(&hub, "bea", false).await;
+
+    // Everyone matches `!has(nps.latest)`; only ana consented to marketing e-mail.
+    let run = dry_run(&mut c, inline(rule("winback"), 0)).await;
+    assert_eq!(run.scanned, 2);
+    assert!(run.next_page_token.is_empty());
+    assert_eq!(run.rule.as_ref().map(|r| r.version), Some(0));
+    let by_customer = |id: &str| {
+        run.targets
+            .iter()
+            .find(|t| t.customer_id == id)
+            .cloned()
+            .expect("target")
+    };
+    let a = by_customer(&ana);
+    assert_eq!(a.outcome, pb::DryRunOutcome::Treated as i32);
+    assert!(a.blocked_by.is_empty());
+    assert_eq!(
+        a.explanation,
+        "has(nps.latest) [has(nps.latest) = false]: false"
+    );
+    let action = a.action.expect("action");
+    assert_eq!(action.kind, pb::ActionKind::RetentionOffer as i32);
+    assert_eq!(action.rule_id, "winback");
+    assert_eq!(action.assignee_team, "retention");
+    assert!(
+        action
+            .reason
+            .starts_with("Win back (winback@v0): has(nps.latest)"),
+        "{}",
+        action.reason
+    );
+    let b = by_customer(&bea);
+    assert_eq!(b.outcome, pb::DryRunOutcome::Blocked as i32);
+    assert_eq!(b.blocked_by, ["CONSENT_MISSING"]);
+    assert!(!b.blocked_message.is_empty());
+
+    // A condition nobody meets targets nobody.
+    let none = dry_run(
+        &mut c,
+        inline(
+            pb::Rule {
+                condition: "has(nps.latest)".into(),
+                ..rule("winback")
+            },
+            0,
+        ),
+    )
+    .await;
+    assert_eq!(none.scanned, 2);
+    assert!(none.targets.is_empty());
+
+    // A service contact needs no consent: both treated.
+    let mut call = rule("call-everyone");
+    if let Some(a) = call.action.as_mut() {
+        a.kind = pb::ActionKind::FollowUpCall as i32;
+        a.channel = pb::ContactChannel::Phone as i32;
+    }
+    let calls = dry_run(&mut c, inline(call, 0)).await;
+    assert!(
+        calls
+            .targets
+            .iter()
+            .all(|t| t.outcome == pb::DryRunOutcome::Treated as i32),
+        "{calls:?}"
+    );
+
+    // Holdout: with the largest share, some of 24 customers are held out, reproducibly, and
+    // paging one customer at a time gives the same answers.
+    for i in 0..22 {
+        customer(&hub, &format!("c{i}"), true).await;
+    }
+    let mut held = rule("held");
+    held.holdout = Some(pb::Holdout {
+        control_share: 0.5,
+        seed: 42,
+    });
+    let whole = dry_run(&mut c, inline(held.clone(), 0)).await;
+    assert_eq!(whole.scanned, 24);
+    let outcomes = |targets: &[pb::DryRunTarget]| -> Vec<(String, i32)> {
+        targets
+            .iter()
+            .map(|t| (t.customer_id.clone(), t.outcome))
+            .collect()
+    };
+    let held_out = whole
+        .targets
+        .iter()
+        .filter(|t| t.outcome == pb::DryRunOutcome::HeldOut as i32)
+        .count();
+    assert!((1..24).contains(&held_out), "{held_out} held out");
+    assert_eq!(
+        outcomes(&dry_run(&mut c, inline(held.clone(), 0)).await.targets),
+        outcomes(&whole.targets)
+    );
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    let mut calls = 0;
+    loop {
+        let page = dry_run(
+            &mut c,
+            pb::DryRunRuleRequest {
+                page_token: token,
+                ..inline(held.clone(), 5)
+            },
+        )
+        .await;
+        assert!(page.scanned <= 5);
+        calls += 1;
+        paged.extend(page.targets);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(calls, 5);
+    assert_eq!(outcomes(&paged), outcomes(&whole.targets));
+    // A token of one rule cannot continue another's run.
+    let first = dry_run(&mut c, inline(held.clone(), 5)).await;
+    refused(
+        c.dry_run_rule(pb::DryRunRuleRequest {
+            page_token: first.next_page_token,
+            ..inline(rule("other"), 5)
+        })
+        .await,
+        Code::InvalidArgument,
+        "INVALID_FIELDS",
+    );
+
+    // Nothing was written: no action, no rule.
+    let actions = c
+        .list_actions(pb::ListActionsRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .actions;
+    assert!(actions.is_empty(), "{actions:?}");
+    refused(
+        get(&mut c, "winback", 0).await,
+        Code::NotFound,
+        "RULE_NOT_FOUND",
+    );
+    assert_eq!(list_all(&mut c, 100).await.len(), DEFAULT_RULES.len());
+
+    // A stored rule dry-runs at the version asked for.
+    create(&mut c, rule("stored")).await.expect("created");
+    c.update_rule(pb::UpdateRuleRequest {
+        request_id: rid(),
+        rule: Some(pb::Rule {
+            id: "stored".into(),
+            condition: "has(nps.latest)".into(),
+            ..Default::default()
+        }),
+        update_mask: mask(&["condition"]),
+        etag: String::new(),
+        expected_version: 0,
+    })
+    .await
+    .expect("updated");
+    let stored = |version: i64| pb::DryRunRuleRequest {
+        rule_source: Some(pb::dry_run_rule_request::RuleSource::Stored(
+            pb::RuleVersionRef {
+                id: "stored".into(),
+                version,
+            },
+        )),
+        max_customers: 0,
+        page_token: String::new(),
+    };
+    let v1 = dry_run(&mut c, stored(1)).await;
+    assert_eq!(v1.targets.len(), 24);
+    assert!(
+        v1.targets
+            .iter()
+            .all(|t| t.action.as_ref().map(|a| a.rule_version) == Some(1))
+    );
+    let current = dry_run(&mut c, stored(0)).await;
+    assert_eq!(current.rule.map(|r| r.version), Some(2));
+    assert!(current.targets.is_empty());
+}
+
+#[tokio::test]
+async fn default_rules_are_shipped_disabled_and_dry_run() {
+    let hub = TestHub::start().await;
+    let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
+    customer(&hub, "ana", true).await;
+    let listed = list_all(&mut c, 0).await;
+    let ids: BTreeSet<&str> = listed.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, DEFAULT_RULES.into_iter().collect());
+    for r in &listed {
+        assert_eq!(r.version, 1, "{r:?}");
+        assert!(!r.enabled, "{r:?}");
+        assert_eq!(r.created_by, "system:defaults");
+        // Every default dry-runs.
+        let run = dry_run(
+            &mut c,
+            pb::DryRunRuleRequest {
+                rule_source: Some(pb::dry_run_rule_request::RuleSource::Stored(
+                    pb::RuleVersionRef {
+                        id: r.id.clone(),
+                        version: 0,
+                    },
+                )),
+                max_customers: 0,
+                page_token: String::new(),
+            },
+        )
+        .await;
+        assert_eq!(run.scanned, 1, "{}", r.id);
+        // Its condition is in canonical form: writing it back keeps the text.
+        let rewritten = c
+            .update_rule(pb::UpdateRuleRequest {
+                request_id: rid(),
+                rule: Some(r.clone()),
+                update_mask: mask(&["condition"]),
+                etag: r.etag.clone(),
+                expected_version: 0,
+            })
+            .await
+            .expect("rewritten")
+            .into_inner()
+            .rule
+            .expect("rule");
+        assert_eq!(rewritten.condition, r.condition);
+        assert_eq!(rewritten.version, 2);
+    }
+    let detractor = listed
+        .iter()
+        .find(|r| r.id == "detractor-follow-up")
+        .expect("detractor rule");
+    assert_eq!(detractor.trigger, pb::RuleTrigger::SurveyNpsAtMost6 as i32);
+    let template = detractor.action.as_ref().expect("template");
+    assert_eq!(template.kind, pb::ActionKind::FollowUpCall as i32);
+    assert_eq!(template.due_in.map(|d| d.seconds), Some(48 * 3600));
+}
+
+#[tokio::test]
+async fn rule_scopes_guard_reads_and_writes() {
+    let hub = TestHub::builder()
+        .token("dash:loyalty:read:read-secret")
+        .token("exec:loyalty:read+loyalty:write:write-secret")
+        .start()
+        .await;
+    let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
+    let create_request = || pb::CreateRuleRequest {
+        request_id: "scoped-rule".into(),
+        rule: Some(rule("scoped")),
+    };
+    let denied = c
+        .create_rule(with_token(create_request(), "read-secret"))
+        .await;
+    assert_eq!(
+        denied.expect_err("read scope cannot write").code(),
+        Code::PermissionDenied
+    );
+    let created = c
+        .create_rule(with_token(create_request(), "write-secret"))
+        .await
+        .expect("write scope");
+    assert_eq!(created.into_inner().rule.map(|r| r.version), Some(1));
+    // Reads and dry runs need the read scope only.
+    let read = c
+        .get_rule(with_token(
+            pb::GetRuleRequest {
+                id: "scoped".into(),
+                version: 0,
+            },
+            "read-secret",
+        ))
+        .await;
+    assert!(read.is_ok(), "{read:?}");
+    let run = c
+        .dry_run_rule(with_token(inline(rule("scoped"), 0), "read-secret"))
+        .await;
+    assert!(run.is_ok(), "{run:?}");
+    let no_token = c.list_rules(pb::ListRulesRequest::default()).await;
+    assert_eq!(
+        no_token.expect_err("no token").code(),
+        Code::Unauthenticated
+    );
+    let methods: BTreeSet<&str> = cxhub_loyalty::METHODS.iter().map(|m| m.method).collect();
+    for m in [
+        "CreateRule",
+        "UpdateRule",
+        "GetRule",
+        "ListRules",
+        "DryRunRule",
+    ] {
+        assert!(methods.contains(m), "{m}");
+    }
+}
