@@ -1,10 +1,14 @@
 //! Loyalty rules, versioned: one row per version of a rule (`loyalty_rules`, keyed by rule id
 //! and version; the current version is the highest), with the trigger and the enabled flag in
 //! columns (what the sweeps and the event follower select by) and the whole definition as
-//! JSON. Also seeds the default rules (disabled; see docs/loyalty.md).
+//! JSON; and what each sweep did per customer (`loyalty_rule_targets`: one row per rule,
+//! version, customer and UTC run day, with the outcome: proposed with its action, held out as
+//! control, or blocked by a guard rail), which makes a re-run on the same day propose nothing
+//! twice and keeps the control group for the effect report. Also seeds the default rules
+//! (disabled; see docs/loyalty.md).
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::schema::{big_integer, boolean, text, timestamp_with_time_zone};
+use sea_orm_migration::schema::{big_integer, boolean, text, text_null, timestamp_with_time_zone};
 
 use crate::m20261123_000001_touchpoints::byte_ordered;
 
@@ -23,6 +27,20 @@ enum LoyaltyRules {
     SpecJson,
     CreatedBy,
     CreatedAt,
+}
+
+/// Table and columns of `loyalty_rule_targets`.
+#[derive(DeriveIden)]
+enum LoyaltyRuleTargets {
+    Table,
+    RuleId,
+    RuleVersion,
+    CustomerId,
+    RunDay,
+    Outcome,
+    ActionId,
+    Reason,
+    At,
 }
 
 /// A default rule: id, name, trigger, condition (canonical form), action kind, channel,
@@ -201,6 +219,42 @@ impl MigrationTrait for Migration {
             )
             .await?;
 
+        manager
+            .create_table(
+                Table::create()
+                    .table(LoyaltyRuleTargets::Table)
+                    .col(byte_ordered(manager, text(LoyaltyRuleTargets::RuleId)))
+                    .col(big_integer(LoyaltyRuleTargets::RuleVersion))
+                    .col(byte_ordered(manager, text(LoyaltyRuleTargets::CustomerId)))
+                    .col(text(LoyaltyRuleTargets::RunDay))
+                    .col(text(LoyaltyRuleTargets::Outcome))
+                    .col(text_null(LoyaltyRuleTargets::ActionId))
+                    .col(text_null(LoyaltyRuleTargets::Reason))
+                    .col(timestamp_with_time_zone(LoyaltyRuleTargets::At))
+                    .primary_key(
+                        Index::create()
+                            .col(LoyaltyRuleTargets::RuleId)
+                            .col(LoyaltyRuleTargets::RuleVersion)
+                            .col(LoyaltyRuleTargets::CustomerId)
+                            .col(LoyaltyRuleTargets::RunDay),
+                    )
+                    .check(Expr::cust("outcome IN ('proposed', 'held_out', 'blocked')"))
+                    .to_owned(),
+            )
+            .await?;
+        // Per-day limits count what a rule (any version) proposed on a day.
+        manager
+            .create_index(
+                Index::create()
+                    .name("loyalty_rule_targets_day_idx")
+                    .table(LoyaltyRuleTargets::Table)
+                    .col(LoyaltyRuleTargets::RuleId)
+                    .col(LoyaltyRuleTargets::RunDay)
+                    .col(LoyaltyRuleTargets::Outcome)
+                    .to_owned(),
+            )
+            .await?;
+
         let mut insert = Query::insert();
         insert.into_table(LoyaltyRules::Table).columns([
             LoyaltyRules::Id,
@@ -230,6 +284,9 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(LoyaltyRuleTargets::Table).to_owned())
+            .await?;
         manager
             .drop_table(Table::drop().table(LoyaltyRules::Table).to_owned())
             .await

@@ -33,7 +33,7 @@ use cxhub_domain::loyalty::points::{Entry, EntryKind, Ledger, PostOutcome};
 use cxhub_domain::loyalty::repo::{
     Action, ActionFilter, ActionId, Campaign, CampaignId, DryRun, ExpectedVersion, GuardConfig,
     LoyaltyRepo, NewAction, NewCampaign, PointsBalance, PointsOp, PointsPosting, Posted, RulePatch,
-    RuleRef,
+    RuleRef, SweepReport,
 };
 use cxhub_domain::loyalty::rule::{Rule, RuleSpec};
 use cxhub_domain::money::{Currency, Money};
@@ -176,6 +176,20 @@ impl LoyaltyRepo for Store {
         max: u32,
     ) -> Result<DryRun> {
         self.dry_run_rule_impl(rule, guard, after, max).await
+    }
+
+    async fn scheduled_rules(&self) -> Result<Vec<Rule>> {
+        self.scheduled_rules_impl().await
+    }
+
+    async fn run_sweep(
+        &self,
+        rule: &Rule,
+        guard: &GuardConfig,
+        now: DateTime<Utc>,
+        batch: u32,
+    ) -> Result<SweepReport> {
+        self.run_sweep_impl(rule, guard, now, batch).await
     }
 }
 
@@ -342,7 +356,7 @@ async fn lock_customer(
 // ------------------------------------------------------------------------------------------------
 // Actions
 
-async fn propose(
+pub(crate) async fn propose(
     txn: &DatabaseTransaction,
     backend: Backend,
     principal: &str,

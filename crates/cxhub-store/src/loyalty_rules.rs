@@ -14,11 +14,14 @@ use cxhub_domain::error::{Error, Result};
 use cxhub_domain::idempotency::RequestKey;
 use cxhub_domain::identifier::CustomerId;
 use cxhub_domain::loyalty::action::{ConsentPurpose, ContactChannel};
+use cxhub_domain::loyalty::condition::Condition;
 use cxhub_domain::loyalty::condition::Facts;
 use cxhub_domain::loyalty::guard::{
     Candidate, ConsentSet, Eligibility, PrivacyStatus, consents_from_profile, eligibility,
 };
-use cxhub_domain::loyalty::repo::{DryRun, DryRunTarget, ExpectedVersion, GuardConfig, RulePatch};
+use cxhub_domain::loyalty::repo::{
+    DryRun, DryRunTarget, ExpectedVersion, GuardConfig, RulePatch, SweepReport,
+};
 use cxhub_domain::loyalty::rule::{self, Decision, Rule, RuleSpec};
 use cxhub_domain::money::Currency;
 use cxhub_domain::page::{Page, PageRequest};
@@ -30,7 +33,7 @@ use crate::IN_LIST_CHUNK;
 use crate::error::{DbResultExt, corrupt};
 use crate::idempotency::idempotent;
 use crate::loyalty::{
-    cap_history, check_value_currency, get, get_campaign, holds_suppressed_identifier,
+    cap_history, check_value_currency, get, get_campaign, holds_suppressed_identifier, propose,
 };
 use crate::sql::{Sql, int, text, time};
 use crate::store::{Backend, Store, snapshot};
@@ -78,6 +81,72 @@ impl Store {
 
     pub(crate) async fn list_rules_impl(&self, page: &PageRequest) -> Result<Page<Rule>> {
         snapshot!(self, |txn| list(&txn, page))
+    }
+
+    pub(crate) async fn scheduled_rules_impl(&self) -> Result<Vec<Rule>> {
+        snapshot!(self, |txn| scheduled(&txn))
+    }
+
+    /// See [`cxhub_domain::loyalty::repo::LoyaltyRepo::run_sweep`]. One transaction per batch:
+    /// on PostgreSQL it holds the rule's advisory lock, so two sweeps of one rule (two
+    /// replicas) take turns batch by batch and the second sees what the first recorded.
+    pub(crate) async fn run_sweep_impl(
+        &self,
+        rule: &Rule,
+        guard: &GuardConfig,
+        now: DateTime<Utc>,
+        batch: u32,
+    ) -> Result<SweepReport> {
+        let condition = rule::compile_condition(&rule.spec.condition, "rule.condition")
+            .map_err(Error::invalid)?;
+        let day = now.date_naive().to_string();
+        let mut report = SweepReport {
+            rule_id: rule.id.as_str().to_owned(),
+            rule_version: rule.version,
+            run_day: day.clone(),
+            ..SweepReport::default()
+        };
+        let mut after = None;
+        let batch = batch.max(1);
+        loop {
+            let txn = self.begin_loyalty().await?;
+            match sweep_batch(
+                &txn,
+                self.kind,
+                rule,
+                &condition,
+                guard,
+                now,
+                &day,
+                after,
+                batch,
+                &mut report,
+            )
+            .await
+            {
+                Ok(last) => {
+                    txn.commit().await.db()?;
+                    match last {
+                        Some(last) => after = Some(last),
+                        None => break,
+                    }
+                }
+                Err(err) => {
+                    crate::store::rollback(txn).await;
+                    return Err(err);
+                }
+            }
+        }
+        tracing::info!(
+            rule_id = %rule.id,
+            version = rule.version,
+            scanned = report.scanned,
+            proposed = report.proposed,
+            held_out = report.held_out,
+            blocked = report.blocked,
+            "rule swept"
+        );
+        Ok(report)
     }
 
     pub(crate) async fn dry_run_rule_impl(
@@ -566,4 +635,204 @@ async fn dry_run(
             None
         },
     })
+}
+
+// ------------------------------------------------------------------------------------------------
+// Sweeps
+
+/// The principal sweeps propose actions as.
+const SWEEP_PRINCIPAL: &str = "system:rule-sweep";
+
+async fn scheduled(conn: &impl ConnectionTrait) -> Result<Vec<Rule>> {
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        &format!(
+            "SELECT {RULE_COLUMNS} FROM loyalty_rules r WHERE r.trigger = 'daily_sweep' AND \
+             r.version = (SELECT MAX(v.version) FROM loyalty_rules v WHERE v.id = r.id)"
+        ),
+    );
+    sql.push(" ORDER BY r.id");
+    let rules = conn
+        .query_all_raw(sql.build())
+        .await
+        .db()?
+        .iter()
+        .map(rule_row)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(rules.into_iter().filter(|r| r.spec.enabled).collect())
+}
+
+/// How many actions `rule` (any version) proposed on `day`.
+async fn proposed_on(txn: &DatabaseTransaction, rule: &Key, day: &str) -> Result<u64> {
+    let mut sql = Sql::new(
+        txn.get_database_backend(),
+        "SELECT COUNT(*) AS n FROM loyalty_rule_targets WHERE outcome = 'proposed' AND rule_id = ",
+    );
+    sql.bind(text(rule.as_str()))
+        .push(" AND run_day = ")
+        .bind(text(day));
+    let n: i64 = match txn.query_one_raw(sql.build()).await.db()? {
+        Some(row) => get(&row, "n")?,
+        None => 0,
+    };
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// The customers of `batch` this rule version already handled on `day`.
+async fn handled_on(
+    txn: &DatabaseTransaction,
+    rule: &Rule,
+    day: &str,
+    batch: &[CustomerId],
+) -> Result<std::collections::BTreeSet<CustomerId>> {
+    let mut done = std::collections::BTreeSet::new();
+    for chunk in batch.chunks(IN_LIST_CHUNK) {
+        let mut sql = Sql::new(
+            txn.get_database_backend(),
+            "SELECT customer_id FROM loyalty_rule_targets WHERE rule_id = ",
+        );
+        sql.bind(text(rule.id.as_str()))
+            .push(" AND rule_version = ")
+            .bind(int(rule.version))
+            .push(" AND run_day = ")
+            .bind(text(day))
+            .push(" AND customer_id")
+            .in_texts(ids(chunk));
+        for row in txn.query_all_raw(sql.build()).await.db()? {
+            let id: String = get(&row, "customer_id")?;
+            done.insert(id.parse().map_err(corrupt)?);
+        }
+    }
+    Ok(done)
+}
+
+/// What a sweep did for one customer, as recorded.
+struct TargetRow {
+    customer: CustomerId,
+    outcome: &'static str,
+    action: Option<String>,
+    reason: Option<String>,
+}
+
+/// Sweeps one batch of customers after `after`; answers the last customer scanned, or `None`
+/// when no customer was left.
+#[allow(clippy::too_many_arguments)]
+async fn sweep_batch(
+    txn: &DatabaseTransaction,
+    backend: Backend,
+    rule: &Rule,
+    condition: &Condition,
+    guard: &GuardConfig,
+    now: DateTime<Utc>,
+    day: &str,
+    after: Option<CustomerId>,
+    batch: u32,
+    report: &mut SweepReport,
+) -> Result<Option<CustomerId>> {
+    lock_rule(txn, backend, &rule.id).await?;
+    let customers = customer_facts(txn, after, batch, now).await?;
+    let Some(last) = customers.last().map(|c| c.customer) else {
+        return Ok(None);
+    };
+    report.scanned += customers.len() as u64;
+    let ids: Vec<CustomerId> = customers.iter().map(|c| c.customer).collect();
+    let done = handled_on(txn, rule, day, &ids).await?;
+    let limit = match (rule.spec.limits.max_per_run, rule.spec.limits.max_per_day) {
+        (None, None) => None,
+        (per_run, per_day) => {
+            let run_left = per_run.map(|n| u64::from(n).saturating_sub(report.proposed));
+            let day_left = match per_day {
+                Some(n) => {
+                    Some(u64::from(n).saturating_sub(proposed_on(txn, &rule.id, day).await?))
+                }
+                None => None,
+            };
+            run_left.into_iter().chain(day_left).min()
+        }
+    };
+    let mut proposed_here = 0u64;
+    let reference = rule.reference();
+    let mut rows = Vec::new();
+    for c in &customers {
+        let evaluation = condition.evaluate(&c.facts);
+        if !evaluation.matched {
+            continue;
+        }
+        report.matched += 1;
+        if done.contains(&c.customer) {
+            report.already_done += 1;
+            continue;
+        }
+        if cxhub_domain::loyalty::guard::in_holdout(
+            rule.id.as_str(),
+            c.customer,
+            rule.spec.holdout.control_share,
+            rule.spec.holdout.seed,
+        ) {
+            report.held_out += 1;
+            rows.push(TargetRow {
+                customer: c.customer,
+                outcome: "held_out",
+                action: None,
+                reason: None,
+            });
+            continue;
+        }
+        if limit.is_some_and(|left| proposed_here >= left) {
+            // Not recorded: a later run (another day, or after the limit is raised) may act.
+            report.over_limit += 1;
+            continue;
+        }
+        let explanation = evaluation.explain();
+        let action = rule::action_for(&reference, &rule.spec, c.customer, &explanation, now);
+        match propose(txn, backend, SWEEP_PRINCIPAL, action, guard).await {
+            Ok(action) => {
+                proposed_here += 1;
+                report.proposed += 1;
+                rows.push(TargetRow {
+                    customer: c.customer,
+                    outcome: "proposed",
+                    action: Some(action.id.to_string()),
+                    reason: None,
+                });
+            }
+            Err(Error::FailedPrecondition {
+                reason: "NOT_ELIGIBLE",
+                message,
+            }) => {
+                report.blocked += 1;
+                rows.push(TargetRow {
+                    customer: c.customer,
+                    outcome: "blocked",
+                    action: None,
+                    reason: Some(message),
+                });
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    for chunk in rows.chunks(crate::rows_per_statement(8)) {
+        let mut sql = Sql::new(
+            txn.get_database_backend(),
+            "INSERT INTO loyalty_rule_targets (rule_id, rule_version, customer_id, run_day, \
+             outcome, action_id, reason, at) VALUES ",
+        );
+        for (i, row) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.tuple([
+                text(rule.id.as_str()),
+                int(rule.version),
+                text(row.customer.to_string()),
+                text(day),
+                text(row.outcome),
+                crate::sql::text_opt(row.action.clone()),
+                crate::sql::text_opt(row.reason.clone()),
+                time(now),
+            ]);
+        }
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+    Ok(Some(last))
 }

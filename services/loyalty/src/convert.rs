@@ -10,7 +10,7 @@ use cxhub_domain::loyalty::guard;
 use cxhub_domain::loyalty::points::{Entry, EntryKind, MAX_ENTRY_POINTS};
 use cxhub_domain::loyalty::repo::{
     Action, Campaign, DryRunTarget, MAX_CAMPAIGN_NAME_LEN, MAX_REASON_LEN, MAX_RULE_ID_LEN,
-    MAX_TEAM_LEN, NewAction, NewCampaign, RulePatch, RuleRef,
+    MAX_TEAM_LEN, NewAction, NewCampaign, RulePatch, RuleRef, SweepReport,
 };
 use cxhub_domain::loyalty::rule::{
     self, ActionTemplate, Decision, Holdout, MAX_DUE_IN, MAX_RULE_NAME_LEN, MIN_DUE_IN, Rule,
@@ -770,5 +770,22 @@ impl NewActionView {
             due_at: Some(ts(n.due_at)),
             assignee_team: n.assignee_team,
         }
+    }
+}
+
+/// The wire sweep result.
+pub fn sweep_to_pb(r: SweepReport) -> pb::RuleSweepResult {
+    let n = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
+    pb::RuleSweepResult {
+        rule_id: r.rule_id,
+        rule_version: r.rule_version,
+        run_day: r.run_day,
+        scanned: n(r.scanned),
+        matched: n(r.matched),
+        proposed: n(r.proposed),
+        held_out: n(r.held_out),
+        blocked: n(r.blocked),
+        already_done: n(r.already_done),
+        over_limit: n(r.over_limit),
     }
 }

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use cxhub_domain::Violations;
 use cxhub_domain::loyalty::repo::{
     ActionFilter, ExpectedVersion, GuardConfig, LoyaltyRepo, MAX_DRY_RUN_CUSTOMERS,
-    MAX_RECENT_ENTRIES, PointsOp, PointsPosting,
+    MAX_RECENT_ENTRIES, PointsOp, PointsPosting, SweepReport,
 };
-use cxhub_domain::loyalty::rule::Rule;
+use cxhub_domain::loyalty::rule::{Rule, Trigger};
 use cxhub_domain::page::{filter_fingerprint, next_page_token, page_request};
 use cxhub_domain::repo::Lookup;
 use cxhub_domain::touchpoint::Key;
@@ -27,6 +27,7 @@ use tonic::{Request, Response, Status};
 
 const READ: Access = Access::Scope("loyalty:read");
 const WRITE: Access = Access::Scope("loyalty:write");
+const ADMIN: Access = Access::Scope("admin");
 
 /// Every RPC of the service and the scope it needs.
 pub const METHODS: &[MethodAccess] = &[
@@ -90,6 +91,10 @@ pub const METHODS: &[MethodAccess] = &[
         method: "DryRunRule",
         access: READ,
     },
+    MethodAccess {
+        method: "RunRuleSweep",
+        access: ADMIN,
+    },
 ];
 
 /// The service's name on the `--services` flag.
@@ -137,6 +142,24 @@ fn ledger_request_id(id: &str, v: &mut Violations) -> Option<String> {
 
 fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
+}
+
+/// Customers one sweep transaction evaluates.
+pub const SWEEP_BATCH: u32 = 500;
+
+/// Runs the daily sweep of every enabled daily-sweep rule now (see
+/// [`LoyaltyRepo::run_sweep`]), one rule after another, by rule id. The hub calls it once a day
+/// from a background task; `RunRuleSweep` calls it on demand. A rule version acts on a customer
+/// at most once per UTC day, so running it twice in a day is harmless.
+pub async fn sweep_scheduled(
+    repo: &dyn LoyaltyRepo,
+    guard: &GuardConfig,
+) -> cxhub_domain::Result<Vec<SweepReport>> {
+    let mut reports = Vec::new();
+    for rule in repo.scheduled_rules().await? {
+        reports.push(repo.run_sweep(&rule, guard, now(), SWEEP_BATCH).await?);
+    }
+    Ok(reports)
 }
 
 /// A rule version to read: positive, or 0 for the current one.
@@ -654,6 +677,47 @@ impl LoyaltyActionService for Loyalty {
                 .collect(),
             scanned: i32::try_from(run.scanned).unwrap_or(i32::MAX),
             next_page_token: next_page_token(next_after.as_deref(), &fingerprint),
+        }))
+    }
+
+    async fn run_rule_sweep(
+        &self,
+        req: Request<pb::RunRuleSweepRequest>,
+    ) -> Result<Response<pb::RunRuleSweepResponse>, Status> {
+        let r = req.get_ref();
+        let reports = if r.rule_id.is_empty() {
+            sweep_scheduled(self.repo.as_ref(), &self.guard)
+                .await
+                .map_err(to_status)?
+        } else {
+            let mut v = Violations::new();
+            let id = convert::rule_id(&r.rule_id, "rule_id", &mut v);
+            let id = validated(v, id)?;
+            let rule = self.repo.get_rule(&id, None).await.map_err(to_status)?;
+            if rule.spec.trigger != Trigger::DailySweep {
+                return Err(to_status(cxhub_domain::Error::precondition(
+                    "NOT_SCHEDULED",
+                    format!(
+                        "rule `{id}` acts on the event `{}`, not on a daily sweep",
+                        rule.spec.trigger
+                    ),
+                )));
+            }
+            if !rule.spec.enabled {
+                return Err(to_status(cxhub_domain::Error::precondition(
+                    "RULE_DISABLED",
+                    format!("rule `{id}` is disabled: enable it with UpdateRule first"),
+                )));
+            }
+            vec![
+                self.repo
+                    .run_sweep(&rule, &self.guard, now(), SWEEP_BATCH)
+                    .await
+                    .map_err(to_status)?,
+            ]
+        };
+        Ok(Response::new(pb::RunRuleSweepResponse {
+            results: reports.into_iter().map(convert::sweep_to_pb).collect(),
         }))
     }
 }

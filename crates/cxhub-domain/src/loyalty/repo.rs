@@ -312,6 +312,32 @@ pub struct DryRun {
     pub next_after: Option<CustomerId>,
 }
 
+/// What one sweep of one rule did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepReport {
+    /// The rule.
+    pub rule_id: String,
+    /// Its version.
+    pub rule_version: i64,
+    /// The UTC day of the run (`YYYY-MM-DD`): a customer is acted on at most once per rule
+    /// version and day.
+    pub run_day: String,
+    /// Live customers evaluated.
+    pub scanned: u64,
+    /// Customers whose condition holds.
+    pub matched: u64,
+    /// Actions proposed.
+    pub proposed: u64,
+    /// Customers held out (control group), recorded.
+    pub held_out: u64,
+    /// Customers a guard rail stopped, recorded with the reasons.
+    pub blocked: u64,
+    /// Customers this rule version already handled on this day (a re-run).
+    pub already_done: u64,
+    /// Customers left untreated because the rule's limit per run or per day was reached.
+    pub over_limit: u64,
+}
+
 /// Storage of loyalty actions, campaigns and the points ledger.
 #[async_trait]
 pub trait LoyaltyRepo: Send + Sync {
@@ -399,4 +425,19 @@ pub trait LoyaltyRepo: Send + Sync {
         after: Option<CustomerId>,
         max: u32,
     ) -> Result<DryRun>;
+
+    /// The current versions of the enabled rules with a daily-sweep trigger, by id.
+    async fn scheduled_rules(&self) -> Result<Vec<Rule>>;
+
+    /// Sweeps `rule` over every live customer in id order, `batch` customers per transaction:
+    /// for each whose condition holds and that this version has not handled on the UTC day of
+    /// `now`, records it as held out (control group), or proposes the rule's action with the
+    /// guard rails of ProposeAction (recording a refusal as blocked), within the rule's limits.
+    async fn run_sweep(
+        &self,
+        rule: &Rule,
+        guard: &GuardConfig,
+        now: DateTime<Utc>,
+        batch: u32,
+    ) -> Result<SweepReport>;
 }
