@@ -12,6 +12,7 @@ pub mod churn;
 pub mod clv;
 pub mod metrics;
 pub mod rfm;
+pub mod sentiment;
 pub mod survey;
 
 use std::collections::BTreeMap;
