@@ -1,14 +1,19 @@
 //! Loyalty rules, versioned: one row per version of a rule (`loyalty_rules`, keyed by rule id
 //! and version; the current version is the highest), with the trigger and the enabled flag in
 //! columns (what the sweeps and the event follower select by) and the whole definition as
-//! JSON; and what each sweep did per customer (`loyalty_rule_targets`: one row per rule,
-//! version, customer and UTC run day, with the outcome: proposed with its action, held out as
-//! control, or blocked by a guard rail), which makes a re-run on the same day propose nothing
-//! twice and keeps the control group for the effect report. Also seeds the default rules
+//! JSON; what each run of a rule did per customer (`loyalty_rule_targets`: one row per rule,
+//! version, customer and run, with the outcome: proposed with its action, held out as
+//! control, or blocked by a guard rail; a run is a sweep's UTC day, `2026-11-24`, or the event
+//! that triggered the rule, `change:42` or `response:<id>`), which makes a re-run propose
+//! nothing twice and keeps the control group for the effect report; and how far the event
+//! follower has read (`loyalty_rule_position`, one row). Also seeds the default rules
 //! (disabled; see docs/loyalty.md).
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::schema::{big_integer, boolean, text, text_null, timestamp_with_time_zone};
+use sea_orm_migration::schema::{
+    big_integer, boolean, integer, text, text_null, timestamp_with_time_zone,
+    timestamp_with_time_zone_null,
+};
 
 use crate::m20261123_000001_touchpoints::byte_ordered;
 
@@ -36,11 +41,21 @@ enum LoyaltyRuleTargets {
     RuleId,
     RuleVersion,
     CustomerId,
-    RunDay,
+    Run,
     Outcome,
     ActionId,
     Reason,
     At,
+}
+
+/// Table and columns of `loyalty_rule_position`.
+#[derive(DeriveIden)]
+enum LoyaltyRulePosition {
+    Table,
+    Id,
+    ChangeSeq,
+    ResponsesAt,
+    ResponsesId,
 }
 
 /// A default rule: id, name, trigger, condition (canonical form), action kind, channel,
@@ -226,7 +241,7 @@ impl MigrationTrait for Migration {
                     .col(byte_ordered(manager, text(LoyaltyRuleTargets::RuleId)))
                     .col(big_integer(LoyaltyRuleTargets::RuleVersion))
                     .col(byte_ordered(manager, text(LoyaltyRuleTargets::CustomerId)))
-                    .col(text(LoyaltyRuleTargets::RunDay))
+                    .col(text(LoyaltyRuleTargets::Run))
                     .col(text(LoyaltyRuleTargets::Outcome))
                     .col(text_null(LoyaltyRuleTargets::ActionId))
                     .col(text_null(LoyaltyRuleTargets::Reason))
@@ -236,7 +251,7 @@ impl MigrationTrait for Migration {
                             .col(LoyaltyRuleTargets::RuleId)
                             .col(LoyaltyRuleTargets::RuleVersion)
                             .col(LoyaltyRuleTargets::CustomerId)
-                            .col(LoyaltyRuleTargets::RunDay),
+                            .col(LoyaltyRuleTargets::Run),
                     )
                     .check(Expr::cust("outcome IN ('proposed', 'held_out', 'blocked')"))
                     .to_owned(),
@@ -249,9 +264,33 @@ impl MigrationTrait for Migration {
                     .name("loyalty_rule_targets_day_idx")
                     .table(LoyaltyRuleTargets::Table)
                     .col(LoyaltyRuleTargets::RuleId)
-                    .col(LoyaltyRuleTargets::RunDay)
+                    .col(LoyaltyRuleTargets::Run)
                     .col(LoyaltyRuleTargets::Outcome)
                     .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(LoyaltyRulePosition::Table)
+                    .col(integer(LoyaltyRulePosition::Id).primary_key())
+                    .col(big_integer(LoyaltyRulePosition::ChangeSeq))
+                    .col(timestamp_with_time_zone_null(LoyaltyRulePosition::ResponsesAt))
+                    .col(text_null(LoyaltyRulePosition::ResponsesId))
+                    .to_owned(),
+            )
+            .await?;
+        // The follower starts at the end of what exists: rules act on events from now on,
+        // not on the history of a hub that ran before rules existed.
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "INSERT INTO loyalty_rule_position (id, change_seq, responses_at, responses_id) \
+                 SELECT 1, (SELECT COALESCE(MAX(seq), 0) FROM customer_changes), \
+                 (SELECT MAX(received_at) FROM survey_responses), \
+                 (SELECT MAX(response_id) FROM survey_responses WHERE received_at = \
+                 (SELECT MAX(received_at) FROM survey_responses))",
             )
             .await?;
 
@@ -286,6 +325,9 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .drop_table(Table::drop().table(LoyaltyRuleTargets::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(LoyaltyRulePosition::Table).to_owned())
             .await?;
         manager
             .drop_table(Table::drop().table(LoyaltyRules::Table).to_owned())

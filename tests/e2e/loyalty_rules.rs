@@ -924,3 +924,141 @@ async fn a_sweep_proposes_once_a_day_records_its_control_group_and_keeps_to_its_
     assert_eq!(v2[0].proposed, expected);
     assert_eq!(v2[0].blocked, 12 - expected);
 }
+
+/// Answers the demo teller survey (created on first use) with an NPS `value`.
+async fn answer_nps(hub: &TestHub, response_id: &str, customer: &str, value: i32) {
+    use cxhub_proto::scoring::v1 as scoring;
+    let mut s = scoring::scoring_service_client::ScoringServiceClient::new(hub.channel().await);
+    let survey = scoring::CreateSurveyRequest {
+        survey: Some(scoring::Survey {
+            key: "branch.after-teller".into(),
+            name: "After the teller".into(),
+            questions: vec![scoring::Question {
+                key: "recommend".into(),
+                kind: scoring::QuestionKind::Nps as i32,
+                text: std::collections::BTreeMap::from([(
+                    "en".to_owned(),
+                    "Recommend us?".to_owned(),
+                )]),
+                ..Default::default()
+            }],
+            languages: vec!["en".into()],
+            touchpoint_keys: vec!["branch.teller".into()],
+            ..Default::default()
+        }),
+        request_id: "create-teller-survey".into(),
+    };
+    s.create_survey(survey).await.expect("survey");
+    let results = s
+        .submit_responses(scoring::SubmitResponsesRequest {
+            responses: vec![scoring::ResponseInput {
+                response_id: response_id.into(),
+                customer_id: customer.into(),
+                survey_key: "branch.after-teller".into(),
+                touchpoint_key: "branch.teller".into(),
+                answers: vec![scoring::Answer {
+                    question_key: "recommend".into(),
+                    value,
+                }],
+                answered_at: Some(Timestamp {
+                    seconds: chrono::Utc::now().timestamp() - 60,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }],
+        })
+        .await
+        .expect("submitted")
+        .into_inner()
+        .results;
+    assert_eq!(
+        results[0].outcome,
+        scoring::ResponseOutcome::Created as i32,
+        "{results:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_detractor_answer_triggers_the_follow_up_rule_once() {
+    use cxhub_domain::loyalty::repo::{GuardConfig, LoyaltyRepo};
+    let hub = TestHub::builder().demo().start().await;
+    let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
+    let ana = customer(&hub, "ana", false).await;
+    let bob = customer(&hub, "bob", false).await;
+    let guard = GuardConfig::default();
+
+    // Nothing to follow yet; a disabled rule does not act.
+    answer_nps(&hub, "r-ana-1", &ana, 3).await;
+    let pass = hub
+        .store
+        .follow_rule_events(&guard, 1000)
+        .await
+        .expect("followed");
+    assert_eq!((pass.events, pass.proposed), (0, 0), "{pass:?}");
+
+    // Enabled, without a control group: the next detractor answer proposes a call.
+    c.update_rule(pb::UpdateRuleRequest {
+        request_id: rid(),
+        rule: Some(pb::Rule {
+            id: "detractor-follow-up".into(),
+            enabled: true,
+            holdout: Some(pb::Holdout {
+                control_share: 0.0,
+                seed: 1,
+            }),
+            ..Default::default()
+        }),
+        update_mask: mask(&["enabled", "holdout"]),
+        etag: String::new(),
+        expected_version: 1,
+    })
+    .await
+    .expect("enabled");
+    answer_nps(&hub, "r-ana-2", &ana, 2).await;
+    answer_nps(&hub, "r-bob-1", &bob, 9).await;
+    let pass = hub
+        .store
+        .follow_rule_events(&guard, 1000)
+        .await
+        .expect("followed");
+    assert_eq!(pass.read, 2, "{pass:?}");
+    assert_eq!((pass.events, pass.proposed), (1, 1), "{pass:?}");
+    let actions = c
+        .list_actions(pb::ListActionsRequest {
+            customer_id: ana.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .actions;
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    let call = &actions[0];
+    assert_eq!(call.created_by, "system:rule-events");
+    let input = call.action.as_ref().expect("input");
+    assert_eq!(input.kind, pb::ActionKind::FollowUpCall as i32);
+    assert_eq!(input.channel, pb::ContactChannel::Phone as i32);
+    assert_eq!(
+        (input.rule_id.as_str(), input.rule_version),
+        ("detractor-follow-up", 2)
+    );
+    assert!(input.reason.contains("nps.latest = 2"), "{}", input.reason);
+    let due = input.due_at.map(|t| t.seconds).unwrap_or_default()
+        - call.created_at.map(|t| t.seconds).unwrap_or_default();
+    assert!((48 * 3600 - 2..=48 * 3600).contains(&due), "{due}");
+
+    // The position is stored: a second pass reads nothing and proposes nothing.
+    let pass = hub
+        .store
+        .follow_rule_events(&guard, 1000)
+        .await
+        .expect("followed");
+    assert_eq!(pass.read, 0, "{pass:?}");
+    let again = c
+        .list_actions(pb::ListActionsRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .actions;
+    assert_eq!(again.len(), 1);
+}

@@ -31,9 +31,9 @@ use cxhub_domain::loyalty::guard::{
 };
 use cxhub_domain::loyalty::points::{Entry, EntryKind, Ledger, PostOutcome};
 use cxhub_domain::loyalty::repo::{
-    Action, ActionFilter, ActionId, Campaign, CampaignId, DryRun, ExpectedVersion, GuardConfig,
-    LoyaltyRepo, NewAction, NewCampaign, PointsBalance, PointsOp, PointsPosting, Posted, RulePatch,
-    RuleRef, SweepReport,
+    Action, ActionFilter, ActionId, Campaign, CampaignId, DryRun, EventPass, ExpectedVersion,
+    GuardConfig, LoyaltyRepo, NewAction, NewCampaign, PointsBalance, PointsOp, PointsPosting,
+    Posted, RulePatch, RuleRef, SweepReport,
 };
 use cxhub_domain::loyalty::rule::{Rule, RuleSpec};
 use cxhub_domain::money::{Currency, Money};
@@ -190,6 +190,10 @@ impl LoyaltyRepo for Store {
         batch: u32,
     ) -> Result<SweepReport> {
         self.run_sweep_impl(rule, guard, now, batch).await
+    }
+
+    async fn follow_rule_events(&self, guard: &GuardConfig, max: u32) -> Result<EventPass> {
+        self.follow_rule_events_impl(guard, max).await
     }
 }
 

@@ -20,9 +20,9 @@ use cxhub_domain::loyalty::guard::{
     Candidate, ConsentSet, Eligibility, PrivacyStatus, consents_from_profile, eligibility,
 };
 use cxhub_domain::loyalty::repo::{
-    DryRun, DryRunTarget, ExpectedVersion, GuardConfig, RulePatch, SweepReport,
+    DryRun, DryRunTarget, EventPass, ExpectedVersion, GuardConfig, RulePatch, SweepReport,
 };
-use cxhub_domain::loyalty::rule::{self, Decision, Rule, RuleSpec};
+use cxhub_domain::loyalty::rule::{self, Decision, Rule, RuleSpec, Trigger};
 use cxhub_domain::money::Currency;
 use cxhub_domain::page::{Page, PageRequest};
 use cxhub_domain::repo::Lookup;
@@ -147,6 +147,34 @@ impl Store {
             "rule swept"
         );
         Ok(report)
+    }
+
+    /// See [`cxhub_domain::loyalty::repo::LoyaltyRepo::follow_rule_events`].
+    pub(crate) async fn follow_rule_events_impl(
+        &self,
+        guard: &GuardConfig,
+        max: u32,
+    ) -> Result<EventPass> {
+        let txn = self.begin_loyalty().await?;
+        match follow_events(&txn, self.kind, guard, max.max(1)).await {
+            Ok(pass) => {
+                txn.commit().await.db()?;
+                if pass.events > 0 {
+                    tracing::info!(
+                        events = pass.events,
+                        proposed = pass.proposed,
+                        held_out = pass.held_out,
+                        blocked = pass.blocked,
+                        "rule events followed"
+                    );
+                }
+                Ok(pass)
+            }
+            Err(err) => {
+                crate::store::rollback(txn).await;
+                Err(err)
+            }
+        }
     }
 
     pub(crate) async fn dry_run_rule_impl(
@@ -394,15 +422,42 @@ pub(crate) async fn customer_facts(
     max: u32,
     now: DateTime<Utc>,
 ) -> Result<Vec<CustomerFacts>> {
-    let backend = conn.get_database_backend();
     let mut sql = Sql::new(
-        backend,
+        conn.get_database_backend(),
         "SELECT id, consents_json FROM customers WHERE merged_into IS NULL",
     );
     if let Some(after) = after {
         sql.push(" AND id > ").bind(text(after.to_string()));
     }
     sql.push(" ORDER BY id").limit(u64::from(max));
+    facts_of(conn, sql, now).await
+}
+
+/// The facts of the live customers among `customers` (at most [`IN_LIST_CHUNK`]), in id order.
+pub(crate) async fn facts_of_customers(
+    conn: &impl ConnectionTrait,
+    customers: &[CustomerId],
+    now: DateTime<Utc>,
+) -> Result<Vec<CustomerFacts>> {
+    if customers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        "SELECT id, consents_json FROM customers WHERE merged_into IS NULL AND id",
+    );
+    sql.in_texts(ids(customers)).push(" ORDER BY id");
+    facts_of(conn, sql, now).await
+}
+
+/// The facts of the customers `select` reads (`id`, `consents_json`).
+async fn facts_of(
+    conn: &impl ConnectionTrait,
+    select: Sql,
+    now: DateTime<Utc>,
+) -> Result<Vec<CustomerFacts>> {
+    let backend = conn.get_database_backend();
+    let sql = select;
     let mut out = Vec::new();
     let mut index = BTreeMap::new();
     for row in conn.query_all_raw(sql.build()).await.db()? {
@@ -662,15 +717,19 @@ async fn scheduled(conn: &impl ConnectionTrait) -> Result<Vec<Rule>> {
     Ok(rules.into_iter().filter(|r| r.spec.enabled).collect())
 }
 
-/// How many actions `rule` (any version) proposed on `day`.
-async fn proposed_on(txn: &DatabaseTransaction, rule: &Key, day: &str) -> Result<u64> {
+/// How many actions `rule` (any version, any run) proposed on the UTC day of `now`.
+async fn proposed_on(txn: &DatabaseTransaction, rule: &Key, now: DateTime<Utc>) -> Result<u64> {
+    let midnight = now
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .map_or(now, |t| t.and_utc());
     let mut sql = Sql::new(
         txn.get_database_backend(),
         "SELECT COUNT(*) AS n FROM loyalty_rule_targets WHERE outcome = 'proposed' AND rule_id = ",
     );
     sql.bind(text(rule.as_str()))
-        .push(" AND run_day = ")
-        .bind(text(day));
+        .push(" AND at >= ")
+        .bind(time(midnight));
     let n: i64 = match txn.query_one_raw(sql.build()).await.db()? {
         Some(row) => get(&row, "n")?,
         None => 0,
@@ -694,7 +753,7 @@ async fn handled_on(
         sql.bind(text(rule.id.as_str()))
             .push(" AND rule_version = ")
             .bind(int(rule.version))
-            .push(" AND run_day = ")
+            .push(" AND run = ")
             .bind(text(day))
             .push(" AND customer_id")
             .in_texts(ids(chunk));
@@ -743,7 +802,7 @@ async fn sweep_batch(
             let run_left = per_run.map(|n| u64::from(n).saturating_sub(report.proposed));
             let day_left = match per_day {
                 Some(n) => {
-                    Some(u64::from(n).saturating_sub(proposed_on(txn, &rule.id, day).await?))
+                    Some(u64::from(n).saturating_sub(proposed_on(txn, &rule.id, now).await?))
                 }
                 None => None,
             };
@@ -811,10 +870,308 @@ async fn sweep_batch(
             Err(err) => return Err(err),
         }
     }
+    record_targets(txn, rule, day, now, &rows).await?;
+    Ok(Some(last))
+}
+
+// ------------------------------------------------------------------------------------------------
+// Event triggers
+
+/// The principal event-triggered rules propose actions as.
+const EVENT_PRINCIPAL: &str = "system:rule-events";
+
+/// One event: a trigger that fired for a customer, and the run it makes.
+struct Event {
+    trigger: Trigger,
+    customer: CustomerId,
+    run: String,
+}
+
+/// The follower's position: the last change-log entry and the last NPS answer it read.
+struct Position {
+    change_seq: i64,
+    responses_at: Option<DateTime<Utc>>,
+    responses_id: Option<String>,
+}
+
+async fn position(txn: &DatabaseTransaction, backend: Backend) -> Result<Position> {
+    if backend == Backend::Postgres {
+        // One follower at a time across replicas; the others wait and then read on from
+        // where it stopped.
+        txn.execute_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtext('cxhub.loyalty.rule-events'))",
+        ))
+        .await
+        .db()?;
+    }
+    let row = txn
+        .query_one_raw(sea_orm::Statement::from_string(
+            txn.get_database_backend(),
+            "SELECT change_seq, responses_at, responses_id FROM loyalty_rule_position WHERE id = 1",
+        ))
+        .await
+        .db()?
+        .ok_or_else(|| corrupt("the rule follower has no position row"))?;
+    Ok(Position {
+        change_seq: get(&row, "change_seq")?,
+        responses_at: get(&row, "responses_at")?,
+        responses_id: get(&row, "responses_id")?,
+    })
+}
+
+async fn follow_events(
+    txn: &DatabaseTransaction,
+    backend: Backend,
+    guard: &GuardConfig,
+    max: u32,
+) -> Result<EventPass> {
+    let db = txn.get_database_backend();
+    let mut at = position(txn, backend).await?;
+    let mut pass = EventPass::default();
+    let now = crate::now();
+    let mut rescored: Vec<(i64, CustomerId, Vec<String>)> = Vec::new();
+
+    let mut sql = Sql::new(
+        db,
+        "SELECT seq, customer_id, kind, fields_json FROM customer_changes WHERE seq > ",
+    );
+    sql.bind(int(at.change_seq))
+        .push(" ORDER BY seq")
+        .limit(u64::from(max));
+    for row in txn.query_all_raw(sql.build()).await.db()? {
+        pass.read += 1;
+        let seq: i64 = get(&row, "seq")?;
+        at.change_seq = seq;
+        let kind: String = get(&row, "kind")?;
+        if kind != "rescored" {
+            continue;
+        }
+        let customer: String = get(&row, "customer_id")?;
+        let fields: String = get(&row, "fields_json")?;
+        let fields: Vec<String> = serde_json::from_str(&fields).map_err(corrupt)?;
+        rescored.push((seq, customer.parse().map_err(corrupt)?, fields));
+    }
+
+    let mut nps: Vec<(String, CustomerId)> = Vec::new();
+    let mut sql = Sql::new(
+        db,
+        "SELECT a.customer_id, a.value, r.received_at, r.response_id FROM survey_answers a \
+         JOIN survey_responses r ON r.response_id = a.response_id WHERE a.kind = 'nps'",
+    );
+    if let Some(since) = at.responses_at {
+        sql.push(" AND (r.received_at > ")
+            .bind(time(since))
+            .push(" OR (r.received_at = ")
+            .bind(time(since))
+            .push(" AND r.response_id > ")
+            .bind(text(at.responses_id.clone().unwrap_or_default()))
+            .push("))");
+    }
+    sql.push(" ORDER BY r.received_at, r.response_id")
+        .limit(u64::from(max));
+    for row in txn.query_all_raw(sql.build()).await.db()? {
+        pass.read += 1;
+        let customer: Option<String> = get(&row, "customer_id")?;
+        let value: i32 = get(&row, "value")?;
+        let response: String = get(&row, "response_id")?;
+        at.responses_at = Some(get(&row, "received_at")?);
+        at.responses_id = Some(response.clone());
+        if value <= 6
+            && let Some(customer) = customer
+        {
+            nps.push((response, customer.parse().map_err(corrupt)?));
+        }
+    }
+
+    let mut events = Vec::new();
+    // Rescored customers: the triggers follow from what changed and what it is now.
+    let ids: Vec<CustomerId> = rescored.iter().map(|(_, c, _)| *c).collect();
+    let mut now_facts = BTreeMap::new();
+    for chunk in ids.chunks(IN_LIST_CHUNK) {
+        for c in facts_of_customers(txn, chunk, now).await? {
+            now_facts.insert(c.customer, c);
+        }
+    }
+    for (seq, customer, fields) in &rescored {
+        let Some(c) = now_facts.get(customer) else {
+            continue; // merged away or erased since.
+        };
+        let text_fact = |name: &str| match c.facts.get(name) {
+            Some(cxhub_domain::loyalty::condition::Value::Text(t)) => Some(t.as_str()),
+            _ => None,
+        };
+        let mut fire = |trigger| {
+            events.push(Event {
+                trigger,
+                customer: *customer,
+                run: format!("change:{seq}"),
+            });
+        };
+        if fields.iter().any(|f| f == cxhub_domain::change::CATEGORY) {
+            match text_fact("category") {
+                Some("negative") => fire(Trigger::CategoryBecameNegative),
+                Some("advocate") => fire(Trigger::CategoryBecameAdvocate),
+                _ => {}
+            }
+        }
+        if fields.iter().any(|f| f == cxhub_domain::change::CHURN_BAND)
+            && text_fact("churn.band") == Some("high")
+        {
+            fire(Trigger::ChurnBandBecameHigh);
+        }
+    }
+    // Detractors: the answer may have been given under an id merged away since.
+    for (response, customer) in nps {
+        match crate::customers::live(txn, customer).await {
+            Ok(live) => events.push(Event {
+                trigger: Trigger::SurveyNpsAtMost6,
+                customer: live,
+                run: format!("response:{response}"),
+            }),
+            Err(Error::NotFound { .. }) => {}
+            Err(err) => return Err(err),
+        }
+    }
+
+    if !events.is_empty() {
+        let rules = event_rules(txn).await?;
+        let customers: Vec<CustomerId> = events.iter().map(|e| e.customer).collect();
+        let mut facts = BTreeMap::new();
+        for chunk in customers.chunks(IN_LIST_CHUNK) {
+            for c in facts_of_customers(txn, chunk, now).await? {
+                facts.insert(c.customer, c);
+            }
+        }
+        for event in &events {
+            let Some(c) = facts.get(&event.customer) else {
+                continue;
+            };
+            for rule in rules.iter().filter(|r| r.spec.trigger == event.trigger) {
+                pass.events += 1;
+                act_on_event(txn, backend, rule, c, event, guard, now, &mut pass).await?;
+            }
+        }
+    }
+
+    let mut sql = Sql::new(db, "UPDATE loyalty_rule_position SET change_seq = ");
+    sql.bind(int(at.change_seq))
+        .push(", responses_at = ")
+        .bind(crate::sql::time_opt(at.responses_at))
+        .push(", responses_id = ")
+        .bind(crate::sql::text_opt(at.responses_id))
+        .push(" WHERE id = 1");
+    txn.execute_raw(sql.build()).await.db()?;
+    Ok(pass)
+}
+
+/// The current versions of the enabled rules with an event trigger.
+async fn event_rules(conn: &impl ConnectionTrait) -> Result<Vec<Rule>> {
+    let sql = Sql::new(
+        conn.get_database_backend(),
+        &format!(
+            "SELECT {RULE_COLUMNS} FROM loyalty_rules r WHERE r.trigger <> 'daily_sweep' AND \
+             r.version = (SELECT MAX(v.version) FROM loyalty_rules v WHERE v.id = r.id) \
+             ORDER BY r.id"
+        ),
+    );
+    let rules = conn
+        .query_all_raw(sql.build())
+        .await
+        .db()?
+        .iter()
+        .map(rule_row)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(rules.into_iter().filter(|r| r.spec.enabled).collect())
+}
+
+/// Applies `rule` to the customer of `event`: once per rule version and event; held out,
+/// proposed within the daily limit, or blocked by a guard rail; recorded.
+#[allow(clippy::too_many_arguments)]
+async fn act_on_event(
+    txn: &DatabaseTransaction,
+    backend: Backend,
+    rule: &Rule,
+    c: &CustomerFacts,
+    event: &Event,
+    guard: &GuardConfig,
+    now: DateTime<Utc>,
+    pass: &mut EventPass,
+) -> Result<()> {
+    let condition =
+        rule::compile_condition(&rule.spec.condition, "rule.condition").map_err(Error::invalid)?;
+    let evaluation = condition.evaluate(&c.facts);
+    if !evaluation.matched {
+        return Ok(());
+    }
+    lock_rule(txn, backend, &rule.id).await?;
+    if !handled_on(txn, rule, &event.run, &[c.customer])
+        .await?
+        .is_empty()
+    {
+        return Ok(());
+    }
+    let row = if cxhub_domain::loyalty::guard::in_holdout(
+        rule.id.as_str(),
+        c.customer,
+        rule.spec.holdout.control_share,
+        rule.spec.holdout.seed,
+    ) {
+        pass.held_out += 1;
+        TargetRow {
+            customer: c.customer,
+            outcome: "held_out",
+            action: None,
+            reason: None,
+        }
+    } else {
+        if let Some(per_day) = rule.spec.limits.max_per_day
+            && proposed_on(txn, &rule.id, now).await? >= u64::from(per_day)
+        {
+            return Ok(());
+        }
+        let explanation = evaluation.explain();
+        let action = rule::action_for(&rule.reference(), &rule.spec, c.customer, &explanation, now);
+        match propose(txn, backend, EVENT_PRINCIPAL, action, guard).await {
+            Ok(action) => {
+                pass.proposed += 1;
+                TargetRow {
+                    customer: c.customer,
+                    outcome: "proposed",
+                    action: Some(action.id.to_string()),
+                    reason: None,
+                }
+            }
+            Err(Error::FailedPrecondition {
+                reason: "NOT_ELIGIBLE",
+                message,
+            }) => {
+                pass.blocked += 1;
+                TargetRow {
+                    customer: c.customer,
+                    outcome: "blocked",
+                    action: None,
+                    reason: Some(message),
+                }
+            }
+            Err(err) => return Err(err),
+        }
+    };
+    record_targets(txn, rule, &event.run, now, &[row]).await
+}
+
+/// Records what a run did for some customers.
+async fn record_targets(
+    txn: &DatabaseTransaction,
+    rule: &Rule,
+    day: &str,
+    now: DateTime<Utc>,
+    rows: &[TargetRow],
+) -> Result<()> {
     for chunk in rows.chunks(crate::rows_per_statement(8)) {
         let mut sql = Sql::new(
             txn.get_database_backend(),
-            "INSERT INTO loyalty_rule_targets (rule_id, rule_version, customer_id, run_day, \
+            "INSERT INTO loyalty_rule_targets (rule_id, rule_version, customer_id, run, \
              outcome, action_id, reason, at) VALUES ",
         );
         for (i, row) in chunk.iter().enumerate() {
@@ -834,5 +1191,5 @@ async fn sweep_batch(
         }
         txn.execute_raw(sql.build()).await.db()?;
     }
-    Ok(Some(last))
+    Ok(())
 }

@@ -338,6 +338,21 @@ pub struct SweepReport {
     pub over_limit: u64,
 }
 
+/// What one pass of the event follower did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventPass {
+    /// Change-log entries and NPS answers read (whether or not a rule acted on them).
+    pub read: u64,
+    /// Events that matched a trigger of an enabled rule.
+    pub events: u64,
+    /// Actions proposed.
+    pub proposed: u64,
+    /// Customers held out.
+    pub held_out: u64,
+    /// Customers a guard rail stopped.
+    pub blocked: u64,
+}
+
 /// Storage of loyalty actions, campaigns and the points ledger.
 #[async_trait]
 pub trait LoyaltyRepo: Send + Sync {
@@ -440,4 +455,12 @@ pub trait LoyaltyRepo: Send + Sync {
         now: DateTime<Utc>,
         batch: u32,
     ) -> Result<SweepReport>;
+
+    /// Reads up to `max` change-log entries and up to `max` NPS answers after the follower's
+    /// stored position, turns them into events (a `rescored` entry whose category is now
+    /// negative or advocate, or whose churn band is now high; an NPS answer of 6 or less), and
+    /// applies the enabled rules with those triggers to the customer, as a sweep would (one
+    /// run per event: `change:<seq>`, `response:<id>`). The new position is written in the
+    /// same transaction, so a restart neither loses nor repeats an event.
+    async fn follow_rule_events(&self, guard: &GuardConfig, max: u32) -> Result<EventPass>;
 }
