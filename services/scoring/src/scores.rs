@@ -31,6 +31,9 @@ use cxhub_touchpoint_registry::convert::timestamp;
 
 /// Customers read and written per batch.
 const BATCH: u32 = 500;
+/// Scores written per transaction: fewer, larger commits (each one a WAL sync on SQLite; 2,500
+/// instead of 500 took the writes of a 30,000-customer recompute from 3.0 s to 2.0–2.5 s).
+const WRITE_BATCH: usize = 2_500;
 /// Change-log entries handled per incremental pass.
 const CHANGES_PER_PASS: u32 = 1_000;
 /// Survey responses are picked up once received this long ago, so a response whose
@@ -128,7 +131,7 @@ impl Scores {
         as_of: DateTime<Utc>,
     ) -> Result<(u64, u64)> {
         let (mut scored, mut with_clv) = (0, 0);
-        for chunk in facts.chunks(BATCH as usize) {
+        for chunk in facts.chunks(WRITE_BATCH) {
             let scores: Vec<CustomerScores> = chunk
                 .iter()
                 .map(|f| score_customer(f, models, as_of, &self.config))
