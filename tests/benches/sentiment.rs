@@ -13,9 +13,10 @@
 //! A set is a TSV file named by the language code with the header `source  label  text`, labels
 //! `positive`, `negative` (and `neutral` if a set has them). A prediction of `neutral` for a
 //! positive or negative comment counts as wrong. Macro-F1 is the mean F1 over the labels the
-//! set contains. The baseline is the majority class: every comment gets the most frequent label
-//! of the set (ties: the first of negative, neutral, positive); on a balanced two-class set
-//! its accuracy is 0.5 and its macro-F1 0.33. The issue's target is an accuracy of at least
+//! set contains; `acc dec` is the accuracy over the comments the analyzer did not leave
+//! neutral. The baseline is the majority class: every comment gets the most frequent label of
+//! the set (ties: the first of negative, neutral, positive); on a balanced two-class set its
+//! accuracy is 0.5 and its macro-F1 0.33. The issue's target is an accuracy of at least
 //! 0.80 on positive/negative per language.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -70,7 +71,7 @@ fn main() {
         dir.display()
     );
     println!(
-        "{:<4} {:>5} {:>5} {:>5} | {:>8} {:>8} {:>7} | {:>8} {:>8} | {:>9} {:>8} | target",
+        "{:<4} {:>5} {:>5} {:>5} | {:>8} {:>8} {:>7} {:>7} | {:>8} {:>8} | {:>9} {:>8} | target",
         "lang",
         "n",
         "pos",
@@ -78,6 +79,7 @@ fn main() {
         "accuracy",
         "macro-F1",
         "neutral",
+        "acc dec",
         "base acc",
         "base F1",
         "detected",
@@ -135,8 +137,16 @@ fn main() {
             .iter()
             .filter(|p| **p == SentimentLabel::Neutral)
             .count();
+        let decided: Vec<(SentimentLabel, SentimentLabel)> = gold
+            .iter()
+            .zip(&given)
+            .filter(|(_, p)| **p != SentimentLabel::Neutral)
+            .map(|(g, p)| (*g, *p))
+            .collect();
+        let decided_accuracy =
+            decided.iter().filter(|(g, p)| g == p).count() as f64 / decided.len().max(1) as f64;
         println!(
-            "{:<4} {:>5} {:>5} {:>5} | {:>8.3} {:>8.3} {:>7} | {:>8.3} {:>8.3} | {:>8.1}% {:>8.3} | {}",
+            "{:<4} {:>5} {:>5} {:>5} | {:>8.3} {:>8.3} {:>7} {:>7.3} | {:>8.3} {:>8.3} | {:>8.1}% {:>8.3} | {}",
             language.code(),
             gold.len(),
             count(SentimentLabel::Positive),
@@ -144,6 +154,7 @@ fn main() {
             acc,
             f1,
             neutral,
+            decided_accuracy,
             base_acc,
             base_f1,
             100.0 * detected_right as f64 / gold.len() as f64,
@@ -157,7 +168,7 @@ fn main() {
     }
     println!(
         "accuracy/macro-F1 with the language given; 'neutral' = comments the analyzer left \
-         neutral (counted wrong); 'detected' = language detected right when not given, 'acc det' \
+         neutral (counted wrong); 'acc dec' = accuracy over the others; 'detected' = language detected right when not given, 'acc det' \
          = accuracy then"
     );
 }
