@@ -1062,3 +1062,48 @@ async fn a_detractor_answer_triggers_the_follow_up_rule_once() {
         .actions;
     assert_eq!(again.len(), 1);
 }
+
+#[tokio::test]
+async fn a_customer_rescored_negative_triggers_a_category_rule() {
+    use cxhub_domain::loyalty::repo::{GuardConfig, LoyaltyRepo};
+    use cxhub_proto::scoring::v1 as scoring;
+    let hub = TestHub::builder().demo().start().await;
+    let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
+    let ana = customer(&hub, "ana", false).await;
+    let mut apology = rule("negative-apology");
+    apology.trigger = pb::RuleTrigger::CategoryBecameNegative as i32;
+    apology.condition = "category == \"negative\"".into();
+    if let Some(a) = apology.action.as_mut() {
+        a.kind = pb::ActionKind::Apology as i32;
+    }
+    create(&mut c, apology).await.expect("created");
+    // A daily-sweep rule that targets the same customer is not the follower's business.
+    create(&mut c, rule("sweep-only")).await.expect("created");
+
+    answer_nps(&hub, "r-ana-1", &ana, 2).await;
+    scoring::scoring_service_client::ScoringServiceClient::new(hub.channel().await)
+        .recompute_scores(scoring::RecomputeScoresRequest { request_id: rid() })
+        .await
+        .expect("recomputed");
+    let pass = hub
+        .store
+        .follow_rule_events(&GuardConfig::default(), 1000)
+        .await
+        .expect("followed");
+    assert_eq!(pass.proposed, 1, "{pass:?}");
+    let actions = c
+        .list_actions(pb::ListActionsRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .actions;
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    let input = actions[0].action.as_ref().expect("input");
+    assert_eq!(input.customer_id, ana);
+    assert_eq!(input.rule_id, "negative-apology");
+    assert!(
+        input.reason.contains("category = \"negative\""),
+        "{}",
+        input.reason
+    );
+}
