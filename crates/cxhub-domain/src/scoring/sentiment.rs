@@ -877,6 +877,8 @@ fn score_sentence(items: &[Item], tokens: &[Token], language: Language, drivers:
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use proptest::strategy::Strategy;
+
     use super::*;
 
     fn score(text: &str, language: Language) -> f64 {
@@ -1189,5 +1191,70 @@ mod tests {
             analyze("Não gostei", Some(Language::English)).language_source,
             LanguageSource::Given
         );
+    }
+
+    const WORDS: &[&str] = &[
+        "not",
+        "very",
+        "good",
+        "bad",
+        "but",
+        ",",
+        ".",
+        "!",
+        "a bit",
+        "no",
+        "doubt",
+        "nicht",
+        "gut",
+        "gefällt",
+        "mir",
+        "sehr",
+        "aber",
+        "não",
+        "gostei",
+        "muito",
+        "pas",
+        "mal",
+        "n'est",
+        "très",
+        "no",
+        "me",
+        "gustó",
+        "pero",
+        "rất",
+        "tốt",
+        "lắm",
+        "không",
+        "hài",
+        "lòng",
+        "nhưng",
+        "👍",
+        "😡",
+        "excellent",
+        "terrible",
+        "at all",
+        "don't",
+        "waste",
+    ];
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_scores_within_bounds_and_explains_its_sum(
+            text in proptest::prop_oneof![
+                "\\PC{0,200}",
+                proptest::collection::vec(proptest::sample::select(WORDS), 0..40)
+                    .prop_map(|w| w.join(" ")),
+            ],
+            pick in 0usize..7,
+        ) {
+            let language = Language::ALL.get(pick).copied();
+            let s = analyze(&text, language);
+            proptest::prop_assert!((-1.0..=1.0).contains(&s.score), "{s:?}");
+            proptest::prop_assert_eq!(s.label, SentimentLabel::of(s.score));
+            let sum: f64 = s.drivers.iter().map(|d| d.weight).sum();
+            proptest::prop_assert!((sum - s.sum).abs() < 1e-9);
+            proptest::prop_assert!(s.drivers.iter().all(|d| !d.phrase.is_empty() && d.weight != 0.0));
+        }
     }
 }
