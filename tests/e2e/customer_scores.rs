@@ -846,3 +846,110 @@ async fn the_background_task_refits_and_rescores_everyone_periodically() {
         "{still:?}"
     );
 }
+
+#[tokio::test]
+async fn a_comment_decides_the_category_when_no_recent_nps_or_csat_does() {
+    let hub = TestHub::builder().demo().start().await;
+    let mut c = ScoringServiceClient::new(hub.channel().await);
+    let base = now() - 60;
+    let day = |n: i64| base - n * DAY;
+    let ids = ingest(
+        &hub,
+        vec![
+            record("erp", "c-1", "E-gil", day(40), &[], order(day(40), 3_000)),
+            record("erp", "c-2", "E-hana", day(40), &[], order(day(40), 3_000)),
+        ],
+    )
+    .await;
+    let (gil, hana) = (ids[0].clone(), ids[1].clone());
+    c.create_survey(pb::CreateSurveyRequest {
+        survey: Some(pb::Survey {
+            key: "effort".into(),
+            name: "How easy was it?".into(),
+            questions: vec![pb::Question {
+                key: "ease".into(),
+                kind: pb::QuestionKind::Ces as i32,
+                text: BTreeMap::from([
+                    ("pt".to_owned(), "Foi fácil?".to_owned()),
+                    ("de".to_owned(), "War es einfach?".to_owned()),
+                ]),
+                ..Default::default()
+            }],
+            allows_comment: true,
+            languages: vec!["pt".into(), "de".into()],
+            touchpoint_keys: vec![TELLER.into()],
+            ..Default::default()
+        }),
+        request_id: rid(),
+    })
+    .await
+    .expect("survey created");
+    // CES does not decide a category; the comments do, each in its language.
+    let response = |id: &str, customer: &str, comment: &str, language: &str| pb::ResponseInput {
+        response_id: id.into(),
+        customer_id: customer.into(),
+        survey_key: "effort".into(),
+        touchpoint_key: TELLER.into(),
+        answers: vec![pb::Answer {
+            question_key: "ease".into(),
+            value: 4,
+        }],
+        comment: comment.into(),
+        language: language.into(),
+        answered_at: ts(day(3)),
+        ..Default::default()
+    };
+    let results = c
+        .submit_responses(pb::SubmitResponsesRequest {
+            responses: vec![
+                response(
+                    "cm-1",
+                    &gil,
+                    "Não gostei nada, o atendimento foi péssimo.",
+                    "pt",
+                ),
+                response(
+                    "cm-2",
+                    &hana,
+                    "Sehr freundlich und schnell, wirklich toll!",
+                    "de",
+                ),
+            ],
+        })
+        .await
+        .expect("submitted")
+        .into_inner()
+        .results;
+    assert!(
+        results
+            .iter()
+            .all(|r| r.outcome == pb::ResponseOutcome::Created as i32),
+        "{results:?}"
+    );
+    c.recompute_scores(pb::RecomputeScoresRequest { request_id: rid() })
+        .await
+        .expect("recomputed");
+    let category = |s: &pb::CustomerScores| s.category.clone().expect("category");
+    let g = category(&scores(&mut c, &gil).await);
+    assert_eq!(
+        (g.category, g.rule),
+        (
+            pb::CustomerCategory::Negative as i32,
+            pb::CategoryRule::CommentSentiment as i32
+        ),
+        "{g:?}"
+    );
+    let comment = g.latest_comment.expect("comment sentiment");
+    assert!(comment.score < 0.0, "{comment:?}");
+    assert_eq!(comment.label, pb::SentimentLabel::Negative as i32);
+    assert!(g.explanation.contains("negative comment"), "{g:?}");
+    let h = category(&scores(&mut c, &hana).await);
+    assert_eq!(
+        (h.category, h.rule),
+        (
+            pb::CustomerCategory::Advocate as i32,
+            pb::CategoryRule::CommentSentiment as i32
+        ),
+        "{h:?}"
+    );
+}

@@ -25,7 +25,7 @@ use cxhub_domain::scoring::churn::ChurnScore;
 use cxhub_domain::scoring::{
     CustomerFacts, CustomerScoreRepo, CustomerScores, FittedModels, LedgerOrder,
     OPEN_CASE_OUTCOMES, SIGNAL_OUTCOMES, ScoreFilter, ScoreOrder, ScorePosition, Signal,
-    segment_text,
+    SurveyComment, segment_text,
 };
 use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult, Value};
 
@@ -230,6 +230,7 @@ async fn facts(
                     orders: Vec::new(),
                     latest_nps: None,
                     latest_csat: None,
+                    latest_comment: None,
                     signals: Vec::new(),
                 },
             );
@@ -325,6 +326,43 @@ async fn facts(
             } else {
                 f.latest_csat = answer;
             }
+        }
+    }
+    // The latest comment of each, under the same ids; ties: the latest response id.
+    let mut comments: BTreeMap<CustomerId, (DateTime<Utc>, String, SurveyComment)> =
+        BTreeMap::new();
+    for chunk in owned.chunks(IN_LIST_CHUNK) {
+        let mut sql = Sql::new(
+            backend,
+            "SELECT customer_id, response_id, comment, language, answered_at FROM survey_responses \
+             WHERE comment <> '' AND answered_at <= ",
+        );
+        sql.bind(time(as_of))
+            .push(" AND customer_id")
+            .in_texts(chunk.iter().cloned());
+        for row in conn.query_all_raw(sql.build()).await.db()? {
+            let holder: String = get(&row, "customer_id")?;
+            let Some(&id) = owners.get(&holder) else {
+                continue;
+            };
+            let at: DateTime<Utc> = get(&row, "answered_at")?;
+            let response: String = get(&row, "response_id")?;
+            let newer = comments
+                .get(&id)
+                .is_none_or(|(t, r, _)| (at, &response) > (*t, r));
+            if newer {
+                let comment = SurveyComment {
+                    text: get(&row, "comment")?,
+                    language: get(&row, "language")?,
+                    answered_at: at,
+                };
+                comments.insert(id, (at, response, comment));
+            }
+        }
+    }
+    for (id, (_, _, comment)) in comments {
+        if let Some(f) = by_id.get_mut(&id) {
+            f.latest_comment = Some(comment);
         }
     }
     let mut out: Vec<CustomerFacts> = by_id.into_values().collect();

@@ -17,10 +17,11 @@ use cxhub_domain::change::{ChangeKind, ChangeLogRepo};
 use cxhub_domain::identifier::CustomerId;
 use cxhub_domain::money::Money;
 use cxhub_domain::page::{Page, PageRequest};
-use cxhub_domain::scoring::category::{CategoryRule, DatedAnswer};
+use cxhub_domain::scoring::category::{CategoryRule, DatedAnswer, DatedComment};
 use cxhub_domain::scoring::churn::{ChurnBand, Contribution};
 use cxhub_domain::scoring::metrics::CustomerCategory;
 use cxhub_domain::scoring::rfm::RfmSegment;
+use cxhub_domain::scoring::sentiment::SentimentLabel;
 use cxhub_domain::scoring::{
     CustomerFacts, CustomerScoreRepo, CustomerScores, FittedModels, ScoreConfig, ScoreFilter,
     ScoreOrder, ScorePosition, fit_models, score_customer,
@@ -399,6 +400,7 @@ fn rule_to_pb(r: CategoryRule) -> pb::CategoryRule {
     match r {
         CategoryRule::LatestNps => pb::CategoryRule::LatestNps,
         CategoryRule::LatestCsat => pb::CategoryRule::LatestCsat,
+        CategoryRule::CommentSentiment => pb::CategoryRule::CommentSentiment,
         CategoryRule::Complaints => pb::CategoryRule::Complaints,
         CategoryRule::NoSignal => pb::CategoryRule::NoSignal,
     }
@@ -415,6 +417,18 @@ fn answer(a: Option<DatedAnswer>) -> Option<pb::DatedAnswer> {
     a.map(|a| pb::DatedAnswer {
         value: a.value,
         answer_time: Some(timestamp(a.answered_at)),
+    })
+}
+
+fn comment(c: Option<DatedComment>) -> Option<pb::CommentSentiment> {
+    c.map(|c| pb::CommentSentiment {
+        score: f64::from(c.score_milli) / 1000.0,
+        label: match c.label {
+            SentimentLabel::Negative => pb::SentimentLabel::Negative,
+            SentimentLabel::Neutral => pb::SentimentLabel::Neutral,
+            SentimentLabel::Positive => pb::SentimentLabel::Positive,
+        } as i32,
+        answer_time: Some(timestamp(c.answered_at)),
     })
 }
 
@@ -442,6 +456,7 @@ pub fn scores_to_pb(s: &CustomerScores) -> pb::CustomerScores {
             latest_csat: answer(c.inputs.latest_csat),
             open_cases: c.inputs.open_cases,
             recent_cases: c.inputs.recent_cases,
+            latest_comment: comment(c.inputs.latest_comment),
         }),
         churn: Some(pb::ChurnScore {
             probability: churn.probability,

@@ -6,18 +6,22 @@
 //! 1. **Latest NPS** answered within `nps_window_days` of the as-of time: 0–6 (detractor) is
 //!    negative, 7–8 (passive) neutral, 9–10 (promoter) advocate.
 //! 2. **Latest CSAT** within `csat_window_days`: 1–2 negative, 3 neutral, 4–5 advocate.
-//! 3. **Complaints**: a support case still open or pending, or at least
+//! 3. **Comment sentiment**: the latest survey comment within `comment_window_days`, analysed
+//!    in its language ([`super::sentiment`]): a negative comment is negative, a positive one
+//!    advocate; a neutral comment decides nothing and the next rule looks.
+//! 4. **Complaints**: a support case still open or pending, or at least
 //!    `complaints_for_negative` cases opened within `complaint_window_days`: negative.
-//! 4. **No signal**: neutral (every customer has a category; the rule says it is a default).
+//! 5. **No signal**: neutral (every customer has a category; the rule says it is a default).
 //!
 //! A recent NPS outranks a more recent CSAT on purpose: NPS asks about the relationship, CSAT
-//! about one interaction. Comment sentiment is not used yet (the comment analysis is another
-//! part of the scoring issue); when it lands it belongs between rules 2 and 3.
+//! about one interaction. A score the customer chose outranks what a lexicon reads into their
+//! words, and words they wrote outrank the mere existence of support cases.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::metrics::{CustomerCategory, NpsCategory};
+use super::sentiment::SentimentLabel;
 use crate::text_enum::text_enum;
 
 text_enum!(
@@ -27,6 +31,9 @@ text_enum!(
         LatestNps = "latest_nps",
         /// The latest CSAT answer within the window (no recent NPS).
         LatestCsat = "latest_csat",
+        /// The sentiment of the latest survey comment within the window (no recent NPS or
+        /// CSAT).
+        CommentSentiment = "comment_sentiment",
         /// Open or recent support cases (no recent survey answer).
         Complaints = "complaints",
         /// Nothing to go by: neutral by default.
@@ -62,6 +69,17 @@ pub struct DatedAnswer {
     pub answered_at: DateTime<Utc>,
 }
 
+/// The sentiment of a survey comment and when it was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatedComment {
+    /// The sentiment score in thousandths, −1000 to 1000.
+    pub score_milli: i32,
+    /// The label of the score.
+    pub label: SentimentLabel,
+    /// When the comment was written (the response's answer time).
+    pub answered_at: DateTime<Utc>,
+}
+
 /// What the category rules look at.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CategoryInputs {
@@ -69,6 +87,10 @@ pub struct CategoryInputs {
     pub latest_nps: Option<DatedAnswer>,
     /// The customer's latest CSAT answer (1–5) at or before the as-of time.
     pub latest_csat: Option<DatedAnswer>,
+    /// The sentiment of the customer's latest survey comment at or before the as-of time
+    /// (absent in scores stored before comments were read).
+    #[serde(default)]
+    pub latest_comment: Option<DatedComment>,
     /// Support cases open or pending now.
     pub open_cases: u32,
     /// Support cases opened within the complaint window.
@@ -82,6 +104,8 @@ pub struct CategoryConfig {
     pub nps_window_days: i64,
     /// A CSAT answer older than this many days no longer decides (default 90).
     pub csat_window_days: i64,
+    /// A comment older than this many days no longer decides (default 90).
+    pub comment_window_days: i64,
     /// Cases opened within this many days count as recent complaints (default 90).
     pub complaint_window_days: i64,
     /// Recent cases that make a customer negative without any open case (default 2).
@@ -93,6 +117,7 @@ impl Default for CategoryConfig {
         Self {
             nps_window_days: 180,
             csat_window_days: 90,
+            comment_window_days: 90,
             complaint_window_days: 90,
             complaints_for_negative: 2,
         }
@@ -174,6 +199,30 @@ pub fn categorise(
             ),
         );
     }
+    if let Some(comment) = inputs.latest_comment.filter(|c| {
+        c.answered_at <= as_of
+            && as_of - c.answered_at <= Duration::days(config.comment_window_days)
+    }) {
+        let category = match comment.label {
+            SentimentLabel::Negative => Some(CustomerCategory::Negative),
+            SentimentLabel::Positive => Some(CustomerCategory::Advocate),
+            SentimentLabel::Neutral => None,
+        };
+        if let Some(category) = category {
+            return decided(
+                category,
+                CategoryRule::CommentSentiment,
+                format!(
+                    "no NPS in {} days, no CSAT in {} days; {} comment (sentiment {:+.2}) on {}",
+                    config.nps_window_days,
+                    config.csat_window_days,
+                    comment.label.as_str(),
+                    f64::from(comment.score_milli) / 1000.0,
+                    comment.answered_at.format("%Y-%m-%d")
+                ),
+            );
+        }
+    }
     if inputs.open_cases > 0 || inputs.recent_cases >= config.complaints_for_negative {
         return decided(
             CustomerCategory::Negative,
@@ -205,6 +254,76 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 6, d, 12, 0, 0).single().unwrap()
     }
 
+    fn comment(score_milli: i32, d: u32) -> Option<DatedComment> {
+        Some(DatedComment {
+            score_milli,
+            label: SentimentLabel::of(f64::from(score_milli) / 1000.0),
+            answered_at: day(d),
+        })
+    }
+
+    #[test]
+    fn a_comment_decides_after_the_survey_scores_and_before_the_complaints() {
+        let as_of = day(28);
+        let config = CategoryConfig::default();
+        // A recent CSAT outranks a comment.
+        let with_csat = CategoryInputs {
+            latest_csat: answer(5, 20),
+            latest_comment: comment(-900, 25),
+            ..CategoryInputs::default()
+        };
+        assert_eq!(
+            categorise(&with_csat, as_of, &config).rule,
+            CategoryRule::LatestCsat
+        );
+        // Without one, a negative comment is negative, before the complaint rule looks.
+        let angry = CategoryInputs {
+            latest_comment: comment(-600, 25),
+            ..CategoryInputs::default()
+        };
+        let d = categorise(&angry, as_of, &config);
+        assert_eq!(
+            (d.category, d.rule),
+            (CustomerCategory::Negative, CategoryRule::CommentSentiment)
+        );
+        assert!(
+            d.explanation
+                .contains("negative comment (sentiment -0.60) on 2026-06-25"),
+            "{}",
+            d.explanation
+        );
+        let happy = CategoryInputs {
+            latest_comment: comment(700, 25),
+            open_cases: 1,
+            ..CategoryInputs::default()
+        };
+        let d = categorise(&happy, as_of, &config);
+        assert_eq!(
+            (d.category, d.rule),
+            (CustomerCategory::Advocate, CategoryRule::CommentSentiment)
+        );
+        // A neutral comment decides nothing: the open case does.
+        let flat = CategoryInputs {
+            latest_comment: comment(0, 25),
+            open_cases: 1,
+            ..CategoryInputs::default()
+        };
+        assert_eq!(
+            categorise(&flat, as_of, &config).rule,
+            CategoryRule::Complaints
+        );
+        // Outside the window a comment no longer counts.
+        let old = CategoryInputs {
+            latest_comment: comment(-900, 1),
+            ..CategoryInputs::default()
+        };
+        let short = CategoryConfig {
+            comment_window_days: 10,
+            ..config
+        };
+        assert_eq!(categorise(&old, as_of, &short).rule, CategoryRule::NoSignal);
+    }
+
     fn answer(value: i32, d: u32) -> Option<DatedAnswer> {
         Some(DatedAnswer {
             value,
@@ -227,6 +346,7 @@ mod tests {
             let inputs = CategoryInputs {
                 latest_nps: answer(nps, 2),
                 latest_csat: answer(5, 20),
+                latest_comment: comment(-800, 25),
                 open_cases: 3,
                 recent_cases: 3,
             };

@@ -85,10 +85,39 @@ pub struct CustomerFacts {
     pub latest_nps: Option<category::DatedAnswer>,
     /// See `latest_nps`.
     pub latest_csat: Option<category::DatedAnswer>,
+    /// The latest survey comment at or before the as-of time, if any.
+    #[serde(default)]
+    pub latest_comment: Option<SurveyComment>,
     /// Interactions with an outcome of [`SIGNAL_OUTCOMES`]: those of open cases
     /// ([`OPEN_CASE_OUTCOMES`]) whenever they happened, the others since the start of the
     /// longest window of the rules ([`ScoreConfig::signal_window_days`]).
     pub signals: Vec<Signal>,
+}
+
+/// A survey comment as written, for the category's comment-sentiment rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SurveyComment {
+    /// The text.
+    pub text: String,
+    /// The response's language tag (`pt-BR`, `de`…), empty when not given: the language is
+    /// then detected from the text.
+    pub language: String,
+    /// When it was written.
+    pub answered_at: DateTime<Utc>,
+}
+
+impl SurveyComment {
+    /// The comment's sentiment as the category rules use it.
+    pub fn dated_sentiment(&self) -> category::DatedComment {
+        let analysed = sentiment::analyze(&self.text, sentiment::Language::parse(&self.language));
+        #[allow(clippy::cast_possible_truncation)]
+        let score_milli = (analysed.score.clamp(-1.0, 1.0) * 1000.0).round() as i32;
+        category::DatedComment {
+            score_milli,
+            label: analysed.label,
+            answered_at: self.answered_at,
+        }
+    }
 }
 
 /// How scores are computed.
@@ -403,6 +432,10 @@ pub fn score_customer(
         &CategoryInputs {
             latest_nps: facts.latest_nps,
             latest_csat: facts.latest_csat,
+            latest_comment: facts
+                .latest_comment
+                .as_ref()
+                .map(SurveyComment::dated_sentiment),
             open_cases,
             recent_cases,
         },
@@ -639,6 +672,7 @@ mod tests {
                 .collect(),
             latest_nps: None,
             latest_csat: None,
+            latest_comment: None,
             signals: signals
                 .iter()
                 .map(|&(o, d)| Signal {

@@ -347,6 +347,7 @@ fn facts_of(customer: CustomerId, failed_payments: usize, as_of: DateTime<Utc>) 
         orders: Vec::new(),
         latest_nps: None,
         latest_csat: None,
+        latest_comment: None,
         signals: (0..failed_payments)
             .map(|i| cxhub_domain::scoring::Signal {
                 outcome: "PAYMENT_FAILED".into(),
