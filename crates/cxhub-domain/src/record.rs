@@ -53,6 +53,8 @@ text_enum!(
         SubscriptionEvent = "subscription_event",
         /// Billing: a refund.
         Refund = "refund",
+        /// Surveys: a customer's response to a survey of the hub.
+        SurveyResponse = "survey_response",
     }
 );
 

@@ -222,6 +222,16 @@ pub trait CustomerRepo: Send + Sync {
         ctx: &IngestContext,
     ) -> Result<Vec<crate::feed::IngestResult>>;
 
+    /// [`CustomerRepo::ingest`], except that a record failing a check only the store can make
+    /// (a survey response that does not fit its stored survey) is refused on its own, with its
+    /// violations, instead of failing the batch; nothing of it is written, the others are.
+    /// (`ingest` answers such a batch with `InvalidArgument` and writes nothing.)
+    async fn ingest_checked(
+        &self,
+        items: Vec<crate::feed::IngestItem>,
+        ctx: &IngestContext,
+    ) -> Result<Vec<crate::feed::Ingested>>;
+
     /// Reads a customer, following merge redirects. `NotFound` (reason `CUSTOMER_NOT_FOUND`).
     async fn get_customer(&self, id: crate::identifier::CustomerId) -> Result<CustomerView>;
 

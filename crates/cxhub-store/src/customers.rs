@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use cxhub_domain::change::{self, ChangeKind, NewChange};
 use cxhub_domain::feed::{
-    ContactFields, IgnoredIdentifier, IngestItem, IngestResult, Profile, ProfileSource,
-    build_profile,
+    ContactFields, IgnoredIdentifier, IngestItem, IngestResult, Ingested, Profile, ProfileSource,
+    RejectedRecord, build_profile,
 };
 use cxhub_domain::identifier::{CustomerId, Identifier, IdentifierKind};
 use cxhub_domain::record::FieldGroup;
@@ -58,6 +58,9 @@ struct Pending {
     records: Vec<(usize, CustomerId)>,
     /// Customers whose profile must be rebuilt from their stored contacts at the end.
     rebuild: BTreeSet<CustomerId>,
+    /// The checked survey responses of the batch's survey response records, by position
+    /// (read when their records are written).
+    responses: HashMap<usize, crate::scoring::FeedResponse>,
 }
 
 /// What [`load_batch_pg`] read for a batch: stored versions of its records, holders and
@@ -70,12 +73,16 @@ pub(crate) struct Preloaded {
 
 /// Ingests one batch in `txn` (see the module docs). `preloaded`: what [`load_batch_pg`] read
 /// for these items or for a batch containing them (PostgreSQL; read here when absent).
+///
+/// A survey response record that would write is first checked against its stored survey
+/// ([`crate::scoring::check_feed_responses`]); one that does not fit is refused, before its
+/// customer is resolved, so nothing of it is written (not even a new customer).
 pub(crate) async fn ingest(
     txn: &DatabaseTransaction,
     items: &[IngestItem],
     ctx: &IngestContext,
     preloaded: Option<Preloaded>,
-) -> Result<Vec<IngestResult>> {
+) -> Result<Vec<Ingested>> {
     let backend = txn.get_database_backend();
     let now = crate::now();
 
@@ -90,10 +97,26 @@ pub(crate) async fn ingest(
         Some(p) => (p.known, Some((p.holders, p.disputed))),
         None => (load_versions(txn, items).await?, None),
     };
+    let mut checked = crate::scoring::check_feed_responses(txn, items).await?;
+    let mut refused: HashMap<usize, Vec<cxhub_domain::FieldViolation>> = HashMap::new();
+    let mut responses = HashMap::new();
     let mut outcomes = Vec::with_capacity(items.len());
-    for item in items {
+    for (pos, item) in items.iter().enumerate() {
         let stored = known.get(&item.key).map(|k| &k.version);
         let outcome = decide(stored, &item.version);
+        // Only a version that writes is checked: a re-sent or older response stays what it
+        // was, even if its survey was retired since.
+        match checked.remove(&pos) {
+            Some(Err(violations)) if outcome.writes() => {
+                refused.insert(pos, violations);
+                outcomes.push(outcome);
+                continue;
+            }
+            Some(Ok(response)) if outcome.writes() => {
+                responses.insert(pos, response);
+            }
+            _ => {}
+        }
         if outcome.writes() {
             let customer = known.get(&item.key).and_then(|k| k.customer);
             known.insert(
@@ -109,8 +132,8 @@ pub(crate) async fn ingest(
 
     // 2. Who holds the identifiers of the records that write.
     let mut wanted: BTreeSet<&Identifier> = BTreeSet::new();
-    for (item, outcome) in items.iter().zip(&outcomes) {
-        if outcome.writes() {
+    for (pos, (item, outcome)) in items.iter().zip(&outcomes).enumerate() {
+        if outcome.writes() && !refused.contains_key(&pos) {
             wanted.insert(&item.anchor);
             wanted.extend(item.identifiers.iter().map(|f| &f.identifier));
         }
@@ -124,9 +147,12 @@ pub(crate) async fn ingest(
     };
 
     // 3. Resolve in batch order; flush before each merge.
-    let mut pending = Pending::default();
+    let mut pending = Pending {
+        responses,
+        ..Pending::default()
+    };
     let mut redirect: HashMap<CustomerId, CustomerId> = HashMap::new();
-    let mut results: Vec<IngestResult> = Vec::with_capacity(items.len());
+    let mut results: Vec<Ingested> = Vec::with_capacity(items.len());
     // The customer of each key as the batch goes (writers set it when they resolve).
     let mut owner: HashMap<&RecordKey, CustomerId> = HashMap::new();
     // What to tell the change log.
@@ -135,19 +161,26 @@ pub(crate) async fn ingest(
     let mut touched: BTreeMap<CustomerId, BTreeSet<&'static str>> = BTreeMap::new();
 
     for (pos, (item, outcome)) in items.iter().zip(&outcomes).enumerate() {
+        if let Some(violations) = refused.remove(&pos) {
+            results.push(Err(RejectedRecord {
+                index: item.index,
+                violations,
+            }));
+            continue;
+        }
         let mut ignored = item.ignored.clone();
         if !outcome.writes() {
             let customer = match owner.get(&item.key) {
                 Some(c) => *c,
                 None => stored_customer(&known, &item.key)?,
             };
-            results.push(IngestResult {
+            results.push(Ok(IngestResult {
                 index: item.index,
                 outcome: *outcome,
                 customer,
                 merged: Vec::new(),
                 ignored,
-            });
+            }));
             continue;
         }
 
@@ -258,13 +291,13 @@ pub(crate) async fn ingest(
         if item.derived.contact.is_some() {
             pending.rebuild.insert(customer);
         }
-        results.push(IngestResult {
+        results.push(Ok(IngestResult {
             index: item.index,
             outcome: *outcome,
             customer,
             merged,
             ignored,
-        });
+        }));
     }
     // 4. The last writes, then the profiles of customers whose contacts changed (read back
     // from the contacts they hold, so after the writes). When no profile needs rebuilding,
@@ -277,7 +310,7 @@ pub(crate) async fn ingest(
     }
     let rebuilt =
         rebuild_profiles_into(txn, &mut last, &pending.rebuild, &ctx.priority, now).await?;
-    for result in &mut results {
+    for result in results.iter_mut().flatten() {
         if let Some(survivor) = redirect.get(&result.customer) {
             result.customer = *survivor;
         }
@@ -650,6 +683,16 @@ async fn flush_into(
 
     let records = last_writes(items, std::mem::take(&mut pending.records));
     crate::customer_query::write_record_facts(inserts, items, &records).await?;
+    let responses = records
+        .iter()
+        .filter_map(|(pos, customer)| {
+            pending
+                .responses
+                .get(pos)
+                .map(|response| (&items[*pos], response, *customer))
+        })
+        .collect();
+    crate::scoring::write_feed_responses(txn, inserts, responses, now).await?;
     let mut rows = Vec::with_capacity(records.len());
     let mut interactions = Vec::new();
     let mut transactions = Vec::new();

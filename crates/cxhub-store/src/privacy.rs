@@ -15,7 +15,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cxhub_domain::Result;
 use cxhub_domain::feed::{
-    Consent, ConsentChannel, ConsentPurpose, ConsentStatus, ContactFields, IngestItem, IngestResult,
+    Consent, ConsentChannel, ConsentPurpose, ConsentStatus, ContactFields, IngestItem,
+    IngestResult, Ingested,
 };
 use cxhub_domain::idempotency::RequestKey;
 use cxhub_domain::identifier::{CustomerId, Identifier};
@@ -64,7 +65,7 @@ pub(crate) async fn ingest_screened(
     txn: &DatabaseTransaction,
     items: &[IngestItem],
     ctx: &IngestContext,
-) -> Result<Vec<IngestResult>> {
+) -> Result<Vec<Ingested>> {
     let (key, preloaded) = if txn.get_database_backend() == DbBackend::Postgres {
         let (key, loaded) =
             crate::customers::load_batch_pg(txn, items, Some(SUPPRESSION_KEY)).await?;
@@ -92,16 +93,19 @@ pub(crate) async fn ingest_screened(
     };
     for item in items {
         if let Some(customer) = suppressed.get(&item.index) {
-            results.push(IngestResult {
+            results.push(Ok(IngestResult {
                 index: item.index,
                 outcome: IngestOutcome::Suppressed,
                 customer: *customer,
                 merged: Vec::new(),
                 ignored: item.ignored.clone(),
-            });
+            }));
         }
     }
-    results.sort_by_key(|r| r.index);
+    results.sort_by_key(|r| match r {
+        Ok(result) => result.index,
+        Err(rejected) => rejected.index,
+    });
     let n = suppressed.len() as u64;
     SUPPRESSED_RECORDS.fetch_add(n, Ordering::Relaxed);
     tracing::info!(

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use cxhub_domain::Result;
-use cxhub_domain::feed::{IngestItem, IngestResult};
+use cxhub_domain::feed::{IngestItem, IngestResult, Ingested};
 use cxhub_domain::idempotency::RequestKey;
 use cxhub_domain::identifier::CustomerId;
 use cxhub_domain::journey::{Journey, JourneyFilter, JourneyId, JourneyPatch, NewJourney};
@@ -151,10 +151,46 @@ impl CustomerRepo for Store {
         items: Vec<IngestItem>,
         ctx: &IngestContext,
     ) -> Result<Vec<IngestResult>> {
+        // A refused record fails the batch, so the transaction rolls back and nothing is written.
+        let results = identity_write!(self, |txn| async {
+            let checked = crate::privacy::ingest_screened(&txn, &items, ctx).await?;
+            let mut results = Vec::with_capacity(checked.len());
+            let mut violations = Vec::new();
+            for result in checked {
+                match result {
+                    Ok(result) => results.push(result),
+                    Err(refused) => violations.extend(refused.violations.into_iter().map(|v| {
+                        cxhub_domain::FieldViolation {
+                            field: format!("records[{}].{}", refused.index, v.field),
+                            description: v.description,
+                        }
+                    })),
+                }
+            }
+            if violations.is_empty() {
+                Ok(results)
+            } else {
+                Err(cxhub_domain::Error::invalid(violations))
+            }
+        })?;
+        let written = results.iter().filter(|r| r.outcome.writes()).count();
+        self.note_growth(u64::try_from(written).unwrap_or(u64::MAX));
+        Ok(results)
+    }
+
+    async fn ingest_checked(
+        &self,
+        items: Vec<IngestItem>,
+        ctx: &IngestContext,
+    ) -> Result<Vec<Ingested>> {
         let results = identity_write!(self, |txn| crate::privacy::ingest_screened(
             &txn, &items, ctx
         ))?;
-        let written = results.iter().filter(|r| r.outcome.writes()).count();
+        let written = results
+            .iter()
+            .flatten()
+            .filter(|r| r.outcome.writes())
+            .count();
         self.note_growth(u64::try_from(written).unwrap_or(u64::MAX));
         Ok(results)
     }

@@ -18,14 +18,15 @@ use std::collections::{BTreeSet, HashMap};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cxhub_domain::error::{Error, FieldViolation, Result};
+use cxhub_domain::feed::{IngestItem, SurveyResponse, survey_response_id};
 use cxhub_domain::idempotency::RequestKey;
 use cxhub_domain::identifier::CustomerId;
 use cxhub_domain::page::{Page, PageRequest};
 use cxhub_domain::repo::Lookup;
 use cxhub_domain::scoring::survey::{
-    AnswerCount, AnswerQuery, NewResponse, NewSurvey, ResponseOutcome, Submitted, Survey,
-    SurveyDefinition, SurveyFilter, SurveyId, SurveyRepo, SurveyState, TimeBucket, check_response,
-    epoch_day, epoch_month, kind_text,
+    AnswerCount, AnswerQuery, CheckedAnswer, NewResponse, NewSurvey, ResponseOutcome, Submitted,
+    Survey, SurveyDefinition, SurveyFilter, SurveyId, SurveyRepo, SurveyState, TimeBucket,
+    check_answers, check_response, epoch_day, epoch_month, kind_text,
 };
 use cxhub_domain::touchpoint::{Key, check_etag};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult};
@@ -33,11 +34,42 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult};
 use crate::IN_LIST_CHUNK;
 use crate::error::{DbResultExt, corrupt};
 use crate::idempotency::idempotent;
-use crate::sql::{Inserts, Pg, Sql, bytes, col, int, nullable, text, text_opt, time, time_opt};
+use crate::sql::{
+    Column, Inserts, Pg, Sql, bytes, col, int, nullable, text, text_opt, time, time_opt,
+};
 use crate::store::{Store, snapshot};
 
 /// Answers are counted per value from 0 to this (every NPS, CSAT and CES value).
 const MAX_COUNTED_VALUE: i32 = 10;
+
+/// The columns of `survey_responses`, in the order rows are built.
+const RESPONSE_COLUMNS: [Column; 10] = [
+    col("response_id", Pg::Text),
+    col("survey_id", Pg::Text),
+    col("customer_id", Pg::Text),
+    col("touchpoint_id", Pg::Text),
+    nullable("interaction_id", Pg::Text),
+    col("language", Pg::Text),
+    nullable("comment", Pg::Text),
+    col("answered_at", Pg::Time),
+    col("received_at", Pg::Time),
+    col("content_hash", Pg::Bytes),
+];
+
+/// The columns of `survey_answers`, in the order rows are built.
+const ANSWER_COLUMNS: [Column; 11] = [
+    col("response_id", Pg::Text),
+    col("position", Pg::Int),
+    col("question_key", Pg::Text),
+    col("kind", Pg::Text),
+    col("value", Pg::Int),
+    col("survey_id", Pg::Text),
+    col("touchpoint_id", Pg::Text),
+    col("customer_id", Pg::Text),
+    col("answered_at", Pg::Time),
+    col("answered_day", Pg::Int),
+    col("answered_month", Pg::Int),
+];
 
 const SURVEY_COLUMNS: &str = "s.id, s.key, s.name, s.definition_json, s.state, s.revision, \
                               s.created_at, s.updated_at, s.retired_at";
@@ -414,50 +446,15 @@ async fn submit(txn: &DatabaseTransaction, items: &[NewResponse]) -> Result<Vec<
                 format!("no customer has the id {}", item.customer),
             ));
         }
-        let touchpoint = match touchpoints.get(item.touchpoint_key.as_str()) {
-            None => {
-                violations.push(violation(
-                    "touchpoint_key",
-                    format!("no touchpoint has the key `{}`", item.touchpoint_key),
-                ));
-                None
-            }
-            Some((_, state)) if state != "active" => {
-                violations.push(violation(
-                    "touchpoint_key",
-                    format!(
-                        "touchpoint `{}` is archived: restore it first",
-                        item.touchpoint_key
-                    ),
-                ));
-                None
-            }
-            Some((id, _)) => Some(id.clone()),
-        };
-        let checked = match surveys.get(&item.survey_key) {
-            None => {
-                violations.push(violation(
-                    "survey_key",
-                    format!("no survey has the key `{}`", item.survey_key),
-                ));
-                None
-            }
-            Some(survey) => match check_response(survey, item) {
-                Ok(checked) => Some((survey.id, checked)),
-                Err(found) => {
-                    // The touchpoint's own refusal (unknown, archived) says more than "not
-                    // attached"; keep one violation per field.
-                    violations.extend(
-                        found
-                            .into_iter()
-                            .filter(|f| f.field != "touchpoint_key" || touchpoint.is_some()),
-                    );
-                    None
-                }
-            },
-        };
-        let (Some(customer), Some(touchpoint), Some((survey_id, (checked, language)))) =
-            (customer, touchpoint, checked)
+        let fit = check_against(
+            &surveys,
+            &touchpoints,
+            &item.survey_key,
+            &item.touchpoint_key,
+            |survey| check_response(survey, item),
+            &mut violations,
+        );
+        let (Some(customer), Some((touchpoint, survey_id, checked, language))) = (customer, fit)
         else {
             results.push(Err(violations));
             continue;
@@ -502,18 +499,7 @@ async fn submit(txn: &DatabaseTransaction, items: &[NewResponse]) -> Result<Vec<
     inserts
         .add(
             "survey_responses",
-            &[
-                col("response_id", Pg::Text),
-                col("survey_id", Pg::Text),
-                col("customer_id", Pg::Text),
-                col("touchpoint_id", Pg::Text),
-                nullable("interaction_id", Pg::Text),
-                col("language", Pg::Text),
-                nullable("comment", Pg::Text),
-                col("answered_at", Pg::Time),
-                col("received_at", Pg::Time),
-                col("content_hash", Pg::Bytes),
-            ],
+            &RESPONSE_COLUMNS,
             responses,
             "ON CONFLICT (response_id) DO NOTHING",
         )
@@ -522,19 +508,7 @@ async fn submit(txn: &DatabaseTransaction, items: &[NewResponse]) -> Result<Vec<
     inserts
         .add(
             "survey_answers",
-            &[
-                col("response_id", Pg::Text),
-                col("position", Pg::Int),
-                col("question_key", Pg::Text),
-                col("kind", Pg::Text),
-                col("value", Pg::Int),
-                col("survey_id", Pg::Text),
-                col("touchpoint_id", Pg::Text),
-                col("customer_id", Pg::Text),
-                col("answered_at", Pg::Time),
-                col("answered_day", Pg::Int),
-                col("answered_month", Pg::Int),
-            ],
+            &ANSWER_COLUMNS,
             answers,
             "ON CONFLICT (response_id, position) DO NOTHING",
         )
@@ -542,6 +516,242 @@ async fn submit(txn: &DatabaseTransaction, items: &[NewResponse]) -> Result<Vec<
         .db()?;
     inserts.run().await.db()?;
     Ok(results)
+}
+
+/// What a response that fits its survey is stored with: the touchpoint's id, the survey's
+/// id, the answers in question order and the language.
+type Fit = (String, SurveyId, Vec<CheckedAnswer>, String);
+
+/// Checks a response's touchpoint and survey against the stored ones (`surveys` by key,
+/// `touchpoints` as [`touchpoints_by_key`] reads them): the touchpoint exists and is active,
+/// the survey exists, and the response fits it (`check`, [`check_response`] or
+/// [`check_answers`]). Violations go to `violations`, paths from the response.
+fn check_against(
+    surveys: &HashMap<Key, Survey>,
+    touchpoints: &HashMap<String, (String, String)>,
+    survey_key: &Key,
+    touchpoint_key: &Key,
+    check: impl FnOnce(
+        &Survey,
+    ) -> std::result::Result<(Vec<CheckedAnswer>, String), Vec<FieldViolation>>,
+    violations: &mut Vec<FieldViolation>,
+) -> Option<Fit> {
+    let touchpoint = match touchpoints.get(touchpoint_key.as_str()) {
+        None => {
+            violations.push(violation(
+                "touchpoint_key",
+                format!("no touchpoint has the key `{touchpoint_key}`"),
+            ));
+            None
+        }
+        Some((_, state)) if state != "active" => {
+            violations.push(violation(
+                "touchpoint_key",
+                format!("touchpoint `{touchpoint_key}` is archived: restore it first"),
+            ));
+            None
+        }
+        Some((id, _)) => Some(id.clone()),
+    };
+    let checked = match surveys.get(survey_key) {
+        None => {
+            violations.push(violation(
+                "survey_key",
+                format!("no survey has the key `{survey_key}`"),
+            ));
+            None
+        }
+        Some(survey) => match check(survey) {
+            Ok(checked) => Some((survey.id, checked)),
+            Err(found) => {
+                // The touchpoint's own refusal (unknown, archived) says more than "not
+                // attached"; keep one violation per field.
+                violations.extend(
+                    found
+                        .into_iter()
+                        .filter(|f| f.field != "touchpoint_key" || touchpoint.is_some()),
+                );
+                None
+            }
+        },
+    };
+    let (touchpoint, (survey_id, (answers, language))) = (touchpoint?, checked?);
+    Some((touchpoint, survey_id, answers, language))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Survey responses of feed records
+// ---------------------------------------------------------------------------------------------
+
+/// The survey response of a feed record that fits its survey, waiting for its customer.
+#[derive(Debug, Clone)]
+pub(crate) struct FeedResponse {
+    touchpoint_id: String,
+    survey_id: SurveyId,
+    answers: Vec<CheckedAnswer>,
+    language: String,
+}
+
+/// The survey response of each feed record of `items` that is one (by position in `items`),
+/// checked against the stored surveys and touchpoints with the rules of `SubmitResponses`:
+/// ready to write, or every violation with paths from the record
+/// (`survey_response.answers[0].value`). Two statements, whatever the number of responses.
+pub(crate) async fn check_feed_responses(
+    txn: &DatabaseTransaction,
+    items: &[IngestItem],
+) -> Result<HashMap<usize, std::result::Result<FeedResponse, Vec<FieldViolation>>>> {
+    let responses: Vec<(usize, &SurveyResponse)> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(pos, item)| item.derived.survey_response.as_ref().map(|r| (pos, r)))
+        .collect();
+    if responses.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let survey_keys: Vec<Key> = responses
+        .iter()
+        .map(|(_, r)| r.survey_key.clone())
+        .collect();
+    let surveys: HashMap<Key, Survey> = by_keys(txn, &survey_keys)
+        .await?
+        .into_iter()
+        .map(|s| (s.key.clone(), s))
+        .collect();
+    let touchpoints = touchpoints_by_key(
+        txn,
+        responses
+            .iter()
+            .map(|(_, r)| r.touchpoint_key.as_str().to_owned()),
+    )
+    .await?;
+    let mut out = HashMap::with_capacity(responses.len());
+    for (pos, r) in responses {
+        let mut violations = Vec::new();
+        let fit = check_against(
+            &surveys,
+            &touchpoints,
+            &r.survey_key,
+            &r.touchpoint_key,
+            |survey| {
+                check_answers(
+                    survey,
+                    &r.touchpoint_key,
+                    &r.answer_pairs(),
+                    r.comment.as_deref(),
+                    r.language.as_deref(),
+                )
+            },
+            &mut violations,
+        );
+        let checked = match fit {
+            Some((touchpoint_id, survey_id, answers, language)) if violations.is_empty() => {
+                Ok(FeedResponse {
+                    touchpoint_id,
+                    survey_id,
+                    answers,
+                    language,
+                })
+            }
+            _ => Err(violations
+                .into_iter()
+                .map(|v| FieldViolation {
+                    field: format!("survey_response.{}", v.field),
+                    description: v.description,
+                })
+                .collect()),
+        };
+        out.insert(pos, checked);
+    }
+    Ok(out)
+}
+
+/// Writes the survey responses of feed records among `inserts`: `(item, its checked response,
+/// customer)` each, stored under [`survey_response_id`] and received `now`. A response stored
+/// before under the same id (an earlier version of the record, or the same response sent
+/// through `SubmitResponses`) is replaced: its answers are deleted first (at once), then the
+/// response is upserted and its answers inserted.
+pub(crate) async fn write_feed_responses(
+    txn: &DatabaseTransaction,
+    inserts: &mut Inserts<'_, DatabaseTransaction>,
+    rows: Vec<(&IngestItem, &FeedResponse, CustomerId)>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = rows
+        .iter()
+        .map(|(item, _, _)| survey_response_id(&item.key))
+        .collect();
+    for chunk in ids.chunks(IN_LIST_CHUNK) {
+        let mut sql = Sql::new(
+            txn.get_database_backend(),
+            "DELETE FROM survey_answers WHERE response_id",
+        );
+        sql.in_texts(chunk.iter().cloned());
+        txn.execute_raw(sql.build()).await.db()?;
+    }
+    let mut responses = Vec::with_capacity(rows.len());
+    let mut answers = Vec::new();
+    for ((item, checked, customer), id) in rows.into_iter().zip(ids) {
+        let Some(r) = &item.derived.survey_response else {
+            continue;
+        };
+        responses.push(vec![
+            text(id.as_str()),
+            text(checked.survey_id.to_string()),
+            text(customer.to_string()),
+            text(checked.touchpoint_id.as_str()),
+            text_opt(r.interaction_id.clone()),
+            text(checked.language.as_str()),
+            text_opt(r.comment.clone()),
+            time(r.answered_at),
+            time(now),
+            bytes(item.version.hash.as_bytes().to_vec()),
+        ]);
+        let (day, month) = (epoch_day(r.answered_at), epoch_month(r.answered_at));
+        for answer in &checked.answers {
+            answers.push(vec![
+                text(id.as_str()),
+                int(i64::try_from(answer.position).unwrap_or(i64::MAX)),
+                text(answer.question_key.as_str()),
+                text(kind_text(answer.kind)),
+                int(i64::from(answer.value)),
+                text(checked.survey_id.to_string()),
+                text(checked.touchpoint_id.as_str()),
+                text(customer.to_string()),
+                time(r.answered_at),
+                int(day),
+                int(month),
+            ]);
+        }
+    }
+    inserts
+        .add(
+            "survey_responses",
+            &RESPONSE_COLUMNS,
+            responses,
+            "ON CONFLICT (response_id) DO UPDATE SET survey_id = excluded.survey_id, \
+             customer_id = excluded.customer_id, touchpoint_id = excluded.touchpoint_id, \
+             interaction_id = excluded.interaction_id, language = excluded.language, \
+             comment = excluded.comment, answered_at = excluded.answered_at, \
+             received_at = excluded.received_at, content_hash = excluded.content_hash",
+        )
+        .await
+        .db()?;
+    inserts
+        .add(
+            "survey_answers",
+            &ANSWER_COLUMNS,
+            answers,
+            "ON CONFLICT (response_id, position) DO UPDATE SET \
+             question_key = excluded.question_key, kind = excluded.kind, value = excluded.value, \
+             survey_id = excluded.survey_id, touchpoint_id = excluded.touchpoint_id, \
+             customer_id = excluded.customer_id, answered_at = excluded.answered_at, \
+             answered_day = excluded.answered_day, answered_month = excluded.answered_month",
+        )
+        .await
+        .db()
 }
 
 /// The responses of `items` stored already: content hash and customer by response id.

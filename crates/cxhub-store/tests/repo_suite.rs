@@ -138,6 +138,7 @@ repo_test_suite!(
     concurrent_calls_record_each_interaction_and_customer_once,
     consents_combine_with_feed_contacts_and_keep_their_history,
     erasure_leaves_no_trace_and_suppresses_later_records,
+    feed_survey_responses_stand_or_fall_with_their_survey,
     exports_hold_everything_and_audit_events_page_by_filter,
     surveys_store_once_and_answers_count_per_group,
     concurrent_submissions_store_each_response_once,

@@ -17,7 +17,7 @@ use cxhub_domain::feed::{
     IgnoredIdentifier, IngestItem, Invoice, InvoiceStatus, LifecycleStage, Order, OrderLine,
     OrderReturn, OrderStatus, Payment, PaymentStatus, PostalAddress, RecordBody, Refund,
     ReturnLine, ReturnReason, Shipment, ShipmentStatus, SourceCustomer, SubscriptionEvent,
-    SubscriptionEventKind, SupportCase, TouchpointMap,
+    SubscriptionEventKind, SupportCase, SurveyAnswer, SurveyResponse, TouchpointMap,
 };
 use cxhub_domain::identifier::{
     Classified, Identifier, JunkPolicy, JunkReason, classify_email, classify_phone,
@@ -28,7 +28,8 @@ use cxhub_domain::record::{
     ContentHash, RecordKey, StoredVersion, check_record_id, check_source, check_timestamp,
     check_unix_timestamp, to_storage_precision,
 };
-use cxhub_domain::touchpoint::Channel;
+use cxhub_domain::scoring::survey as sv;
+use cxhub_domain::touchpoint::{Channel, Key};
 use cxhub_domain::{FieldViolation, Violations};
 use cxhub_proto::common::v1 as common;
 use cxhub_proto::feeds::v1 as pb;
@@ -511,7 +512,7 @@ impl Check {
             None => {
                 self.add(
                     "body",
-                    "required: the record's type and content, one of contact, support_case, activity, order, shipment, order_return, invoice, payment, subscription_event, refund",
+                    "required: the record's type and content, one of contact, support_case, activity, order, shipment, order_return, invoice, payment, subscription_event, refund, survey_response",
                 );
                 None
             }
@@ -639,6 +640,7 @@ impl Check {
                 .subscription_event(e)
                 .map(RecordBody::SubscriptionEvent),
             B::Refund(r) => self.refund(r).map(RecordBody::Refund),
+            B::SurveyResponse(r) => self.survey_response(r).map(RecordBody::SurveyResponse),
         }
     }
 
@@ -1104,6 +1106,47 @@ impl Check {
             reason: r.reason.clone(),
         })
     }
+
+    /// The shape of a survey response, with the field rules of `SubmitResponses`; whether it
+    /// fits its survey is the store's check, against the stored survey.
+    fn survey_response(&mut self, r: &pb::SurveyResponse) -> Option<SurveyResponse> {
+        let survey_key = self.check(Key::parse(&r.survey_key), "survey_response.survey_key");
+        let touchpoint_key = self.check(
+            Key::parse(&r.touchpoint_key),
+            "survey_response.touchpoint_key",
+        );
+        let interaction_id = self.check(
+            sv::check_interaction_id(&r.interaction_id),
+            "survey_response.interaction_id",
+        );
+        if r.answers.is_empty() {
+            self.add("survey_response.answers", "at least one answer is required");
+        }
+        let comment = self.check(sv::check_comment(&r.comment), "survey_response.comment");
+        let language = if r.language.is_empty() {
+            Some(None)
+        } else {
+            self.check(sv::check_language(&r.language), "survey_response.language")
+                .map(Some)
+        };
+        let answered_at = self.happened(r.answered_at.as_ref(), "survey_response.answered_at");
+        Some(SurveyResponse {
+            survey_key: survey_key?,
+            touchpoint_key: touchpoint_key?,
+            interaction_id: interaction_id?,
+            answers: r
+                .answers
+                .iter()
+                .map(|a| SurveyAnswer {
+                    question_key: a.question_key.clone(),
+                    value: a.value,
+                })
+                .collect(),
+            comment: comment?,
+            language: language?,
+            answered_at: answered_at?,
+        })
+    }
 }
 
 /// Why a junk source customer id rejects the record.
@@ -1339,7 +1382,23 @@ mod tests {
                 payment_id: "pay_1".into(),
                 reason: "damaged".into(),
             }),
+            Body::SurveyResponse(survey_response()),
         ]
+    }
+
+    fn survey_response() -> pb::SurveyResponse {
+        pb::SurveyResponse {
+            survey_key: "branch.visit".into(),
+            touchpoint_key: "branch.teller".into(),
+            interaction_id: "visit-77".into(),
+            answers: vec![pb::SurveyAnswer {
+                question_key: "recommend".into(),
+                value: 9,
+            }],
+            comment: "Atendimento rápido".into(),
+            language: "pt-PT".into(),
+            answered_at: ago(DAY),
+        }
     }
 
     fn fields_of(violations: &[FieldViolation]) -> Vec<&str> {
@@ -1400,12 +1459,76 @@ mod tests {
                 );
                 assert!(item.ignored.is_empty());
                 let is_contact = item.key.record_type == RecordType::Contact;
+                let is_response = item.key.record_type == RecordType::SurveyResponse;
                 assert_eq!(item.derived.contact.is_some(), is_contact);
-                assert_eq!(item.derived.interaction.is_some(), !is_contact);
+                assert_eq!(item.derived.survey_response.is_some(), is_response);
+                assert_eq!(
+                    item.derived.interaction.is_some(),
+                    !is_contact && !is_response
+                );
                 item.key.record_type
             })
             .collect();
         assert_eq!(types, RecordType::ALL);
+    }
+
+    #[test]
+    fn a_survey_response_keeps_its_answers_and_its_shape_is_checked() {
+        let item = prepare(
+            &record(Body::SurveyResponse(survey_response())),
+            0,
+            now(),
+            &policy(),
+        )
+        .unwrap();
+        let r = item.derived.survey_response.unwrap();
+        assert_eq!(r.survey_key.as_str(), "branch.visit");
+        assert_eq!(r.touchpoint_key.as_str(), "branch.teller");
+        assert_eq!(r.interaction_id.as_deref(), Some("visit-77"));
+        assert_eq!(r.answer_pairs(), [("recommend".to_owned(), 9)]);
+        assert_eq!(r.comment.as_deref(), Some("Atendimento rápido"));
+        assert_eq!(r.language.as_deref(), Some("pt-PT"));
+        assert_eq!(r.answered_at, now() - chrono::TimeDelta::days(1));
+        assert_eq!(item.key.record_type, RecordType::SurveyResponse);
+
+        // Empty optional fields are absent, not empty.
+        let bare = pb::SurveyResponse {
+            interaction_id: String::new(),
+            comment: String::new(),
+            language: String::new(),
+            ..survey_response()
+        };
+        let r = prepare(&record(Body::SurveyResponse(bare)), 0, now(), &policy())
+            .unwrap()
+            .derived
+            .survey_response
+            .unwrap();
+        assert_eq!(
+            (r.interaction_id, r.comment, r.language),
+            (None, None, None)
+        );
+
+        let bad = pb::SurveyResponse {
+            survey_key: String::new(),
+            touchpoint_key: "Teller Desk".into(),
+            interaction_id: " ".into(),
+            answers: Vec::new(),
+            comment: "x".repeat(2_001),
+            language: "not a tag".into(),
+            answered_at: ago(-3 * DAY),
+        };
+        assert_eq!(
+            fields_of(&violations(&record(Body::SurveyResponse(bad)))),
+            [
+                "survey_response.survey_key",
+                "survey_response.touchpoint_key",
+                "survey_response.interaction_id",
+                "survey_response.answers",
+                "survey_response.comment",
+                "survey_response.language",
+                "survey_response.answered_at",
+            ]
+        );
     }
 
     #[test]

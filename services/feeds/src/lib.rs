@@ -1,14 +1,15 @@
 //! `cxhub.feeds.v1.FeedService`: typed CRM, ERP and billing records in, exactly once, resolved
 //! into one customer each. Handlers validate every record ([`convert::prepare`]: a record with
 //! violations is REJECTED, the others go on), hand the valid ones to the [`CustomerRepo`] in
-//! one transaction per batch, and answer one result per record in request order.
+//! one transaction per batch (which REJECTs, on its own, a survey response that does not fit
+//! its stored survey), and answer one result per record in request order.
 
 pub mod convert;
 
 use std::sync::Arc;
 
 use chrono::Utc;
-use cxhub_domain::feed::{DEFAULT_MAX_BATCH, IngestItem, IngestResult};
+use cxhub_domain::feed::{DEFAULT_MAX_BATCH, IngestItem, IngestResult, RejectedRecord};
 use cxhub_domain::record::{IngestOutcome, SourcePriority};
 use cxhub_domain::repo::{CustomerRepo, IngestContext};
 use cxhub_domain::resolution::ResolutionRules;
@@ -132,7 +133,7 @@ impl Feeds {
     ) -> Result<Vec<pb::RecordResult>, Status> {
         let Prepared { items, mut results } = prepared;
         let records = results.len();
-        let rejected = records - items.len();
+        let invalid = records - items.len();
         let ctx = IngestContext {
             principal: principal.to_owned(),
             rules: self.config.rules.clone(),
@@ -141,11 +142,25 @@ impl Feeds {
         let ingested = if items.is_empty() {
             Vec::new()
         } else {
-            self.repo.ingest(items, &ctx).await.map_err(to_status)?
+            self.repo
+                .ingest_checked(items, &ctx)
+                .await
+                .map_err(to_status)?
         };
         let mut counts = [0usize; 6];
         let mut merges = 0usize;
+        let mut refused = 0usize;
         for result in ingested {
+            let result = match result {
+                Ok(result) => result,
+                Err(RejectedRecord { index, violations }) => {
+                    refused += 1;
+                    if let Some(slot) = results.get_mut(index) {
+                        *slot = Some(rejected(index, violations));
+                    }
+                    continue;
+                }
+            };
             counts[outcome_slot(result.outcome)] += 1;
             merges += result.merged.len();
             let index = result.index;
@@ -161,7 +176,7 @@ impl Feeds {
             stale = counts[3],
             conflict = counts[4],
             suppressed = counts[5],
-            rejected,
+            rejected = invalid + refused,
             merged = merges,
             "batch ingested"
         );

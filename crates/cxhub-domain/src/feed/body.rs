@@ -13,7 +13,7 @@ use super::{Derived, FeedRecord, Interaction, TouchpointMap, Transaction, Transa
 use crate::money::Money;
 use crate::record::RecordType;
 use crate::text_enum::text_enum;
-use crate::touchpoint::Channel;
+use crate::touchpoint::{Channel, Key};
 
 text_enum!(
     /// Where a support case stands.
@@ -342,6 +342,47 @@ pub struct Refund {
     pub reason: String,
 }
 
+/// One answer of a survey response: the question's key and the value given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SurveyAnswer {
+    /// The key of the question answered.
+    pub question_key: String,
+    /// The answer (its scale is checked against the stored survey by the store).
+    pub value: i32,
+}
+
+/// Surveys: a customer's response to a survey of the hub. Well-formed here; whether it fits
+/// its survey (active, attached to the touchpoint, every question answered within its scale)
+/// is checked by the store against the stored survey, with
+/// [`crate::scoring::survey::check_answers`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SurveyResponse {
+    /// The survey's key.
+    pub survey_key: Key,
+    /// The touchpoint the response is about.
+    pub touchpoint_key: Key,
+    /// The interaction the survey followed, as its source knows it.
+    pub interaction_id: Option<String>,
+    /// The answers, in the order given.
+    pub answers: Vec<SurveyAnswer>,
+    /// The comment, if any.
+    pub comment: Option<String>,
+    /// The language; `None` means the survey's default.
+    pub language: Option<String>,
+    /// When the customer answered.
+    pub answered_at: DateTime<Utc>,
+}
+
+impl SurveyResponse {
+    /// The answers as `(question key, value)`, the shape the survey checks take.
+    pub fn answer_pairs(&self) -> Vec<(String, i32)> {
+        self.answers
+            .iter()
+            .map(|a| (a.question_key.clone(), a.value))
+            .collect()
+    }
+}
+
 /// The typed content of a record. Serialised with the record type's text as the tag
 /// (`{"order": {…}}`, `{"return": {…}}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -368,6 +409,8 @@ pub enum RecordBody {
     SubscriptionEvent(SubscriptionEvent),
     /// Billing: a refund.
     Refund(Refund),
+    /// Surveys: a survey response.
+    SurveyResponse(SurveyResponse),
 }
 
 impl RecordBody {
@@ -384,6 +427,7 @@ impl RecordBody {
             RecordBody::Payment(_) => RecordType::Payment,
             RecordBody::SubscriptionEvent(_) => RecordType::SubscriptionEvent,
             RecordBody::Refund(_) => RecordType::Refund,
+            RecordBody::SurveyResponse(_) => RecordType::SurveyResponse,
         }
     }
 
@@ -402,6 +446,7 @@ impl RecordBody {
 /// What a valid record becomes, besides being stored:
 ///
 /// - a contact: its profile fields, and nothing else;
+/// - a survey response: the response, and nothing else (it names its touchpoint itself);
 /// - every other type: one [`Interaction`] at the touchpoint `map` gives for the record type
 ///   (and qualifier, see [`RecordBody::qualifier`]), with an UPPER_SNAKE_CASE outcome;
 /// - orders, invoices, payments and refunds: also one [`Transaction`] of the ledger.
@@ -445,6 +490,10 @@ pub fn derive(record: &FeedRecord, map: &TouchpointMap) -> Derived {
     match body {
         RecordBody::Contact(fields) => Derived {
             contact: Some(fields.clone()),
+            ..Derived::default()
+        },
+        RecordBody::SurveyResponse(r) => Derived {
+            survey_response: Some(r.clone()),
             ..Derived::default()
         },
         RecordBody::SupportCase(c) => {
@@ -875,8 +924,38 @@ mod tests {
                 transaction: None,
                 support_case: None,
                 subscription: None,
+                survey_response: None,
             }
         );
+    }
+
+    #[test]
+    fn a_survey_response_becomes_the_response_only() {
+        let response = SurveyResponse {
+            survey_key: Key::parse("branch.visit").unwrap(),
+            touchpoint_key: Key::parse("branch.teller").unwrap(),
+            interaction_id: None,
+            answers: vec![SurveyAnswer {
+                question_key: "recommend".into(),
+                value: 9,
+            }],
+            comment: Some("rápido".into()),
+            language: None,
+            answered_at: at(6),
+        };
+        let body = RecordBody::SurveyResponse(response.clone());
+        assert_eq!(body.record_type(), RecordType::SurveyResponse);
+        assert_eq!(body.qualifier(), None);
+        assert_eq!(
+            derived(body.clone()),
+            Derived {
+                survey_response: Some(response),
+                ..Derived::default()
+            }
+        );
+        let json = serde_json::to_value(&body).unwrap();
+        assert!(json.get("survey_response").is_some(), "{json}");
+        assert_eq!(serde_json::from_value::<RecordBody>(json).unwrap(), body);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Entries are keyed `"<record_type>"` or `"<record_type>.<qualifier>"`: the qualifier is the
 //! channel of a support case or an order (`"support_case.phone"`, `"order.web"`) or the kind of
 //! an activity (`"activity.call"`); the other types take none. The most specific entry wins,
-//! falling back to the record type alone, which every non-contact type has
+//! falling back to the record type alone, which every type but contacts and survey responses has
 //! ([`DEFAULT_TOUCHPOINTS`]). Configured entries are layered over the defaults, so an operator
 //! only names what differs.
 
@@ -88,8 +88,9 @@ impl Default for TouchpointMap {
 
 impl TouchpointMap {
     /// The defaults with `entries` layered over them. Every entry is checked: an unknown
-    /// record type (or `contact`, which has no interaction), a qualifier the type does not
-    /// take, or a malformed touchpoint key is reported at `{field}["{entry}"]`, all at once.
+    /// record type (or `contact` or `survey_response`, which have no interaction), a
+    /// qualifier the type does not take, or a malformed touchpoint key is reported at
+    /// `{field}["{entry}"]`, all at once.
     pub fn with_overrides(entries: BTreeMap<String, String>, field: &str) -> Result<Self> {
         let mut map = Self::default();
         let mut v = Violations::new();
@@ -116,7 +117,7 @@ impl TouchpointMap {
 
     /// The touchpoint key for a record of `record_type` with `qualifier` (see
     /// [`super::RecordBody::qualifier`]): the entry of the qualifier if there is one, else the
-    /// record type's. Empty for a contact, which becomes no interaction.
+    /// record type's. Empty for a contact or a survey response, which become no interaction.
     pub fn touchpoint_for(&self, record_type: RecordType, qualifier: Option<&str>) -> &str {
         let Some(targets) = self.by_type.get(&record_type) else {
             return "";
@@ -173,11 +174,13 @@ fn parse_entry(entry: &str) -> std::result::Result<(RecordType, Option<&str>), S
     let Some(q) = qualifier else {
         return match record_type {
             RecordType::Contact => Err(no_interaction()),
+            RecordType::SurveyResponse => Err(no_survey_interaction()),
             _ => Ok((record_type, None)),
         };
     };
     let checked = match record_type {
         RecordType::Contact => Err(no_interaction()),
+        RecordType::SurveyResponse => Err(no_survey_interaction()),
         RecordType::SupportCase | RecordType::Order => Channel::from_str(q).map(|_| ()),
         RecordType::Activity => ActivityKind::from_str(q).map(|_| ()),
         _ => Err(format!(
@@ -189,6 +192,11 @@ fn parse_entry(entry: &str) -> std::result::Result<(RecordType, Option<&str>), S
 
 fn no_interaction() -> String {
     "contacts become profile fields, not interactions: they land on no touchpoint".to_owned()
+}
+
+fn no_survey_interaction() -> String {
+    "survey responses become survey responses, not interactions: each names its own touchpoint"
+        .to_owned()
 }
 
 #[cfg(test)]
@@ -217,7 +225,10 @@ mod tests {
             let key = map.touchpoint_for(*record_type, None);
             assert_eq!(
                 key.is_empty(),
-                *record_type == RecordType::Contact,
+                matches!(
+                    record_type,
+                    RecordType::Contact | RecordType::SurveyResponse
+                ),
                 "{record_type}"
             );
         }
@@ -291,6 +302,7 @@ mod tests {
                 ("activity.sms", "x"),
                 ("tweet", "social"),
                 ("refund", "billing.refunds"),
+                ("survey_response", "branch.teller"),
             ]),
             "feeds.touchpoints",
         )
@@ -307,13 +319,15 @@ mod tests {
                 r#"feeds.touchpoints["invoice.email"]"#,
                 r#"feeds.touchpoints["order"]"#,
                 r#"feeds.touchpoints["order.carrier-pigeon"]"#,
+                r#"feeds.touchpoints["survey_response"]"#,
                 r#"feeds.touchpoints["tweet"]"#,
             ]
         );
         assert!(violations[1].description.contains("profile fields"));
         assert!(violations[2].description.contains("takes no qualifier"));
         assert!(violations[3].description.contains("touchpoint key"));
-        assert!(violations[5].description.contains("unknown RecordType"));
+        assert!(violations[5].description.contains("its own touchpoint"));
+        assert!(violations[6].description.contains("unknown RecordType"));
     }
 
     #[test]

@@ -1,11 +1,12 @@
-//! Feed records and what they become: a contact becomes profile fields and identities, the other
-//! record types become interactions at touchpoints and entries of the customer's transactions
-//! ledger.
+//! Feed records and what they become: a contact becomes profile fields and identities, a survey
+//! response becomes one of the customer's survey responses, the other record types become
+//! interactions at touchpoints and entries of the customer's transactions ledger.
 //!
 //! The flow: the feeds service validates a wire record into a [`FeedRecord`] (every violation
 //! collected), classifies its identifiers (junk ones link no one), [`derive`]s what it becomes
 //! with the configured [`TouchpointMap`], and hands the store an [`IngestItem`]; the store
-//! decides CREATED/UPDATED/UNCHANGED/STALE/CONFLICT, resolves the customer and writes the batch
+//! decides CREATED/UPDATED/UNCHANGED/STALE/CONFLICT, checks survey responses against their
+//! stored surveys (REJECTED when they do not fit), resolves the customer and writes the batch
 //! in one transaction.
 
 mod body;
@@ -113,6 +114,8 @@ pub struct Derived {
     pub support_case: Option<SupportCase>,
     /// The event, for a subscription event (kept for subscription-state reads).
     pub subscription: Option<SubscriptionEvent>,
+    /// The response, for a survey response (stored as the response [`survey_response_id`]).
+    pub survey_response: Option<SurveyResponse>,
 }
 
 /// An identifier of a record that links no one, and why.
@@ -169,4 +172,24 @@ pub struct IngestResult {
     pub merged: Vec<CustomerId>,
     /// Identifiers that linked no one: the item's junk ones plus the store's findings.
     pub ignored: Vec<IgnoredIdentifier>,
+}
+
+/// A record the store refused: a check only the store can make failed (a survey response that
+/// does not fit its stored survey). Nothing of it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedRecord {
+    /// Position in the batch.
+    pub index: usize,
+    /// Every violation, with paths from the record (`survey_response.answers[0].value`).
+    pub violations: Vec<crate::error::FieldViolation>,
+}
+
+/// What the store did with one record of a batch: ingested, or refused.
+pub type Ingested = std::result::Result<IngestResult, RejectedRecord>;
+
+/// The id a survey response ingested as a feed record is stored under: `<source>:<record_id>`.
+/// A source name holds no `:`, so the first one splits the two. A caller of `SubmitResponses`
+/// who uses the same id sends the same response: it is stored, and counted, once.
+pub fn survey_response_id(key: &RecordKey) -> String {
+    format!("{}:{}", key.source, key.record_id)
 }

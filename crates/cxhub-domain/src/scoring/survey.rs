@@ -309,6 +309,28 @@ pub fn check_response_id(id: &str) -> std::result::Result<String, String> {
     }
 }
 
+/// Checks an optional interaction id (empty: none): 1 to 200 characters, not blank.
+pub fn check_interaction_id(id: &str) -> std::result::Result<Option<String>, String> {
+    if id.is_empty() {
+        Ok(None)
+    } else if id.chars().count() > MAX_INTERACTION_ID || id.trim().is_empty() {
+        Err(format!("1 to {MAX_INTERACTION_ID} characters, not blank"))
+    } else {
+        Ok(Some(id.to_owned()))
+    }
+}
+
+/// Checks an optional comment (empty: none): at most 2,000 characters.
+pub fn check_comment(comment: &str) -> std::result::Result<Option<String>, String> {
+    if comment.is_empty() {
+        Ok(None)
+    } else if comment.chars().count() > MAX_COMMENT {
+        Err(format!("at most {MAX_COMMENT} characters"))
+    } else {
+        Ok(Some(comment.to_owned()))
+    }
+}
+
 /// A response whose fields are well-formed; whether it fits its survey is checked against the
 /// stored survey by [`check_response`].
 #[derive(Debug, Clone, PartialEq)]
@@ -359,6 +381,25 @@ pub fn check_response(
     survey: &Survey,
     response: &NewResponse,
 ) -> std::result::Result<(Vec<CheckedAnswer>, String), Vec<FieldViolation>> {
+    check_answers(
+        survey,
+        &response.touchpoint_key,
+        &response.answers,
+        response.comment.as_deref(),
+        response.language.as_deref(),
+    )
+}
+
+/// [`check_response`] for a response that is not (yet) a [`NewResponse`], such as a feed
+/// record's whose customer is resolved later: the same rules and paths, from the parts of a
+/// response the survey constrains.
+pub fn check_answers(
+    survey: &Survey,
+    touchpoint_key: &Key,
+    answers: &[(String, i32)],
+    comment: Option<&str>,
+    language: Option<&str>,
+) -> std::result::Result<(Vec<CheckedAnswer>, String), Vec<FieldViolation>> {
     let mut v = Violations::new();
     if survey.state == SurveyState::Retired {
         v.add(
@@ -369,19 +410,19 @@ pub fn check_response(
             ),
         );
     }
-    if !survey.touchpoint_keys.contains(&response.touchpoint_key) {
+    if !survey.touchpoint_keys.contains(touchpoint_key) {
         v.add(
             "touchpoint_key",
             format!(
-                "survey `{}` is not attached to touchpoint `{}`",
-                survey.key, response.touchpoint_key
+                "survey `{}` is not attached to touchpoint `{touchpoint_key}`",
+                survey.key
             ),
         );
     }
     let definition = &survey.definition;
     let mut by_key: HashMap<&str, usize> = HashMap::new();
-    let mut checked = Vec::with_capacity(response.answers.len());
-    for (i, (key, value)) in response.answers.iter().enumerate() {
+    let mut checked = Vec::with_capacity(answers.len());
+    for (i, (key, value)) in answers.iter().enumerate() {
         let Some((position, question)) = definition
             .questions
             .iter()
@@ -421,9 +462,9 @@ pub fn check_response(
             );
         }
     }
-    let language = match &response.language {
+    let language = match language {
         None => definition.default_language.clone(),
-        Some(language) if definition.languages.contains(language) => language.clone(),
+        Some(language) if definition.languages.iter().any(|l| l == language) => language.to_owned(),
         Some(language) => {
             v.add(
                 "language",
@@ -436,7 +477,7 @@ pub fn check_response(
             String::new()
         }
     };
-    if response.comment.is_some() && !definition.allows_comment {
+    if comment.is_some() && !definition.allows_comment {
         v.add(
             "comment",
             format!("survey `{}` takes no comment", survey.key),

@@ -369,3 +369,103 @@ pub async fn concurrent_submissions_store_each_response_once(store: Store) {
         .sum();
     assert_eq!(total, 400, "two answers per response, none twice");
 }
+
+/// A survey response feed record of source `kiosk` about source customer `K-1`.
+fn feed_response(index: usize, id: &str, nps: i32, ces: i32) -> cxhub_domain::feed::IngestItem {
+    use cxhub_domain::feed::{Derived, IngestItem, SurveyAnswer, SurveyResponse};
+    use cxhub_domain::identifier::Identifier;
+    use cxhub_domain::record::{RecordKey, RecordType, StoredVersion};
+    IngestItem {
+        index,
+        key: RecordKey {
+            source: "kiosk".into(),
+            record_type: RecordType::SurveyResponse,
+            record_id: id.into(),
+        },
+        version: StoredVersion {
+            updated_at: day(10, 6),
+            hash: ContentHash::of(format!("{id}|{nps}|{ces}").as_bytes()),
+        },
+        anchor: Identifier::SourceId {
+            source: "kiosk".into(),
+            id: "K-1".into(),
+        },
+        identifiers: Vec::new(),
+        ignored: Vec::new(),
+        payload: id.as_bytes().to_vec(),
+        derived: Derived {
+            survey_response: Some(SurveyResponse {
+                survey_key: key("shop.after"),
+                touchpoint_key: key("shop.till"),
+                interaction_id: None,
+                answers: vec![
+                    SurveyAnswer {
+                        question_key: "recommend".into(),
+                        value: nps,
+                    },
+                    SurveyAnswer {
+                        question_key: "effort".into(),
+                        value: ces,
+                    },
+                ],
+                comment: None,
+                language: None,
+                answered_at: day(10, 6),
+            }),
+            ..Derived::default()
+        },
+    }
+}
+
+pub async fn feed_survey_responses_stand_or_fall_with_their_survey(store: Store) {
+    use cxhub_domain::record::IngestOutcome;
+    use cxhub_domain::repo::{CustomerRepo, IngestContext};
+    create(&store, vec![root("shop"), under("shop.till", "shop")]).await;
+    store
+        .create_survey(&req(&"shop.after"), new_survey("shop.after"))
+        .await
+        .expect("survey");
+    let query = AnswerQuery {
+        range: TimeRange {
+            from: day(10, 1),
+            to: day(11, 1),
+        },
+        survey_ids: None,
+        touchpoint_ids: None,
+        by_touchpoint: false,
+        bucket: None,
+        by_latest_nps: false,
+    };
+    let ctx = IngestContext::default();
+    let batch = || vec![feed_response(0, "f-1", 9, 6), feed_response(1, "f-2", 9, 8)];
+
+    // The plain ingest refuses the whole batch, with paths from the batch, and writes nothing.
+    let refused = store.ingest(batch(), &ctx).await.expect_err("refused");
+    let cxhub_domain::Error::InvalidArgument { violations, .. } = refused else {
+        panic!("expected InvalidArgument, got {refused:?}");
+    };
+    let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+    assert_eq!(fields, ["records[1].survey_response.answers[1].value"]);
+    assert_eq!(store.count_answers(&query).await.expect("counts"), []);
+    assert_eq!(
+        store.locate_text("K-1").await.expect("scan"),
+        Vec::<String>::new()
+    );
+
+    // The checked ingest refuses the bad record alone and stores the other as `kiosk:f-1`.
+    let results = store.ingest_checked(batch(), &ctx).await.expect("ingested");
+    let created = results[0].as_ref().expect("first created");
+    assert_eq!(created.outcome, IngestOutcome::Created);
+    let rejected = results[1].as_ref().expect_err("second refused");
+    assert_eq!(rejected.index, 1);
+    assert_eq!(
+        rejected.violations[0].field,
+        "survey_response.answers[1].value"
+    );
+    let (_, responses) = counts(&store, &query, &BTreeMap::new()).await;
+    assert_eq!(responses, 1);
+    assert_eq!(
+        store.locate_text("kiosk:f-1").await.expect("scan"),
+        ["survey_answers.response_id", "survey_responses.response_id"]
+    );
+}
