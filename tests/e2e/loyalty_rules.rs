@@ -981,7 +981,12 @@ async fn answer_nps(hub: &TestHub, response_id: &str, customer: &str, value: i32
 #[tokio::test]
 async fn a_detractor_answer_triggers_the_follow_up_rule_once() {
     use cxhub_domain::loyalty::repo::{GuardConfig, LoyaltyRepo};
-    let hub = TestHub::builder().demo().start().await;
+    // This test drives the follower pass by pass: the hub's own follower stays off.
+    let hub = TestHub::builder()
+        .demo()
+        .loyalty_rule_tasks(false)
+        .start()
+        .await;
     let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
     let ana = customer(&hub, "ana", false).await;
     let bob = customer(&hub, "bob", false).await;
@@ -1067,7 +1072,12 @@ async fn a_detractor_answer_triggers_the_follow_up_rule_once() {
 async fn a_customer_rescored_negative_triggers_a_category_rule() {
     use cxhub_domain::loyalty::repo::{GuardConfig, LoyaltyRepo};
     use cxhub_proto::scoring::v1 as scoring;
-    let hub = TestHub::builder().demo().start().await;
+    // This test drives the follower pass by pass: the hub's own follower stays off.
+    let hub = TestHub::builder()
+        .demo()
+        .loyalty_rule_tasks(false)
+        .start()
+        .await;
     let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
     let ana = customer(&hub, "ana", false).await;
     let mut apology = rule("negative-apology");
@@ -1106,4 +1116,54 @@ async fn a_customer_rescored_negative_triggers_a_category_rule() {
         "{}",
         input.reason
     );
+}
+
+#[tokio::test]
+async fn the_hub_follows_rule_events_by_itself() {
+    let hub = TestHub::builder().demo().start().await;
+    let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
+    let ana = customer(&hub, "ana", false).await;
+    c.update_rule(pb::UpdateRuleRequest {
+        request_id: rid(),
+        rule: Some(pb::Rule {
+            id: "detractor-follow-up".into(),
+            enabled: true,
+            holdout: Some(pb::Holdout {
+                control_share: 0.0,
+                seed: 1,
+            }),
+            ..Default::default()
+        }),
+        update_mask: mask(&["enabled", "holdout"]),
+        etag: String::new(),
+        expected_version: 1,
+    })
+    .await
+    .expect("enabled");
+    answer_nps(&hub, "r-ana-bg", &ana, 1).await;
+    // No pass is driven here: the hub's follower proposes the call on its own.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let actions = loop {
+        let actions = c
+            .list_actions(pb::ListActionsRequest {
+                customer_id: ana.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("list")
+            .into_inner()
+            .actions;
+        if !actions.is_empty() {
+            break actions;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hub's rule follower proposed nothing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(actions[0].created_by, "system:rule-events");
+    let input = actions[0].action.as_ref().expect("input");
+    assert_eq!(input.kind, pb::ActionKind::FollowUpCall as i32);
 }

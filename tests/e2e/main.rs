@@ -4,10 +4,10 @@
 
 mod changes;
 mod customer_scores;
-mod feed_responses;
 mod feeds;
 mod interactions;
 mod loyalty;
+mod loyalty_rules;
 mod privacy;
 mod profile_reads;
 mod registry;

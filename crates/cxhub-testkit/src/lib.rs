@@ -88,6 +88,13 @@ impl TestHubBuilder {
         self
     }
 
+    /// Whether the loyalty rule tasks (event follower, daily sweep) run; tests that drive the
+    /// follower pass by pass turn them off.
+    pub fn loyalty_rule_tasks(mut self, on: bool) -> Self {
+        self.args.loyalty_rule_tasks = Some(on);
+        self
+    }
+
     /// How often the background score recompute makes a full recompute (`0s`: never).
     pub fn score_full_recompute_every(mut self, d: Duration) -> Self {
         self.args.score_full_recompute_every = Some(d);

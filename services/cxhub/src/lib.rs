@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use cxhub_domain::Violations;
 use cxhub_domain::feed::TouchpointMap;
 use cxhub_domain::identifier::{IdentifierKind, check_phone_region};
+use cxhub_domain::loyalty::repo::{GuardConfig, LoyaltyRepo};
 use cxhub_domain::record::{FieldGroup, SourcePriority};
 use cxhub_domain::scoring::ScoreConfig;
 use cxhub_feeds::FeedConfig;
@@ -103,6 +104,11 @@ pub struct ServeArgs {
     /// [default: 24h].
     #[arg(long, env = "CXHUB_SCORE_FULL_RECOMPUTE_EVERY", value_parser = humantime::parse_duration)]
     pub score_full_recompute_every: Option<Duration>,
+    /// Whether a hub serving `loyalty` runs its rules by itself: the event-triggered rules
+    /// within a moment of the change that triggers them, the scheduled ones once a day
+    /// [default: true]. Off, rules act only through `RunRuleSweep`.
+    #[arg(long, env = "CXHUB_LOYALTY_RULE_TASKS")]
+    pub loyalty_rule_tasks: Option<bool>,
 }
 
 /// The `[feeds]` table of the TOML file: how records are ingested and customers resolved.
@@ -149,6 +155,7 @@ struct FileSettings {
     drain_timeout: Option<String>,
     change_retention: Option<String>,
     score_full_recompute_every: Option<String>,
+    loyalty_rule_tasks: Option<bool>,
     allow_unauthenticated: Option<bool>,
     #[serde(default)]
     tokens: Vec<TokenConfig>,
@@ -178,6 +185,8 @@ pub struct Settings {
     /// How customer scores are computed, including how often the background task makes a full
     /// recompute.
     pub scores: ScoreConfig,
+    /// Whether the loyalty rule tasks run (event follower, daily sweep).
+    pub loyalty_rule_tasks: bool,
 }
 
 impl ServeArgs {
@@ -249,6 +258,10 @@ impl ServeArgs {
             feeds,
             change_retention,
             scores,
+            loyalty_rule_tasks: self
+                .loyalty_rule_tasks
+                .or(file.loyalty_rule_tasks)
+                .unwrap_or(true),
             listen: self.listen.or(file.listen).unwrap_or_else(|| {
                 DEFAULT_LISTEN
                     .parse()
@@ -480,12 +493,35 @@ pub async fn serve_on(
                 scores_stopped,
             ))
         });
+    let loyalty = (settings.loyalty_rule_tasks
+        && settings
+            .services
+            .iter()
+            .any(|s| s == cxhub_loyalty::SHORT_NAME))
+    .then(|| {
+        let repo: Arc<dyn LoyaltyRepo> = Arc::new(store.clone());
+        let (stop_sweeps, sweeps_stopped) = tokio::sync::oneshot::channel::<()>();
+        let (stop_events, events_stopped) = tokio::sync::oneshot::channel::<()>();
+        let sweeps = tokio::spawn(sweep_rules_daily(repo.clone(), sweeps_stopped));
+        let events = tokio::spawn(follow_rule_events(repo, events_stopped));
+        ([stop_sweeps, stop_events], [sweeps, events])
+    });
     let served = cxhub_server::serve(settings.serve.clone(), listener, services, shutdown).await;
     // Stopped between two prunes, never in the middle of one (an abandoned transaction would
     // hold its locks until the connection is closed).
     let _ = stop.send(());
     if let Err(err) = pruning.await {
         tracing::warn!(error = %err, "the change log pruning task failed");
+    }
+    if let Some((stops, tasks)) = loyalty {
+        for stop in stops {
+            let _ = stop.send(());
+        }
+        for task in tasks {
+            if let Err(err) = task.await {
+                tracing::warn!(error = %err, "a loyalty rule task failed");
+            }
+        }
     }
     let _ = stop_scores.send(());
     if let Some(task) = scoring
@@ -514,6 +550,55 @@ async fn follow_scores(
             Err(err) => {
                 tracing::warn!(error = %err, "the incremental score recompute failed; retrying");
                 SCORE_POLL * 10
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = &mut stop => return,
+        }
+    }
+}
+
+/// How often the scheduled loyalty rules sweep their segments.
+const RULE_SWEEP_EVERY: Duration = Duration::from_secs(24 * 3600);
+/// How often the loyalty rule follower looks for triggering events when it has caught up.
+const RULE_EVENTS_POLL: Duration = Duration::from_millis(200);
+
+/// Runs every enabled scheduled loyalty rule once a day, for as long as the hub serves. The
+/// first sweep waits a day too (a sweep acts on a customer at most once per rule version and
+/// day, so a restart never repeats one; `RunRuleSweep` runs one now). Stopped between sweeps.
+async fn sweep_rules_daily(
+    repo: Arc<dyn LoyaltyRepo>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let guard = GuardConfig::default();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(RULE_SWEEP_EVERY) => {}
+            _ = &mut stop => return,
+        }
+        match cxhub_loyalty::sweep_scheduled(repo.as_ref(), &guard).await {
+            Ok(reports) => tracing::info!(rules = reports.len(), "daily rule sweeps done"),
+            Err(err) => tracing::warn!(error = %err, "the daily rule sweep failed"),
+        }
+    }
+}
+
+/// Follows the change log and survey answers for the event-triggered loyalty rules (see
+/// `LoyaltyRepo::follow_rule_events`), pausing [`RULE_EVENTS_POLL`] when caught up, for as long
+/// as the hub serves. Stopped between two passes.
+async fn follow_rule_events(
+    repo: Arc<dyn LoyaltyRepo>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let guard = GuardConfig::default();
+    loop {
+        let pause = match repo.follow_rule_events(&guard, 500).await {
+            Ok(pass) if pass.read > 0 => Duration::ZERO,
+            Ok(_) => RULE_EVENTS_POLL,
+            Err(err) => {
+                tracing::warn!(error = %err, "the loyalty rule follower failed; retrying");
+                RULE_EVENTS_POLL * 10
             }
         };
         tokio::select! {
