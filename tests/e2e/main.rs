@@ -4,6 +4,7 @@
 
 mod changes;
 mod customer_scores;
+mod feed_responses;
 mod feeds;
 mod interactions;
 mod loyalty;
