@@ -24,6 +24,7 @@ mod m20261123_000009_change_log;
 mod m20261123_000010_surveys;
 mod m20261123_000011_customer_scores;
 mod m20261123_000012_loyalty;
+mod m20261124_000014_action_events;
 
 /// Every migration of cxhub, in the order they apply.
 #[derive(Debug)]
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000010_surveys::Migration),
             Box::new(m20261123_000011_customer_scores::Migration),
             Box::new(m20261123_000012_loyalty::Migration),
+            Box::new(m20261124_000014_action_events::Migration),
         ]
     }
 }

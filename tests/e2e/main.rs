@@ -7,6 +7,7 @@ mod customer_scores;
 mod feeds;
 mod interactions;
 mod loyalty;
+mod loyalty_loop;
 mod privacy;
 mod profile_reads;
 mod registry;

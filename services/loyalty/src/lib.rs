@@ -4,6 +4,7 @@
 //! validates, the store applies the domain rules (`cxhub_domain::loyalty`) transactionally.
 
 pub mod convert;
+pub mod executor;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use cxhub_proto::loyalty::v1::loyalty_action_service_server::{
 use cxhub_server::{
     Access, Limits, MethodAccess, ServiceRegistration, request_key, to_status, validated,
 };
+use executor::WatchConfig;
 use tonic::{Request, Response, Status};
 
 const READ: Access = Access::Scope("loyalty:read");
@@ -42,6 +44,14 @@ pub const METHODS: &[MethodAccess] = &[
     },
     MethodAccess {
         method: "TransitionAction",
+        access: WRITE,
+    },
+    MethodAccess {
+        method: "WatchActions",
+        access: READ,
+    },
+    MethodAccess {
+        method: "ReportActionOutcome",
         access: WRITE,
     },
     MethodAccess {
@@ -85,6 +95,7 @@ pub fn registration(repo: Arc<dyn LoyaltyRepo>, guard: GuardConfig) -> ServiceRe
         add: Box::new(move |routes, limits: &Limits| {
             routes.add_service(
                 LoyaltyActionServiceServer::new(Loyalty {
+                    watcher: executor::ActionWatcher::new(repo.clone(), WatchConfig::default()),
                     repo,
                     guard: Arc::new(guard),
                 })
@@ -99,6 +110,7 @@ pub fn registration(repo: Arc<dyn LoyaltyRepo>, guard: GuardConfig) -> ServiceRe
 pub struct Loyalty {
     repo: Arc<dyn LoyaltyRepo>,
     guard: Arc<GuardConfig>,
+    watcher: executor::ActionWatcher,
 }
 
 /// A ledger request id (same rules as every request id).
@@ -242,6 +254,43 @@ impl LoyaltyActionService for Loyalty {
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::TransitionActionResponse {
+            action: Some(convert::action_to_pb(action, now())),
+        }))
+    }
+
+    type WatchActionsStream = executor::ActionStream;
+
+    async fn watch_actions(
+        &self,
+        req: Request<pb::WatchActionsRequest>,
+    ) -> Result<Response<Self::WatchActionsStream>, Status> {
+        let stream = self.watcher.watch(req.get_ref()).await?;
+        Ok(Response::new(stream))
+    }
+
+    async fn report_action_outcome(
+        &self,
+        req: Request<pb::ReportActionOutcomeRequest>,
+    ) -> Result<Response<pb::ReportActionOutcomeResponse>, Status> {
+        let mut v = Violations::new();
+        let key = request_key(
+            &req,
+            SERVICE_NAME,
+            "ReportActionOutcome",
+            &req.get_ref().request_id,
+            |m| m.request_id.clear(),
+            &mut v,
+        );
+        let r = req.get_ref();
+        let id = v.check("action_id", r.action_id.parse());
+        let outcome = executor::new_outcome(r, &mut v);
+        let ((key, id), outcome) = validated(v, key.zip(id).zip(outcome))?;
+        let action = self
+            .repo
+            .report_outcome(&key, id, outcome)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ReportActionOutcomeResponse {
             action: Some(convert::action_to_pb(action, now())),
         }))
     }

@@ -12,6 +12,7 @@ use crate::id::uuid_id;
 use crate::idempotency::RequestKey;
 use crate::identifier::CustomerId;
 use crate::loyalty::action::{ActionKind, ActionState, ContactChannel, Transition, sla_breached};
+use crate::loyalty::executor::{EventFilter, EventSlice, NewOutcome, Outcome};
 use crate::loyalty::guard::{Budget, FrequencyCap};
 use crate::loyalty::points::Entry;
 use crate::money::Money;
@@ -91,6 +92,9 @@ pub struct Action {
     pub updated_at: DateTime<Utc>,
     /// Every move, oldest first.
     pub history: Vec<Transition>,
+    /// What its executors reported, oldest first.
+    #[serde(default)]
+    pub outcomes: Vec<Outcome>,
 }
 
 impl Action {
@@ -279,6 +283,30 @@ pub trait LoyaltyRepo: Send + Sync {
         to: ActionState,
         etag: Option<&str>,
     ) -> Result<Action>;
+
+    /// Records what an executor reports about an action and moves it accordingly (see
+    /// [`crate::loyalty::executor::apply_outcome`]; the budget effects are those of
+    /// [`LoyaltyRepo::transition_action`]), with `req.principal` as the reporter, in one
+    /// transaction. Errors: `NotFound`; `FailedPrecondition` `ILLEGAL_TRANSITION`.
+    async fn report_outcome(
+        &self,
+        req: &RequestKey,
+        id: ActionId,
+        outcome: NewOutcome,
+    ) -> Result<Action>;
+
+    /// Reads the action event log after position `after`: up to `limit` events that pass
+    /// `filter`, each with its action as it is now, and how far the read looked (see
+    /// [`EventSlice`]), from one snapshot.
+    async fn read_action_events(
+        &self,
+        after: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> Result<EventSlice>;
+
+    /// Prunes the action events committed before `before`; answers how many went.
+    async fn prune_action_events(&self, before: DateTime<Utc>) -> Result<u64>;
 
     /// Creates a campaign. `AlreadyExists` `CAMPAIGN_KEY_TAKEN`.
     async fn create_campaign(&self, req: &RequestKey, campaign: NewCampaign) -> Result<Campaign>;
