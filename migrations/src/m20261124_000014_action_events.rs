@@ -1,6 +1,7 @@
 //! What executors of loyalty actions need: the ordered log of action events they stream
 //! (`loyalty_action_events`, with its head and pruning horizon in `loyalty_action_event_log`),
-//! and the outcomes they report (`loyalty_action_outcomes`).
+//! and the outcomes they report (`loyalty_action_outcomes`); and the points programme in force
+//! (`loyalty_programme`, one row, as JSON).
 //!
 //! `seq` of an event is taken from the one row of `loyalty_action_event_log` (`head = head + 1`)
 //! in the transaction that writes the event: the row stays locked until that transaction ends,
@@ -49,6 +50,16 @@ enum LoyaltyActionOutcomes {
     Note,
     Principal,
     ReportedAt,
+}
+
+/// Table and columns of `loyalty_programme`.
+#[derive(DeriveIden)]
+enum LoyaltyProgramme {
+    Table,
+    Id,
+    Version,
+    ProgrammeJson,
+    UpdatedAt,
 }
 
 #[async_trait::async_trait]
@@ -138,11 +149,23 @@ impl MigrationTrait for Migration {
                     )
                     .to_owned(),
             )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(LoyaltyProgramme::Table)
+                    .col(integer(LoyaltyProgramme::Id).primary_key())
+                    .col(big_integer(LoyaltyProgramme::Version))
+                    .col(text(LoyaltyProgramme::ProgrammeJson))
+                    .col(timestamp_with_time_zone(LoyaltyProgramme::UpdatedAt))
+                    .to_owned(),
+            )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for table in [
+            LoyaltyProgramme::Table.into_iden(),
             LoyaltyActionOutcomes::Table.into_iden(),
             LoyaltyActionEventLog::Table.into_iden(),
             LoyaltyActionEvents::Table.into_iden(),

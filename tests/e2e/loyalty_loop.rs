@@ -4,7 +4,10 @@
 //! token behind the retention is OUT_OF_RANGE with the oldest usable token; and
 //! `ReportActionOutcome` moves actions through their lifecycle idempotently, keeps every
 //! report on the action, refuses illegal moves, and leaves failed deliveries APPROVED where
-//! the SLA report finds them. Every validation refusal and the scopes.
+//! the SLA report finds them. The points programme: earning rules per currency with tier
+//! multipliers, accrual idempotent per transaction (also when earned at once), tiers by points
+//! earned (lowered by refunds, not by spending), expired lots leaving before anything spends
+//! them. Every validation refusal and the scopes.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -862,4 +865,386 @@ async fn watching_needs_the_read_scope_and_reporting_the_write_scope() {
         .report_action_outcome(with_token(req(), "write-secret"))
         .await;
     assert_eq!(write.expect_err("unknown action").code(), Code::NotFound);
+}
+
+fn rule(currency: &str, points_per_unit: i32) -> pb::EarningRule {
+    pb::EarningRule {
+        currency_code: currency.to_owned(),
+        points_per_unit,
+        ..Default::default()
+    }
+}
+
+fn tier(name: &str, min_points_earned: i64) -> pb::Tier {
+    pb::Tier {
+        name: name.to_owned(),
+        min_points_earned,
+        window_days: 365,
+    }
+}
+
+fn earn(customer: &str, transaction: &str, minor: i64) -> pb::EarnPointsRequest {
+    pb::EarnPointsRequest {
+        customer_id: customer.to_owned(),
+        transaction_id: transaction.to_owned(),
+        amount: eur(minor),
+    }
+}
+
+async fn earned(c: &mut Client, req: pb::EarnPointsRequest) -> pb::EarnPointsResponse {
+    c.earn_points(req).await.expect("earned").into_inner()
+}
+
+async fn balance_of(c: &mut Client, customer: &str) -> pb::GetPointsBalanceResponse {
+    c.get_points_balance(pb::GetPointsBalanceRequest {
+        customer_id: customer.to_owned(),
+        recent_entries: 100,
+    })
+    .await
+    .expect("balance")
+    .into_inner()
+}
+
+#[tokio::test]
+async fn the_points_programme_earns_by_currency_and_tier_idempotently_per_transaction() {
+    let hub = TestHub::start().await;
+    let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
+    let ana = customer(&hub, "ana").await;
+    refused(
+        c.get_points_programme(pb::GetPointsProgrammeRequest {})
+            .await,
+        Code::NotFound,
+        "POINTS_PROGRAMME_NOT_FOUND",
+    );
+    refused(
+        c.earn_points(earn(&ana, "order-0", 1_000)).await,
+        Code::FailedPrecondition,
+        "NO_EARNING_RULE",
+    );
+
+    // Every invalid field at once.
+    let mut gold_bad = rule("EUR", 1);
+    gold_bad
+        .tier_multiplier_percent
+        .insert("Gold".into(), 2_000);
+    let status = refused(
+        c.set_points_programme(pb::SetPointsProgrammeRequest {
+            request_id: rid(),
+            programme: Some(pb::PointsProgramme {
+                earning_rules: vec![rule("EUR", 0), gold_bad],
+                expiry_months: -1,
+                tiers: vec![
+                    pb::Tier {
+                        name: "gold".into(),
+                        min_points_earned: 0,
+                        window_days: 0,
+                    },
+                    tier("gold", 1),
+                ],
+                version: 3,
+                updated_at: None,
+            }),
+        })
+        .await,
+        Code::InvalidArgument,
+        "INVALID_FIELDS",
+    );
+    let got: BTreeSet<String> = fields(&status).into_iter().collect();
+    let want: BTreeSet<String> = [
+        "programme.earning_rules[0].points_per_unit",
+        "programme.earning_rules[1].currency_code",
+        "programme.earning_rules[1].tier_multiplier_percent[Gold]",
+        "programme.expiry_months",
+        "programme.tiers[0].min_points_earned",
+        "programme.tiers[0].window_days",
+        "programme.tiers[1].name",
+        "programme.version",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    assert_eq!(got, want);
+
+    // 10 points per euro, ×1.5 for gold; points expire after 12 months; silver at 1,000
+    // points earned in a year, gold at 2,000.
+    let mut eur_rule = rule("EUR", 10);
+    eur_rule.tier_multiplier_percent.insert("gold".into(), 150);
+    let programme = pb::PointsProgramme {
+        earning_rules: vec![eur_rule],
+        expiry_months: 12,
+        tiers: vec![tier("silver", 1_000), tier("gold", 2_000)],
+        ..Default::default()
+    };
+    let set = c
+        .set_points_programme(pb::SetPointsProgrammeRequest {
+            request_id: rid(),
+            programme: Some(programme.clone()),
+        })
+        .await
+        .expect("set")
+        .into_inner()
+        .programme
+        .expect("programme");
+    assert_eq!(set.version, 1);
+    assert_eq!(set.earning_rules, programme.earning_rules);
+    assert_eq!(set.tiers, programme.tiers);
+    let read = c
+        .get_points_programme(pb::GetPointsProgrammeRequest {})
+        .await
+        .expect("get")
+        .into_inner()
+        .programme
+        .expect("programme");
+    assert_eq!(read, set);
+
+    // 12.34 EUR earns 123 points (fractions never), expiring in a year.
+    let first = earned(&mut c, earn(&ana, "order-1", 1_234)).await;
+    let entry = first.entry.clone().expect("entry");
+    assert_eq!((entry.points, first.balance), (123, 123));
+    assert_eq!(entry.source_ref, "order-1");
+    assert_eq!(entry.request_id, "earn:order-1");
+    let expires = entry.expires_at.as_ref().expect("expiry").seconds;
+    assert!(expires > chrono::Utc::now().timestamp() + 360 * 86_400);
+    // Idempotent per transaction: again, the same answer; another amount is refused.
+    assert_eq!(earned(&mut c, earn(&ana, "order-1", 1_234)).await, first);
+    refused(
+        c.earn_points(earn(&ana, "order-1", 9_999)).await,
+        Code::InvalidArgument,
+        "REQUEST_ID_REUSED",
+    );
+    refused(
+        c.earn_points(pb::EarnPointsRequest {
+            amount: Some(common::Money {
+                amount_minor: 1_000,
+                currency_code: "USD".into(),
+            }),
+            ..earn(&ana, "order-usd", 0)
+        })
+        .await,
+        Code::FailedPrecondition,
+        "NO_EARNING_RULE",
+    );
+    refused(
+        c.earn_points(earn(&ana, "order-tiny", 5)).await,
+        Code::FailedPrecondition,
+        "NO_POINTS_EARNED",
+    );
+    assert_eq!(balance_of(&mut c, &ana).await.tier, "");
+
+    // Tiers follow points earned in the window: silver, then gold, whose multiplier applies.
+    earned(&mut c, earn(&ana, "order-2", 10_000)).await;
+    assert_eq!(balance_of(&mut c, &ana).await.tier, "silver");
+    earned(&mut c, earn(&ana, "order-3", 10_000)).await;
+    assert_eq!(balance_of(&mut c, &ana).await.tier, "gold");
+    let boosted = earned(&mut c, earn(&ana, "order-4", 1_000)).await;
+    assert_eq!(boosted.entry.map(|e| e.points), Some(150));
+    assert_eq!(boosted.balance, 123 + 1_000 + 1_000 + 150);
+
+    // Spending points does not lower the tier; a refund (reversal) does: order-3 earned
+    // nothing after all.
+    c.redeem_points(pb::RedeemPointsRequest {
+        request_id: rid(),
+        customer_id: ana.clone(),
+        points: 500,
+        source_ref: "voucher-1".into(),
+    })
+    .await
+    .expect("redeemed");
+    assert_eq!(balance_of(&mut c, &ana).await.tier, "gold");
+    c.reverse_points(pb::ReversePointsRequest {
+        request_id: rid(),
+        customer_id: ana.clone(),
+        source_ref: "order-3".into(),
+        points: 1_000,
+    })
+    .await
+    .expect("reversed");
+    let after = balance_of(&mut c, &ana).await;
+    assert_eq!(after.tier, "silver");
+    assert_eq!(after.balance, 2_273 - 500 - 1_000);
+
+    // Replacing the programme bumps its version.
+    let again = c
+        .set_points_programme(pb::SetPointsProgrammeRequest {
+            request_id: rid(),
+            programme: Some(programme),
+        })
+        .await
+        .expect("set again")
+        .into_inner()
+        .programme
+        .expect("programme");
+    assert_eq!(again.version, 2);
+
+    // The same transaction earned from many callers at once posts once.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let mut c = c.clone();
+        let ana = ana.clone();
+        tasks.spawn(async move { earned(&mut c, earn(&ana, "order-race", 2_000)).await });
+    }
+    let mut answers = BTreeSet::new();
+    while let Some(answer) = tasks.join_next().await {
+        let answer = answer.expect("task");
+        answers.insert(format!("{:?}", answer.entry));
+    }
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    let entries = balance_of(&mut c, &ana).await.entries;
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e.source_ref == "order-race")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn bad_earnings_are_refused_with_their_fields() {
+    let hub = TestHub::start().await;
+    let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
+    let status = refused(
+        c.earn_points(pb::EarnPointsRequest {
+            customer_id: "nope".into(),
+            transaction_id: "order 1".into(),
+            amount: None,
+        })
+        .await,
+        Code::InvalidArgument,
+        "INVALID_FIELDS",
+    );
+    let mut got = fields(&status);
+    got.sort();
+    assert_eq!(got, ["amount", "customer_id", "transaction_id"]);
+    let status = refused(
+        c.earn_points(pb::EarnPointsRequest {
+            customer_id: "01900000-0000-7000-8000-000000000001".into(),
+            transaction_id: "x".repeat(124),
+            amount: Some(common::Money {
+                amount_minor: 0,
+                currency_code: "EURO".into(),
+            }),
+        })
+        .await,
+        Code::InvalidArgument,
+        "INVALID_FIELDS",
+    );
+    let mut got = fields(&status);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "amount.amount_minor",
+            "amount.currency_code",
+            "transaction_id"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn expired_points_leave_the_balance_oldest_first_before_anything_spends_them() {
+    use sea_orm::ConnectionTrait;
+    let hub = TestHub::start().await;
+    let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
+    let marker = format!("loop.expiry.{}", rid());
+    c.create_campaign(pb::CreateCampaignRequest {
+        request_id: rid(),
+        campaign: Some(pb::Campaign {
+            key: marker.clone(),
+            name: "marker".into(),
+            budget: eur(1),
+            ..Default::default()
+        }),
+    })
+    .await
+    .expect("marker campaign");
+    c.set_points_programme(pb::SetPointsProgrammeRequest {
+        request_id: rid(),
+        programme: Some(pb::PointsProgramme {
+            earning_rules: vec![rule("EUR", 10)],
+            expiry_months: 12,
+            ..Default::default()
+        }),
+    })
+    .await
+    .expect("programme");
+    let ana = customer(&hub, "ana").await;
+    earned(&mut c, earn(&ana, "order-old", 1_000)).await;
+    earned(&mut c, earn(&ana, "order-new", 1_000)).await;
+
+    // A year goes by for the first order's points: its stored expiry is moved to the past.
+    let mut options = sea_orm::ConnectOptions::new(hub.settings.database_url.clone());
+    if let Some(schema) = current_schema(&marker).await {
+        options.set_schema_search_path(schema);
+    }
+    let db = sea_orm::Database::connect(options).await.expect("raw db");
+    let backend = db.get_database_backend();
+    let placeholder = |n: usize| match backend {
+        sea_orm::DbBackend::Postgres => format!("${n}"),
+        _ => "?".to_owned(),
+    };
+    let posted: chrono::DateTime<chrono::Utc> = db
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            backend,
+            format!(
+                "SELECT posted_at FROM loyalty_point_entries WHERE request_id = {}",
+                placeholder(1)
+            ),
+            [sea_orm::Value::String(Some("earn:order-old".into()))],
+        ))
+        .await
+        .expect("entry")
+        .expect("the first order's entry")
+        .try_get("", "posted_at")
+        .expect("posted_at");
+    // Just after it was earned: already in the past.
+    let past = posted + chrono::Duration::milliseconds(1);
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(
+        backend,
+        format!(
+            "UPDATE loyalty_point_entries SET expires_at = {} WHERE request_id = {}",
+            placeholder(1),
+            placeholder(2)
+        ),
+        [
+            sea_orm::Value::ChronoDateTimeUtc(Some(past)),
+            sea_orm::Value::String(Some("earn:order-old".into())),
+        ],
+    ))
+    .await
+    .expect("moved the expiry");
+
+    // The balance no longer counts them, and they cannot be spent.
+    assert_eq!(balance_of(&mut c, &ana).await.balance, 100);
+    let redeem = |points: i64| pb::RedeemPointsRequest {
+        request_id: rid(),
+        customer_id: ana.clone(),
+        points,
+        source_ref: String::new(),
+    };
+    refused(
+        c.redeem_points(redeem(150)).await,
+        Code::FailedPrecondition,
+        "INSUFFICIENT_POINTS",
+    );
+    let spent = c
+        .redeem_points(redeem(60))
+        .await
+        .expect("redeemed")
+        .into_inner();
+    assert_eq!(spent.balance, 40);
+    // The expiry was posted as its own entry, before the redemption.
+    let entries = balance_of(&mut c, &ana).await.entries;
+    let kinds: Vec<(pb::PointsEntryKind, i64)> =
+        entries.iter().map(|e| (e.kind(), e.points)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (pb::PointsEntryKind::Redemption, -60),
+            (pb::PointsEntryKind::Expiry, -100),
+            (pb::PointsEntryKind::Accrual, 100),
+            (pb::PointsEntryKind::Accrual, 100),
+        ]
+    );
+    assert_eq!(balance_of(&mut c, &ana).await.balance, 40);
 }

@@ -33,10 +33,13 @@ use cxhub_domain::loyalty::executor::{
 use cxhub_domain::loyalty::guard::{
     self, Budget, Candidate, ConsentSet, PrivacyStatus, consents_from_profile, eligibility,
 };
-use cxhub_domain::loyalty::points::{Entry, EntryKind, Ledger, PostOutcome};
+use cxhub_domain::loyalty::points::{
+    Entry, EntryKind, Ledger, PostOutcome, check_earning_rules, expiry_after_months, points_for,
+};
 use cxhub_domain::loyalty::repo::{
     Action, ActionFilter, ActionId, Campaign, CampaignId, GuardConfig, LoyaltyRepo, NewAction,
-    NewCampaign, PointsBalance, PointsOp, PointsPosting, Posted, RuleRef,
+    NewCampaign, PointsBalance, PointsOp, PointsPosting, PointsProgramme, Posted, RuleRef,
+    StoredProgramme,
 };
 use cxhub_domain::money::{Currency, Money};
 use cxhub_domain::page::{Page, PageRequest};
@@ -179,6 +182,24 @@ impl LoyaltyRepo for Store {
                 Err(err)
             }
         }
+    }
+
+    async fn set_programme(
+        &self,
+        req: &RequestKey,
+        programme: PointsProgramme,
+    ) -> Result<StoredProgramme> {
+        idempotent!(self, req, lock = begin_loyalty, |txn| set_programme(
+            &txn, programme
+        ))
+    }
+
+    async fn get_programme(&self) -> Result<StoredProgramme> {
+        snapshot!(self, |txn| async {
+            get_programme(&txn)
+                .await?
+                .ok_or_else(|| Error::not_found("points programme", "in force"))
+        })
     }
 
     async fn points_balance(&self, customer: CustomerId, recent: u32) -> Result<PointsBalance> {
@@ -1318,9 +1339,53 @@ async fn post(
     }
     let customer = target.customer;
     lock_customer(txn, backend, customer).await?;
+    // A posting with the same request id may have committed while this one waited for the
+    // lock (on PostgreSQL every statement sees what committed before it): answer as it did.
+    if let Some((stored, posted)) = entry_by_request(txn, &posting.request_id).await? {
+        return replayed(posting, &fingerprint, &stored, posted).map(Some);
+    }
     let (mut ledger, _) = ledger_of(txn, customer).await?;
     let now = crate::now();
+    // Points that expired leave first, so that nothing below spends them.
+    let expiry_id = format!("expiry:{}", uuid::Uuid::now_v7());
+    if let Some(expiry) = ledger.plan_expiry(&expiry_id, customer, now) {
+        ledger.post(expiry.clone())?;
+        insert_entry(txn, &expiry, "expiry", ledger.balance(customer)).await?;
+        tracing::info!(customer_id = %customer, points = expiry.points, "points expired");
+    }
     let entry = match &posting.op {
+        PointsOp::Earn {
+            transaction,
+            amount,
+        } => {
+            let stored = get_programme(txn).await?.ok_or_else(|| {
+                Error::precondition(
+                    "NO_EARNING_RULE",
+                    "no points programme is set: transactions earn no points",
+                )
+            })?;
+            let programme = stored.programme;
+            let tier = ledger
+                .tier(&programme.tiers, customer, now)
+                .map(|t| t.name.as_str());
+            let points = points_for(&programme.earning_rules, *amount, tier)?;
+            if points <= 0 {
+                return Err(Error::precondition(
+                    "NO_POINTS_EARNED",
+                    format!("a transaction of {amount} earns less than one point"),
+                ));
+            }
+            Entry {
+                request_id: posting.request_id.clone(),
+                customer,
+                kind: EntryKind::Accrual,
+                points,
+                at: now,
+                source_ref: Some(transaction.clone()),
+                expires_at: expiry_after_months(now, programme.expiry_months),
+                shortfall: 0,
+            }
+        }
         PointsOp::Accrue {
             points,
             source_ref,
@@ -1355,6 +1420,21 @@ async fn post(
         PostOutcome::Duplicate => return Err(corrupt("a new request id posted as a duplicate")),
     }
     let balance = ledger.balance(customer);
+    if !insert_entry(txn, &entry, &fingerprint, balance).await? {
+        return Ok(None);
+    }
+    tracing::info!(customer_id = %customer, kind = entry_kind_text(entry.kind), points = entry.points, balance, "points posted");
+    Ok(Some(Posted { entry, balance }))
+}
+
+/// Writes `entry` with its legs and the balance after it. `false`: an entry with its request id
+/// exists already (a concurrent posting committed first).
+async fn insert_entry(
+    txn: &DatabaseTransaction,
+    entry: &Entry,
+    fingerprint: &str,
+    balance: i64,
+) -> Result<bool> {
     let id = uuid::Uuid::now_v7().to_string();
     let db = txn.get_database_backend();
     let mut sql = Sql::new(
@@ -1364,19 +1444,19 @@ async fn post(
     sql.tuple([
         text(id.as_str()),
         text(entry.request_id.as_str()),
-        text(fingerprint.as_str()),
-        text(customer.to_string()),
+        text(fingerprint),
+        text(entry.customer.to_string()),
         text(entry_kind_text(entry.kind)),
         int(entry.points),
         text_opt(entry.source_ref.clone()),
         time_opt(entry.expires_at),
         int(entry.shortfall),
         int(balance),
-        time(now),
+        time(entry.at),
     ])
     .push(" ON CONFLICT (request_id) DO NOTHING");
     if txn.execute_raw(sql.build()).await.db()?.rows_affected() != 1 {
-        return Ok(None);
+        return Ok(false);
     }
     let mut sql = Sql::new(
         db,
@@ -1394,8 +1474,60 @@ async fn post(
         sql.tuple([text(id.as_str()), text(account), int(leg.points)]);
     }
     txn.execute_raw(sql.build()).await.db()?;
-    tracing::info!(customer_id = %customer, kind = entry_kind_text(entry.kind), points = entry.points, balance, "points posted");
-    Ok(Some(Posted { entry, balance }))
+    Ok(true)
+}
+
+/// The programme in force, if one was set.
+async fn get_programme(conn: &impl ConnectionTrait) -> Result<Option<StoredProgramme>> {
+    let sql = Sql::new(
+        conn.get_database_backend(),
+        "SELECT version, programme_json, updated_at FROM loyalty_programme WHERE id = 1",
+    );
+    let Some(row) = conn.query_one_raw(sql.build()).await.db()? else {
+        return Ok(None);
+    };
+    let json: String = get(&row, "programme_json")?;
+    Ok(Some(StoredProgramme {
+        programme: serde_json::from_str(&json).map_err(corrupt)?,
+        version: get(&row, "version")?,
+        updated_at: get(&row, "updated_at")?,
+    }))
+}
+
+/// Replaces the programme (the one row of `loyalty_programme`), bumping its version.
+async fn set_programme(
+    txn: &DatabaseTransaction,
+    programme: PointsProgramme,
+) -> Result<StoredProgramme> {
+    check_earning_rules(&programme.earning_rules)?;
+    let db = txn.get_database_backend();
+    let version = get_programme(txn).await?.map_or(0, |p| p.version) + 1;
+    let now = crate::now();
+    let json = serde_json::to_string(&programme).map_err(corrupt)?;
+    let mut sql = Sql::new(
+        db,
+        "INSERT INTO loyalty_programme (id, version, programme_json, updated_at) VALUES ",
+    );
+    sql.tuple([int(1), int(version), text(json.as_str()), time(now)])
+        .push(" ON CONFLICT (id) DO UPDATE SET version = ")
+        .bind(int(version))
+        .push(", programme_json = ")
+        .bind(text(json.as_str()))
+        .push(", updated_at = ")
+        .bind(time(now))
+        .push(" WHERE loyalty_programme.version = ")
+        .bind(int(version - 1));
+    if txn.execute_raw(sql.build()).await.db()?.rows_affected() != 1 {
+        return Err(Error::aborted(
+            "CONCURRENT_UPDATE",
+            "the programme changed while it was being set: retry",
+        ));
+    }
+    Ok(StoredProgramme {
+        programme,
+        version,
+        updated_at: now,
+    })
 }
 
 async fn balance(
@@ -1412,10 +1544,23 @@ async fn balance(
         .take(recent as usize)
         .cloned()
         .collect();
+    let now = crate::now();
+    // Points expired but not yet posted as such (that happens at the next posting) are not
+    // part of what the customer has.
+    let expired = ledger
+        .plan_expiry("", customer, now)
+        .map_or(0, |e| e.points);
+    let tier = match get_programme(conn).await? {
+        Some(p) => ledger
+            .tier(&p.programme.tiers, customer, now)
+            .map(|t| t.name.clone()),
+        None => None,
+    };
     Ok(PointsBalance {
         customer,
-        balance: ledger.balance(customer),
+        balance: ledger.balance(customer) + expired,
         recent,
+        tier,
     })
 }
 

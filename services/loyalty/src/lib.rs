@@ -5,6 +5,7 @@
 
 pub mod convert;
 pub mod executor;
+pub mod programme;
 
 use std::sync::Arc;
 
@@ -77,6 +78,18 @@ pub const METHODS: &[MethodAccess] = &[
     MethodAccess {
         method: "GetPointsBalance",
         access: READ,
+    },
+    MethodAccess {
+        method: "SetPointsProgramme",
+        access: WRITE,
+    },
+    MethodAccess {
+        method: "GetPointsProgramme",
+        access: READ,
+    },
+    MethodAccess {
+        method: "EarnPoints",
+        access: WRITE,
     },
 ];
 
@@ -463,6 +476,7 @@ impl LoyaltyActionService for Loyalty {
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::GetPointsBalanceResponse {
+            tier: balance.tier.unwrap_or_default(),
             customer_id: balance.customer.to_string(),
             balance: balance.balance,
             entries: balance
@@ -470,6 +484,61 @@ impl LoyaltyActionService for Loyalty {
                 .into_iter()
                 .map(convert::entry_to_pb)
                 .collect(),
+        }))
+    }
+
+    async fn set_points_programme(
+        &self,
+        req: Request<pb::SetPointsProgrammeRequest>,
+    ) -> Result<Response<pb::SetPointsProgrammeResponse>, Status> {
+        let mut v = Violations::new();
+        let key = request_key(
+            &req,
+            SERVICE_NAME,
+            "SetPointsProgramme",
+            &req.get_ref().request_id,
+            |m| m.request_id.clear(),
+            &mut v,
+        );
+        let programme = match &req.get_ref().programme {
+            Some(p) => programme::programme(p, &mut v),
+            None => {
+                v.add("programme", "required");
+                None
+            }
+        };
+        let (key, programme) = validated(v, key.zip(programme))?;
+        let stored = self
+            .repo
+            .set_programme(&key, programme)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::SetPointsProgrammeResponse {
+            programme: Some(programme::programme_to_pb(stored)),
+        }))
+    }
+
+    async fn get_points_programme(
+        &self,
+        _req: Request<pb::GetPointsProgrammeRequest>,
+    ) -> Result<Response<pb::GetPointsProgrammeResponse>, Status> {
+        let stored = self.repo.get_programme().await.map_err(to_status)?;
+        Ok(Response::new(pb::GetPointsProgrammeResponse {
+            programme: Some(programme::programme_to_pb(stored)),
+        }))
+    }
+
+    async fn earn_points(
+        &self,
+        req: Request<pb::EarnPointsRequest>,
+    ) -> Result<Response<pb::EarnPointsResponse>, Status> {
+        let mut v = Violations::new();
+        let posting = programme::earning(req.get_ref(), &mut v);
+        let posting = validated(v, posting)?;
+        let (entry, balance) = self.post(posting).await?;
+        Ok(Response::new(pb::EarnPointsResponse {
+            entry: Some(entry),
+            balance,
         }))
     }
 }

@@ -14,7 +14,7 @@ use crate::identifier::CustomerId;
 use crate::loyalty::action::{ActionKind, ActionState, ContactChannel, Transition, sla_breached};
 use crate::loyalty::executor::{EventFilter, EventSlice, NewOutcome, Outcome};
 use crate::loyalty::guard::{Budget, FrequencyCap};
-use crate::loyalty::points::Entry;
+use crate::loyalty::points::{EarningRule, Entry, TierRule};
 use crate::money::Money;
 use crate::page::{Page, PageRequest};
 use crate::repo::Lookup;
@@ -202,6 +202,14 @@ pub enum PointsOp {
         /// What they were spent on.
         source_ref: Option<String>,
     },
+    /// Credit what transaction `transaction` worth `amount` earns under the points programme
+    /// (the customer's tier multiplier included), expiring after the programme's months.
+    Earn {
+        /// The transaction (the entry's source).
+        transaction: String,
+        /// What it was worth, positive.
+        amount: Money,
+    },
     /// Claw back up to `points` of transaction `source_ref` (no more than the balance; the
     /// rest is the shortfall).
     Reverse {
@@ -241,6 +249,36 @@ pub struct PointsBalance {
     pub balance: i64,
     /// The most recent entries, newest first.
     pub recent: Vec<Entry>,
+    /// The customer's tier now under the programme, if any.
+    #[serde(default)]
+    pub tier: Option<String>,
+}
+
+/// Longest tier name.
+pub const MAX_TIER_NAME_LEN: usize = 64;
+/// Most months before earned points expire.
+pub const MAX_EXPIRY_MONTHS: u32 = 120;
+
+/// The points programme: how transactions earn points, when points expire, the tiers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointsProgramme {
+    /// One rule per currency.
+    pub earning_rules: Vec<EarningRule>,
+    /// Earned points expire this many calendar months later; 0: never.
+    pub expiry_months: u32,
+    /// The tiers.
+    pub tiers: Vec<TierRule>,
+}
+
+/// The programme as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredProgramme {
+    /// The programme.
+    pub programme: PointsProgramme,
+    /// Bumped by every change, from 1.
+    pub version: i64,
+    /// When it was last set.
+    pub updated_at: DateTime<Utc>,
 }
 
 /// Storage of loyalty actions, campaigns and the points ledger.
@@ -320,6 +358,16 @@ pub trait LoyaltyRepo: Send + Sync {
     /// concurrent redemptions never take a balance below zero (`FailedPrecondition`
     /// `INSUFFICIENT_POINTS`).
     async fn post_points(&self, posting: PointsPosting) -> Result<Posted>;
+
+    /// Replaces the points programme. Idempotent by `req`.
+    async fn set_programme(
+        &self,
+        req: &RequestKey,
+        programme: PointsProgramme,
+    ) -> Result<StoredProgramme>;
+
+    /// The programme in force. `NotFound` before the first one is set.
+    async fn get_programme(&self) -> Result<StoredProgramme>;
 
     /// A customer's balance and their `recent` latest entries. `NotFound` for an unknown
     /// customer.
