@@ -25,6 +25,7 @@ mod m20261123_000010_surveys;
 mod m20261123_000011_customer_scores;
 mod m20261123_000012_loyalty;
 mod m20261124_000013_loyalty_rules;
+mod m20261124_000014_action_events;
 mod m20261124_000015_merged_into_partial_index;
 
 /// Every migration of cxhub, in the order they apply.
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000011_customer_scores::Migration),
             Box::new(m20261123_000012_loyalty::Migration),
             Box::new(m20261124_000013_loyalty_rules::Migration),
+            Box::new(m20261124_000014_action_events::Migration),
             Box::new(m20261124_000015_merged_into_partial_index::Migration),
         ]
     }

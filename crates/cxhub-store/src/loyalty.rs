@@ -26,14 +26,20 @@ use cxhub_domain::identifier::CustomerId;
 use cxhub_domain::loyalty::action::{
     self as act, ActionKind, ActionState, ContactChannel, Transition,
 };
+use cxhub_domain::loyalty::executor::{
+    ActionEvent, EventFilter, EventSlice, EventWithAction, NewOutcome, Outcome, OutcomeKind,
+    apply_outcome,
+};
 use cxhub_domain::loyalty::guard::{
     self, Budget, Candidate, ConsentSet, PrivacyStatus, consents_from_profile, eligibility,
 };
-use cxhub_domain::loyalty::points::{Entry, EntryKind, Ledger, PostOutcome};
+use cxhub_domain::loyalty::points::{
+    Entry, EntryKind, Ledger, PostOutcome, check_earning_rules, expiry_after_months, points_for,
+};
 use cxhub_domain::loyalty::repo::{
     Action, ActionFilter, ActionId, Campaign, CampaignId, DryRun, EventPass, ExpectedVersion,
     GuardConfig, LoyaltyRepo, NewAction, NewCampaign, PointsBalance, PointsOp, PointsPosting,
-    Posted, RulePatch, RuleRef, SweepReport,
+    PointsProgramme, Posted, RulePatch, RuleRef, StoredProgramme, SweepReport,
 };
 use cxhub_domain::loyalty::rule::{Rule, RuleSpec};
 use cxhub_domain::money::{Currency, Money};
@@ -104,6 +110,45 @@ impl LoyaltyRepo for Store {
         ))
     }
 
+    async fn report_outcome(
+        &self,
+        req: &RequestKey,
+        id: ActionId,
+        outcome: NewOutcome,
+    ) -> Result<Action> {
+        let backend = self.kind;
+        idempotent!(self, req, lock = begin_loyalty, |txn| report(
+            &txn,
+            backend,
+            &req.principal,
+            id,
+            outcome
+        ))
+    }
+
+    async fn read_action_events(
+        &self,
+        after: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> Result<EventSlice> {
+        snapshot!(self, |txn| read_events(&txn, after, filter, limit))
+    }
+
+    async fn prune_action_events(&self, before: DateTime<Utc>) -> Result<u64> {
+        let txn = self.begin_loyalty().await?;
+        match prune_events(&txn, before).await {
+            Ok(pruned) => {
+                txn.commit().await.db()?;
+                Ok(pruned)
+            }
+            Err(err) => {
+                rollback(txn).await;
+                Err(err)
+            }
+        }
+    }
+
     async fn create_campaign(&self, req: &RequestKey, campaign: NewCampaign) -> Result<Campaign> {
         idempotent!(self, req, lock = begin_loyalty, |txn| create_campaign(
             &txn, campaign
@@ -138,6 +183,24 @@ impl LoyaltyRepo for Store {
                 Err(err)
             }
         }
+    }
+
+    async fn set_programme(
+        &self,
+        req: &RequestKey,
+        programme: PointsProgramme,
+    ) -> Result<StoredProgramme> {
+        idempotent!(self, req, lock = begin_loyalty, |txn| set_programme(
+            &txn, programme
+        ))
+    }
+
+    async fn get_programme(&self) -> Result<StoredProgramme> {
+        snapshot!(self, |txn| async {
+            get_programme(&txn)
+                .await?
+                .ok_or_else(|| Error::not_found("points programme", "in force"))
+        })
     }
 
     async fn points_balance(&self, customer: CustomerId, recent: u32) -> Result<PointsBalance> {
@@ -399,8 +462,10 @@ pub(crate) async fn propose(
         created_at: now,
         updated_at: now,
         history: Vec::new(),
+        outcomes: Vec::new(),
     };
     insert_action(txn, &stored).await?;
+    append_event(txn, &stored, None, ActionState::Proposed, principal, now).await?;
     tracing::info!(action_id = %stored.id, customer_id = %stored.action.customer, kind = %stored.action.kind, "action proposed");
     Ok(stored)
 }
@@ -548,6 +613,7 @@ fn action_row(row: &QueryResult) -> Result<ActionRow> {
             created_at: get(row, "created_at")?,
             updated_at: get(row, "updated_at")?,
             history: Vec::new(),
+            outcomes: Vec::new(),
         },
         reserved_minor: get(row, "reserved_minor")?,
     })
@@ -567,11 +633,12 @@ fn parse_channel(s: &str) -> Result<ContactChannel> {
     .ok_or_else(|| corrupt(format!("unknown contact channel {s}")))
 }
 
-/// Loads the histories of `actions`, in one statement.
+/// Loads the histories and outcomes of `actions`, in one statement each.
 async fn with_history(conn: &impl ConnectionTrait, actions: &mut [Action]) -> Result<()> {
     if actions.is_empty() {
         return Ok(());
     }
+    with_outcomes(conn, actions).await?;
     let mut sql = Sql::new(
         conn.get_database_backend(),
         "SELECT action_id, from_state, to_state, principal, at FROM loyalty_action_transitions \
@@ -759,6 +826,7 @@ async fn transition(
         time(now),
     ]);
     txn.execute_raw(sql.build()).await.db()?;
+    append_event(txn, &action, Some(action.state), to, principal, now).await?;
     action.history.push(Transition {
         from: action.state,
         to,
@@ -822,6 +890,265 @@ async fn settle(
         return Err(corrupt(format!(
             "campaign {campaign} holds less reserved than an action of it"
         )));
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------------
+// Executors: the action event log and reported outcomes
+
+/// Appends the move of `action` from `from` into `to` to the event log, committed with `txn`.
+/// The position is taken from the log's one head row, which stays locked until `txn` ends: on
+/// PostgreSQL positions are thus handed out in commit order across replicas (the head row is
+/// the last lock a loyalty write takes, so no lock cycle can form around it).
+async fn append_event(
+    txn: &DatabaseTransaction,
+    action: &Action,
+    from: Option<ActionState>,
+    to: ActionState,
+    principal: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let db = txn.get_database_backend();
+    let row = txn
+        .query_one_raw(
+            Sql::new(
+                db,
+                "UPDATE loyalty_action_event_log SET head = head + 1 WHERE id = 1 RETURNING head",
+            )
+            .build(),
+        )
+        .await
+        .db()?
+        .ok_or_else(|| corrupt("loyalty_action_event_log has no row"))?;
+    let seq: i64 = get(&row, "head")?;
+    let mut sql = Sql::new(
+        db,
+        "INSERT INTO loyalty_action_events (seq, action_id, assignee_team, kind, channel, \
+         from_state, to_state, principal, occurred_at) VALUES ",
+    );
+    sql.tuple([
+        int(seq),
+        text(action.id.to_string()),
+        text(action.action.assignee_team.as_str()),
+        text(action.action.kind.to_string()),
+        text(action.action.channel.as_str()),
+        text_opt(from.map(ActionState::as_str)),
+        text(to.as_str()),
+        text(principal),
+        time(now),
+    ]);
+    txn.execute_raw(sql.build()).await.db()?;
+    Ok(())
+}
+
+/// Up to `limit` events after `after` that pass `filter`, with their actions, from one
+/// snapshot.
+async fn read_events(
+    conn: &impl ConnectionTrait,
+    after: i64,
+    filter: &EventFilter,
+    limit: u32,
+) -> Result<EventSlice> {
+    let db = conn.get_database_backend();
+    let bounds = conn
+        .query_one_raw(
+            Sql::new(
+                db,
+                "SELECT head, pruned_through FROM loyalty_action_event_log WHERE id = 1",
+            )
+            .build(),
+        )
+        .await
+        .db()?
+        .ok_or_else(|| corrupt("loyalty_action_event_log has no row"))?;
+    let head: i64 = get(&bounds, "head")?;
+    let horizon: i64 = get(&bounds, "pruned_through")?;
+    if limit == 0 || after >= head {
+        return Ok(EventSlice {
+            events: Vec::new(),
+            through: after.max(horizon).min(head),
+            horizon,
+            head,
+        });
+    }
+    let mut sql = Sql::new(
+        db,
+        "SELECT seq, action_id, from_state, to_state, principal, occurred_at \
+         FROM loyalty_action_events WHERE seq > ",
+    );
+    sql.bind(int(after))
+        .push(" AND seq <= ")
+        .bind(int(head))
+        .push(" AND assignee_team = ")
+        .bind(text(filter.team.as_str()))
+        .push(" AND to_state")
+        .in_texts(filter.states.iter().map(|s| s.as_str().to_owned()));
+    if !filter.channels.is_empty() {
+        sql.push(" AND channel")
+            .in_texts(filter.channels.iter().map(|c| c.as_str().to_owned()));
+    }
+    match (filter.kinds.is_empty(), filter.any_custom) {
+        (true, false) => {}
+        (true, true) => {
+            sql.push(" AND kind LIKE 'custom:%'");
+        }
+        (false, any_custom) => {
+            sql.push(" AND (kind")
+                .in_texts(filter.kinds.iter().map(ToString::to_string));
+            if any_custom {
+                sql.push(" OR kind LIKE 'custom:%'");
+            }
+            sql.push(")");
+        }
+    }
+    sql.push(" ORDER BY seq").limit(u64::from(limit));
+    let mut events = Vec::new();
+    for row in conn.query_all_raw(sql.build()).await.db()? {
+        let id: String = get(&row, "action_id")?;
+        let from: Option<String> = get(&row, "from_state")?;
+        let to: String = get(&row, "to_state")?;
+        events.push(ActionEvent {
+            seq: get(&row, "seq")?,
+            action_id: id.parse().map_err(corrupt)?,
+            from: from.map(|f| f.parse()).transpose().map_err(corrupt)?,
+            to: to.parse().map_err(corrupt)?,
+            principal: get(&row, "principal")?,
+            at: get(&row, "occurred_at")?,
+        });
+    }
+    let through = if events.len() == limit as usize {
+        events.last().map_or(head, |e| e.seq)
+    } else {
+        head
+    };
+    let mut actions = Vec::new();
+    if !events.is_empty() {
+        let ids: BTreeSet<String> = events.iter().map(|e| e.action_id.to_string()).collect();
+        let mut sql = Sql::new(
+            db,
+            &format!("SELECT {ACTION_COLUMNS} FROM loyalty_actions WHERE id"),
+        );
+        sql.in_texts(ids);
+        actions = conn
+            .query_all_raw(sql.build())
+            .await
+            .db()?
+            .iter()
+            .map(|row| action_row(row).map(|r| r.action))
+            .collect::<Result<Vec<_>>>()?;
+        with_history(conn, &mut actions).await?;
+    }
+    let events = events
+        .into_iter()
+        .filter_map(|event| {
+            let action = actions.iter().find(|a| a.id == event.action_id)?.clone();
+            Some(EventWithAction { event, action })
+        })
+        .collect();
+    Ok(EventSlice {
+        events,
+        through,
+        horizon,
+        head,
+    })
+}
+
+/// Deletes the events committed before `before` and moves the horizon past them.
+async fn prune_events(txn: &DatabaseTransaction, before: DateTime<Utc>) -> Result<u64> {
+    let db = txn.get_database_backend();
+    let mut sql = Sql::new(
+        db,
+        "SELECT MAX(seq) AS last FROM loyalty_action_events WHERE occurred_at < ",
+    );
+    sql.bind(time(before));
+    let last: Option<i64> = match txn.query_one_raw(sql.build()).await.db()? {
+        Some(row) => get(&row, "last")?,
+        None => None,
+    };
+    let Some(last) = last else {
+        return Ok(0);
+    };
+    let mut sql = Sql::new(db, "DELETE FROM loyalty_action_events WHERE seq <= ");
+    sql.bind(int(last));
+    let deleted = txn.execute_raw(sql.build()).await.db()?.rows_affected();
+    let mut sql = Sql::new(db, "UPDATE loyalty_action_event_log SET pruned_through = ");
+    sql.bind(int(last))
+        .push(" WHERE id = 1 AND pruned_through < ")
+        .bind(int(last));
+    txn.execute_raw(sql.build()).await.db()?;
+    Ok(deleted)
+}
+
+/// Records an executor's report on an action and makes the move it implies.
+async fn report(
+    txn: &DatabaseTransaction,
+    backend: Backend,
+    principal: &str,
+    id: ActionId,
+    outcome: NewOutcome,
+) -> Result<Action> {
+    let current = action_row_by_id(txn, id, true).await?.action;
+    let to = apply_outcome(current.state, outcome.kind)?;
+    let db = txn.get_database_backend();
+    let mut sql = Sql::new(
+        db,
+        "SELECT COUNT(*) AS n FROM loyalty_action_outcomes WHERE action_id = ",
+    );
+    sql.bind(text(id.to_string()));
+    let count: i64 = match txn.query_one_raw(sql.build()).await.db()? {
+        Some(row) => get(&row, "n")?,
+        None => 0,
+    };
+    let now = crate::now();
+    let mut sql = Sql::new(
+        db,
+        "INSERT INTO loyalty_action_outcomes (action_id, seq, outcome, reason, external_ref, \
+         note, principal, reported_at) VALUES ",
+    );
+    sql.tuple([
+        text(id.to_string()),
+        int(count + 1),
+        text(outcome.kind.as_str()),
+        text_opt(outcome.reason.clone()),
+        text_opt(outcome.external_ref.clone()),
+        text_opt(outcome.note.clone()),
+        text(principal),
+        time(now),
+    ]);
+    txn.execute_raw(sql.build()).await.db()?;
+    tracing::info!(action_id = %id, outcome = outcome.kind.as_str(), "action outcome reported");
+    match to {
+        Some(to) => transition(txn, backend, principal, id, to, None).await,
+        None => get_action(txn, id, false).await,
+    }
+}
+
+/// Loads the outcomes of `actions`, in one statement.
+async fn with_outcomes(conn: &impl ConnectionTrait, actions: &mut [Action]) -> Result<()> {
+    let mut sql = Sql::new(
+        conn.get_database_backend(),
+        "SELECT action_id, outcome, reason, external_ref, note, principal, reported_at \
+         FROM loyalty_action_outcomes WHERE action_id",
+    );
+    sql.in_texts(actions.iter().map(|a| a.id.to_string()))
+        .push(" ORDER BY action_id, seq");
+    for row in conn.query_all_raw(sql.build()).await.db()? {
+        let id: String = get(&row, "action_id")?;
+        let kind: String = get(&row, "outcome")?;
+        if let Some(a) = actions.iter_mut().find(|a| a.id.to_string() == id) {
+            a.outcomes.push(Outcome {
+                outcome: NewOutcome {
+                    kind: OutcomeKind::parse(&kind)
+                        .ok_or_else(|| corrupt(format!("unknown outcome {kind}")))?,
+                    reason: get(&row, "reason")?,
+                    external_ref: get(&row, "external_ref")?,
+                    note: get(&row, "note")?,
+                },
+                principal: get(&row, "principal")?,
+                at: get(&row, "reported_at")?,
+            });
+        }
     }
     Ok(())
 }
@@ -1065,9 +1392,53 @@ async fn post(
     }
     let customer = target.customer;
     lock_customer(txn, backend, customer).await?;
+    // A posting with the same request id may have committed while this one waited for the
+    // lock (on PostgreSQL every statement sees what committed before it): answer as it did.
+    if let Some((stored, posted)) = entry_by_request(txn, &posting.request_id).await? {
+        return replayed(posting, &fingerprint, &stored, posted).map(Some);
+    }
     let (mut ledger, _) = ledger_of(txn, customer).await?;
     let now = crate::now();
+    // Points that expired leave first, so that nothing below spends them.
+    let expiry_id = format!("expiry:{}", uuid::Uuid::now_v7());
+    if let Some(expiry) = ledger.plan_expiry(&expiry_id, customer, now) {
+        ledger.post(expiry.clone())?;
+        insert_entry(txn, &expiry, "expiry", ledger.balance(customer)).await?;
+        tracing::info!(customer_id = %customer, points = expiry.points, "points expired");
+    }
     let entry = match &posting.op {
+        PointsOp::Earn {
+            transaction,
+            amount,
+        } => {
+            let stored = get_programme(txn).await?.ok_or_else(|| {
+                Error::precondition(
+                    "NO_EARNING_RULE",
+                    "no points programme is set: transactions earn no points",
+                )
+            })?;
+            let programme = stored.programme;
+            let tier = ledger
+                .tier(&programme.tiers, customer, now)
+                .map(|t| t.name.as_str());
+            let points = points_for(&programme.earning_rules, *amount, tier)?;
+            if points <= 0 {
+                return Err(Error::precondition(
+                    "NO_POINTS_EARNED",
+                    format!("a transaction of {amount} earns less than one point"),
+                ));
+            }
+            Entry {
+                request_id: posting.request_id.clone(),
+                customer,
+                kind: EntryKind::Accrual,
+                points,
+                at: now,
+                source_ref: Some(transaction.clone()),
+                expires_at: expiry_after_months(now, programme.expiry_months),
+                shortfall: 0,
+            }
+        }
         PointsOp::Accrue {
             points,
             source_ref,
@@ -1102,6 +1473,21 @@ async fn post(
         PostOutcome::Duplicate => return Err(corrupt("a new request id posted as a duplicate")),
     }
     let balance = ledger.balance(customer);
+    if !insert_entry(txn, &entry, &fingerprint, balance).await? {
+        return Ok(None);
+    }
+    tracing::info!(customer_id = %customer, kind = entry_kind_text(entry.kind), points = entry.points, balance, "points posted");
+    Ok(Some(Posted { entry, balance }))
+}
+
+/// Writes `entry` with its legs and the balance after it. `false`: an entry with its request id
+/// exists already (a concurrent posting committed first).
+async fn insert_entry(
+    txn: &DatabaseTransaction,
+    entry: &Entry,
+    fingerprint: &str,
+    balance: i64,
+) -> Result<bool> {
     let id = uuid::Uuid::now_v7().to_string();
     let db = txn.get_database_backend();
     let mut sql = Sql::new(
@@ -1111,19 +1497,19 @@ async fn post(
     sql.tuple([
         text(id.as_str()),
         text(entry.request_id.as_str()),
-        text(fingerprint.as_str()),
-        text(customer.to_string()),
+        text(fingerprint),
+        text(entry.customer.to_string()),
         text(entry_kind_text(entry.kind)),
         int(entry.points),
         text_opt(entry.source_ref.clone()),
         time_opt(entry.expires_at),
         int(entry.shortfall),
         int(balance),
-        time(now),
+        time(entry.at),
     ])
     .push(" ON CONFLICT (request_id) DO NOTHING");
     if txn.execute_raw(sql.build()).await.db()?.rows_affected() != 1 {
-        return Ok(None);
+        return Ok(false);
     }
     let mut sql = Sql::new(
         db,
@@ -1141,8 +1527,60 @@ async fn post(
         sql.tuple([text(id.as_str()), text(account), int(leg.points)]);
     }
     txn.execute_raw(sql.build()).await.db()?;
-    tracing::info!(customer_id = %customer, kind = entry_kind_text(entry.kind), points = entry.points, balance, "points posted");
-    Ok(Some(Posted { entry, balance }))
+    Ok(true)
+}
+
+/// The programme in force, if one was set.
+async fn get_programme(conn: &impl ConnectionTrait) -> Result<Option<StoredProgramme>> {
+    let sql = Sql::new(
+        conn.get_database_backend(),
+        "SELECT version, programme_json, updated_at FROM loyalty_programme WHERE id = 1",
+    );
+    let Some(row) = conn.query_one_raw(sql.build()).await.db()? else {
+        return Ok(None);
+    };
+    let json: String = get(&row, "programme_json")?;
+    Ok(Some(StoredProgramme {
+        programme: serde_json::from_str(&json).map_err(corrupt)?,
+        version: get(&row, "version")?,
+        updated_at: get(&row, "updated_at")?,
+    }))
+}
+
+/// Replaces the programme (the one row of `loyalty_programme`), bumping its version.
+async fn set_programme(
+    txn: &DatabaseTransaction,
+    programme: PointsProgramme,
+) -> Result<StoredProgramme> {
+    check_earning_rules(&programme.earning_rules)?;
+    let db = txn.get_database_backend();
+    let version = get_programme(txn).await?.map_or(0, |p| p.version) + 1;
+    let now = crate::now();
+    let json = serde_json::to_string(&programme).map_err(corrupt)?;
+    let mut sql = Sql::new(
+        db,
+        "INSERT INTO loyalty_programme (id, version, programme_json, updated_at) VALUES ",
+    );
+    sql.tuple([int(1), int(version), text(json.as_str()), time(now)])
+        .push(" ON CONFLICT (id) DO UPDATE SET version = ")
+        .bind(int(version))
+        .push(", programme_json = ")
+        .bind(text(json.as_str()))
+        .push(", updated_at = ")
+        .bind(time(now))
+        .push(" WHERE loyalty_programme.version = ")
+        .bind(int(version - 1));
+    if txn.execute_raw(sql.build()).await.db()?.rows_affected() != 1 {
+        return Err(Error::aborted(
+            "CONCURRENT_UPDATE",
+            "the programme changed while it was being set: retry",
+        ));
+    }
+    Ok(StoredProgramme {
+        programme,
+        version,
+        updated_at: now,
+    })
 }
 
 async fn balance(
@@ -1159,10 +1597,23 @@ async fn balance(
         .take(recent as usize)
         .cloned()
         .collect();
+    let now = crate::now();
+    // Points expired but not yet posted as such (that happens at the next posting) are not
+    // part of what the customer has.
+    let expired = ledger
+        .plan_expiry("", customer, now)
+        .map_or(0, |e| e.points);
+    let tier = match get_programme(conn).await? {
+        Some(p) => ledger
+            .tier(&p.programme.tiers, customer, now)
+            .map(|t| t.name.clone()),
+        None => None,
+    };
     Ok(PointsBalance {
         customer,
-        balance: ledger.balance(customer),
+        balance: ledger.balance(customer) + expired,
         recent,
+        tier,
     })
 }
 

@@ -587,6 +587,15 @@ pub(crate) async fn erase(
     );
     in_set(&mut sql);
     txn.execute_raw(sql.build()).await.db()?;
+    // Executors' reports on them keep what happened, not their free-text reason and note.
+    let mut sql = Sql::new(
+        backend,
+        "UPDATE loyalty_action_outcomes SET reason = NULL, note = NULL WHERE action_id IN \
+         (SELECT id FROM loyalty_actions WHERE customer_id",
+    );
+    in_set(&mut sql);
+    sql.push(")");
+    txn.execute_raw(sql.build()).await.db()?;
 
     // Stored answers of earlier requests that hold the customers' ids or identifiers.
     let mut needles: Vec<String> = set_texts.clone();

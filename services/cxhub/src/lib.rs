@@ -631,6 +631,12 @@ async fn prune_changes(
             Ok(pruned) => tracing::info!(pruned, "change log pruned"),
             Err(err) => tracing::warn!(error = %err, "pruning the change log failed"),
         }
+        // The loyalty action event log (WatchActions) keeps events as long as the change log.
+        match cxhub_domain::loyalty::repo::LoyaltyRepo::prune_action_events(&store, cutoff).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "action event log pruned"),
+            Err(err) => tracing::warn!(error = %err, "pruning the action event log failed"),
+        }
     }
 }
 

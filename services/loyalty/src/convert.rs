@@ -130,7 +130,8 @@ pub fn state_to_pb(state: ActionState) -> pb::ActionState {
     }
 }
 
-fn channel(value: i32, field: &str, v: &mut Violations) -> Option<ContactChannel> {
+/// A contact channel (required).
+pub fn channel(value: i32, field: &str, v: &mut Violations) -> Option<ContactChannel> {
     use pb::ContactChannel as C;
     match C::try_from(value) {
         Ok(C::Email) => Some(ContactChannel::Email),
@@ -150,7 +151,8 @@ fn channel(value: i32, field: &str, v: &mut Violations) -> Option<ContactChannel
     }
 }
 
-fn channel_to_pb(channel: ContactChannel) -> pb::ContactChannel {
+/// The wire channel.
+pub fn channel_to_pb(channel: ContactChannel) -> pb::ContactChannel {
     use pb::ContactChannel as C;
     match channel {
         ContactChannel::Email => C::Email,
@@ -330,6 +332,11 @@ pub fn action_to_pb(a: Action, now: DateTime<Utc>) -> pb::Action {
                 principal: t.principal,
                 at: Some(ts(t.at)),
             })
+            .collect(),
+        outcomes: a
+            .outcomes
+            .into_iter()
+            .map(crate::executor::outcome_to_pb)
             .collect(),
     }
 }

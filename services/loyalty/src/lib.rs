@@ -4,6 +4,8 @@
 //! validates, the store applies the domain rules (`cxhub_domain::loyalty`) transactionally.
 
 pub mod convert;
+pub mod executor;
+pub mod programme;
 
 use std::sync::Arc;
 
@@ -23,6 +25,7 @@ use cxhub_proto::loyalty::v1::loyalty_action_service_server::{
 use cxhub_server::{
     Access, Limits, MethodAccess, ServiceRegistration, request_key, to_status, validated,
 };
+use executor::WatchConfig;
 use tonic::{Request, Response, Status};
 
 const READ: Access = Access::Scope("loyalty:read");
@@ -45,6 +48,14 @@ pub const METHODS: &[MethodAccess] = &[
     },
     MethodAccess {
         method: "TransitionAction",
+        access: WRITE,
+    },
+    MethodAccess {
+        method: "WatchActions",
+        access: READ,
+    },
+    MethodAccess {
+        method: "ReportActionOutcome",
         access: WRITE,
     },
     MethodAccess {
@@ -95,6 +106,18 @@ pub const METHODS: &[MethodAccess] = &[
         method: "RunRuleSweep",
         access: ADMIN,
     },
+    MethodAccess {
+        method: "SetPointsProgramme",
+        access: WRITE,
+    },
+    MethodAccess {
+        method: "GetPointsProgramme",
+        access: READ,
+    },
+    MethodAccess {
+        method: "EarnPoints",
+        access: WRITE,
+    },
 ];
 
 /// The service's name on the `--services` flag.
@@ -115,6 +138,7 @@ pub fn registration(repo: Arc<dyn LoyaltyRepo>, guard: GuardConfig) -> ServiceRe
         add: Box::new(move |routes, limits: &Limits| {
             routes.add_service(
                 LoyaltyActionServiceServer::new(Loyalty {
+                    watcher: executor::ActionWatcher::new(repo.clone(), WatchConfig::default()),
                     repo,
                     guard: Arc::new(guard),
                 })
@@ -129,6 +153,7 @@ pub fn registration(repo: Arc<dyn LoyaltyRepo>, guard: GuardConfig) -> ServiceRe
 pub struct Loyalty {
     repo: Arc<dyn LoyaltyRepo>,
     guard: Arc<GuardConfig>,
+    watcher: executor::ActionWatcher,
 }
 
 /// A ledger request id (same rules as every request id).
@@ -309,6 +334,43 @@ impl LoyaltyActionService for Loyalty {
         }))
     }
 
+    type WatchActionsStream = executor::ActionStream;
+
+    async fn watch_actions(
+        &self,
+        req: Request<pb::WatchActionsRequest>,
+    ) -> Result<Response<Self::WatchActionsStream>, Status> {
+        let stream = self.watcher.watch(req.get_ref()).await?;
+        Ok(Response::new(stream))
+    }
+
+    async fn report_action_outcome(
+        &self,
+        req: Request<pb::ReportActionOutcomeRequest>,
+    ) -> Result<Response<pb::ReportActionOutcomeResponse>, Status> {
+        let mut v = Violations::new();
+        let key = request_key(
+            &req,
+            SERVICE_NAME,
+            "ReportActionOutcome",
+            &req.get_ref().request_id,
+            |m| m.request_id.clear(),
+            &mut v,
+        );
+        let r = req.get_ref();
+        let id = v.check("action_id", r.action_id.parse());
+        let outcome = executor::new_outcome(r, &mut v);
+        let ((key, id), outcome) = validated(v, key.zip(id).zip(outcome))?;
+        let action = self
+            .repo
+            .report_outcome(&key, id, outcome)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ReportActionOutcomeResponse {
+            action: Some(convert::action_to_pb(action, now())),
+        }))
+    }
+
     async fn create_campaign(
         &self,
         req: Request<pb::CreateCampaignRequest>,
@@ -477,6 +539,7 @@ impl LoyaltyActionService for Loyalty {
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::GetPointsBalanceResponse {
+            tier: balance.tier.unwrap_or_default(),
             customer_id: balance.customer.to_string(),
             balance: balance.balance,
             entries: balance
@@ -718,6 +781,61 @@ impl LoyaltyActionService for Loyalty {
         };
         Ok(Response::new(pb::RunRuleSweepResponse {
             results: reports.into_iter().map(convert::sweep_to_pb).collect(),
+        }))
+    }
+
+    async fn set_points_programme(
+        &self,
+        req: Request<pb::SetPointsProgrammeRequest>,
+    ) -> Result<Response<pb::SetPointsProgrammeResponse>, Status> {
+        let mut v = Violations::new();
+        let key = request_key(
+            &req,
+            SERVICE_NAME,
+            "SetPointsProgramme",
+            &req.get_ref().request_id,
+            |m| m.request_id.clear(),
+            &mut v,
+        );
+        let programme = match &req.get_ref().programme {
+            Some(p) => programme::programme(p, &mut v),
+            None => {
+                v.add("programme", "required");
+                None
+            }
+        };
+        let (key, programme) = validated(v, key.zip(programme))?;
+        let stored = self
+            .repo
+            .set_programme(&key, programme)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::SetPointsProgrammeResponse {
+            programme: Some(programme::programme_to_pb(stored)),
+        }))
+    }
+
+    async fn get_points_programme(
+        &self,
+        _req: Request<pb::GetPointsProgrammeRequest>,
+    ) -> Result<Response<pb::GetPointsProgrammeResponse>, Status> {
+        let stored = self.repo.get_programme().await.map_err(to_status)?;
+        Ok(Response::new(pb::GetPointsProgrammeResponse {
+            programme: Some(programme::programme_to_pb(stored)),
+        }))
+    }
+
+    async fn earn_points(
+        &self,
+        req: Request<pb::EarnPointsRequest>,
+    ) -> Result<Response<pb::EarnPointsResponse>, Status> {
+        let mut v = Violations::new();
+        let posting = programme::earning(req.get_ref(), &mut v);
+        let posting = validated(v, posting)?;
+        let (entry, balance) = self.post(posting).await?;
+        Ok(Response::new(pb::EarnPointsResponse {
+            entry: Some(entry),
+            balance,
         }))
     }
 }

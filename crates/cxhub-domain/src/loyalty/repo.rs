@@ -12,8 +12,9 @@ use crate::id::uuid_id;
 use crate::idempotency::RequestKey;
 use crate::identifier::CustomerId;
 use crate::loyalty::action::{ActionKind, ActionState, ContactChannel, Transition, sla_breached};
+use crate::loyalty::executor::{EventFilter, EventSlice, NewOutcome, Outcome};
 use crate::loyalty::guard::{Budget, FrequencyCap};
-use crate::loyalty::points::Entry;
+use crate::loyalty::points::{EarningRule, Entry, TierRule};
 use crate::loyalty::rule::{
     ActionTemplate, Decision, Holdout, Rule, RuleLimits, RuleSpec, Trigger,
 };
@@ -94,6 +95,9 @@ pub struct Action {
     pub updated_at: DateTime<Utc>,
     /// Every move, oldest first.
     pub history: Vec<Transition>,
+    /// What its executors reported, oldest first.
+    #[serde(default)]
+    pub outcomes: Vec<Outcome>,
 }
 
 impl Action {
@@ -201,6 +205,14 @@ pub enum PointsOp {
         /// What they were spent on.
         source_ref: Option<String>,
     },
+    /// Credit what transaction `transaction` worth `amount` earns under the points programme
+    /// (the customer's tier multiplier included), expiring after the programme's months.
+    Earn {
+        /// The transaction (the entry's source).
+        transaction: String,
+        /// What it was worth, positive.
+        amount: Money,
+    },
     /// Claw back up to `points` of transaction `source_ref` (no more than the balance; the
     /// rest is the shortfall).
     Reverse {
@@ -240,6 +252,36 @@ pub struct PointsBalance {
     pub balance: i64,
     /// The most recent entries, newest first.
     pub recent: Vec<Entry>,
+    /// The customer's tier now under the programme, if any.
+    #[serde(default)]
+    pub tier: Option<String>,
+}
+
+/// Longest tier name.
+pub const MAX_TIER_NAME_LEN: usize = 64;
+/// Most months before earned points expire.
+pub const MAX_EXPIRY_MONTHS: u32 = 120;
+
+/// The points programme: how transactions earn points, when points expire, the tiers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointsProgramme {
+    /// One rule per currency.
+    pub earning_rules: Vec<EarningRule>,
+    /// Earned points expire this many calendar months later; 0: never.
+    pub expiry_months: u32,
+    /// The tiers.
+    pub tiers: Vec<TierRule>,
+}
+
+/// The programme as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredProgramme {
+    /// The programme.
+    pub programme: PointsProgramme,
+    /// Bumped by every change, from 1.
+    pub version: i64,
+    /// When it was last set.
+    pub updated_at: DateTime<Utc>,
 }
 
 /// Most customers one dry run scans.
@@ -394,6 +436,30 @@ pub trait LoyaltyRepo: Send + Sync {
         etag: Option<&str>,
     ) -> Result<Action>;
 
+    /// Records what an executor reports about an action and moves it accordingly (see
+    /// [`crate::loyalty::executor::apply_outcome`]; the budget effects are those of
+    /// [`LoyaltyRepo::transition_action`]), with `req.principal` as the reporter, in one
+    /// transaction. Errors: `NotFound`; `FailedPrecondition` `ILLEGAL_TRANSITION`.
+    async fn report_outcome(
+        &self,
+        req: &RequestKey,
+        id: ActionId,
+        outcome: NewOutcome,
+    ) -> Result<Action>;
+
+    /// Reads the action event log after position `after`: up to `limit` events that pass
+    /// `filter`, each with its action as it is now, and how far the read looked (see
+    /// [`EventSlice`]), from one snapshot.
+    async fn read_action_events(
+        &self,
+        after: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> Result<EventSlice>;
+
+    /// Prunes the action events committed before `before`; answers how many went.
+    async fn prune_action_events(&self, before: DateTime<Utc>) -> Result<u64>;
+
     /// Creates a campaign. `AlreadyExists` `CAMPAIGN_KEY_TAKEN`.
     async fn create_campaign(&self, req: &RequestKey, campaign: NewCampaign) -> Result<Campaign>;
 
@@ -406,6 +472,16 @@ pub trait LoyaltyRepo: Send + Sync {
     /// concurrent redemptions never take a balance below zero (`FailedPrecondition`
     /// `INSUFFICIENT_POINTS`).
     async fn post_points(&self, posting: PointsPosting) -> Result<Posted>;
+
+    /// Replaces the points programme. Idempotent by `req`.
+    async fn set_programme(
+        &self,
+        req: &RequestKey,
+        programme: PointsProgramme,
+    ) -> Result<StoredProgramme>;
+
+    /// The programme in force. `NotFound` before the first one is set.
+    async fn get_programme(&self) -> Result<StoredProgramme>;
 
     /// A customer's balance and their `recent` latest entries. `NotFound` for an unknown
     /// customer.
