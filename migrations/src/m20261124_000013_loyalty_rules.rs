@@ -276,7 +276,9 @@ impl MigrationTrait for Migration {
                     .table(LoyaltyRulePosition::Table)
                     .col(integer(LoyaltyRulePosition::Id).primary_key())
                     .col(big_integer(LoyaltyRulePosition::ChangeSeq))
-                    .col(timestamp_with_time_zone_null(LoyaltyRulePosition::ResponsesAt))
+                    .col(timestamp_with_time_zone_null(
+                        LoyaltyRulePosition::ResponsesAt,
+                    ))
                     .col(text_null(LoyaltyRulePosition::ResponsesId))
                     .to_owned(),
             )
