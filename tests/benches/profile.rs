@@ -63,6 +63,9 @@ use tonic::transport::Channel as GrpcChannel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
+mod support;
+use support::{Hub, serve_store};
+
 /// Records per `ingest` call while seeding.
 const BATCH: usize = 5_000;
 /// Calls in flight for the concurrent measurements.
@@ -633,55 +636,8 @@ async fn seed(
 // ------------------------------------------------------------------------------------------------
 // The hub
 
-struct Hub {
-    channel: GrpcChannel,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-async fn start_hub(url: &str, store: Store) -> Hub {
-    let args = cxhub::ServeArgs {
-        database_url: Some(url.to_owned()),
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..Default::default()
-    };
-    let settings = args.resolve().expect("settings");
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        cxhub::serve_on(&settings, store, listener, async move {
-            let _ = rx.await;
-        })
-        .await
-    });
-    let uri: tonic::transport::Uri = format!("http://{addr}").parse().unwrap();
-    let channel = loop {
-        if let Ok(c) = GrpcChannel::builder(uri.clone()).connect().await {
-            break c;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    Hub {
-        channel,
-        shutdown: Some(tx),
-        task,
-    }
-}
-
-impl Hub {
-    async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        let _ = self.task.await;
-    }
-
-    fn profile(&self) -> CustomerProfileServiceClient<GrpcChannel> {
-        CustomerProfileServiceClient::new(self.channel.clone())
-    }
+fn profile(hub: &Hub) -> CustomerProfileServiceClient<GrpcChannel> {
+    CustomerProfileServiceClient::new(hub.channel.clone())
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -800,7 +756,14 @@ async fn run(name: &str, url: &str, options: StoreOptions, sizes: &Sizes) {
     let count = ids.len() as u64;
 
     // 2. Reads against the empty RPC, on one server.
-    let hub = start_hub(url, store.clone()).await;
+    let hub = serve_store(
+        cxhub::ServeArgs {
+            database_url: Some(url.to_owned()),
+            ..Default::default()
+        },
+        store.clone(),
+    )
+    .await;
     let seconds = sizes.seconds;
     let health = HealthClient::new(hub.channel.clone());
     let empty = measure(
@@ -823,7 +786,7 @@ async fn run(name: &str, url: &str, options: StoreOptions, sizes: &Sizes) {
         line("empty RPC (Health/Check) ×16", &empty)
     );
 
-    let client = hub.profile();
+    let client = profile(&hub);
     let c360 = {
         let (client, ids) = (client.clone(), ids.clone());
         measure(

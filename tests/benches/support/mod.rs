@@ -71,14 +71,23 @@ pub struct Hub {
 pub async fn start_hub(url: &str, options: StoreOptions, services: &[&str]) -> Hub {
     let args = cxhub::ServeArgs {
         database_url: Some(url.to_owned()),
-        listen: Some("127.0.0.1:0".parse().unwrap()),
         services: Some(services.iter().map(|s| (*s).to_owned()).collect()),
         max_message_bytes: Some(64 * 1024 * 1024),
         request_timeout: Some(Duration::from_secs(600)),
         ..Default::default()
     };
-    let settings = args.resolve().expect("settings");
     let store = cxhub::open_store(url, options).await.expect("store");
+    serve_store(args, store).await
+}
+
+/// Serves `store` with the settings of `args` on a free local port (whatever `args.listen`
+/// says), in this process.
+pub async fn serve_store(args: cxhub::ServeArgs, store: cxhub_store::Store) -> Hub {
+    let args = cxhub::ServeArgs {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..args
+    };
+    let settings = args.resolve().expect("settings");
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .unwrap();
