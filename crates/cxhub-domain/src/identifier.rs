@@ -383,14 +383,13 @@ fn is_international(number: &str) -> bool {
 /// An extension (`… ext. 12`) is dropped: E.164 has none.
 pub fn normalise_phone(raw: &str, default_region: &str) -> Result<Identifier, IdentifierProblem> {
     let normalised = e164(&parse_phone(raw, default_region)?);
-    // Letters are read as keypad digits (`1-800-FLOWERS`), and the library can then accept a
-    // number whose E.164 form it no longer accepts (`007T40 0000 000` became `+78400000000`,
-    // itself invalid). An identifier must read back as itself, so such numbers are refused.
-    if raw.chars().any(|c| c.is_alphabetic()) {
-        match phonenumber::parse(None, &normalised) {
-            Ok(again) if again.is_valid() && e164(&again) == normalised => {}
-            _ => return Err(IdentifierProblem::InvalidPhone),
-        }
+    // The library can accept a number whose E.164 form it no longer accepts: letters read as
+    // keypad digits (`007T40 0000 000` became `+78400000000`, itself invalid), or a region's
+    // international prefix (`007831 0000000` in GB became `+78310000000`, also invalid). An
+    // identifier must read back as itself in any region, so such numbers are refused.
+    match phonenumber::parse(None, &normalised) {
+        Ok(again) if again.is_valid() && e164(&again) == normalised => {}
+        _ => return Err(IdentifierProblem::InvalidPhone),
     }
     Ok(Identifier::Phone(normalised))
 }
@@ -1630,6 +1629,12 @@ mod tests {
         // form is invalid.
         assert_eq!(
             normalise_phone("007T40 0000 000 ", "PT"),
+            Err(IdentifierProblem::InvalidPhone)
+        );
+        // Found by the idempotency property: GB's 00 prefix let the library accept a Russian
+        // number whose E.164 form it then refuses.
+        assert_eq!(
+            normalise_phone("007831 0000000 ", "GB"),
             Err(IdentifierProblem::InvalidPhone)
         );
     }
