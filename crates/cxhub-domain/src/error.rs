@@ -25,6 +25,23 @@ impl Violations {
     }
 
     /// Records that `field` is invalid because of `description`.
+    /// Checks a required message field: `check(value, self)` when it is present, else the
+    /// violation "`field`: required" and `None`.
+    pub fn required<'a, T, U>(
+        &mut self,
+        value: Option<&'a T>,
+        field: &str,
+        check: impl FnOnce(&'a T, &mut Self) -> Option<U>,
+    ) -> Option<U> {
+        match value {
+            Some(value) => check(value, self),
+            None => {
+                self.add(field, "required");
+                None
+            }
+        }
+    }
+
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
         self.0.push(FieldViolation {
             field: field.into(),

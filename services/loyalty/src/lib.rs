@@ -224,13 +224,9 @@ impl LoyaltyActionService for Loyalty {
             |m| m.request_id.clear(),
             &mut v,
         );
-        let action = match &req.get_ref().action {
-            Some(a) => convert::new_action(a, "action", &mut v),
-            None => {
-                v.add("action", "required");
-                None
-            }
-        };
+        let action = v.required(req.get_ref().action.as_ref(), "action", |a, v| {
+            convert::new_action(a, "action", v)
+        });
         let (key, action) = validated(v, key.zip(action))?;
         let proposed = self
             .repo
@@ -384,13 +380,9 @@ impl LoyaltyActionService for Loyalty {
             |m| m.request_id.clear(),
             &mut v,
         );
-        let campaign = match &req.get_ref().campaign {
-            Some(c) => convert::new_campaign(c, &mut v),
-            None => {
-                v.add("campaign", "required");
-                None
-            }
-        };
+        let campaign = v.required(req.get_ref().campaign.as_ref(), "campaign", |c, v| {
+            convert::new_campaign(c, v)
+        });
         let (key, campaign) = validated(v, key.zip(campaign))?;
         let created = self
             .repo
@@ -563,14 +555,9 @@ impl LoyaltyActionService for Loyalty {
             |m| m.request_id.clear(),
             &mut v,
         );
-        let rule = match &req.get_ref().rule {
-            Some(r) => convert::rule_id(&r.id, "rule.id", &mut v)
-                .zip(convert::rule_spec(r, "rule", &mut v)),
-            None => {
-                v.add("rule", "required");
-                None
-            }
-        };
+        let rule = v.required(req.get_ref().rule.as_ref(), "rule", |r, v| {
+            convert::rule_id(&r.id, "rule.id", v).zip(convert::rule_spec(r, "rule", v))
+        });
         let (key, (id, spec)) = validated(v, key.zip(rule))?;
         let created = self
             .repo
@@ -597,14 +584,9 @@ impl LoyaltyActionService for Loyalty {
         );
         let r = req.get_ref();
         let mask: &[String] = r.update_mask.as_ref().map_or(&[], |m| m.paths.as_slice());
-        let rule = match &r.rule {
-            Some(rule) => convert::rule_id(&rule.id, "rule.id", &mut v)
-                .zip(convert::rule_patch(rule, mask, "rule", &mut v)),
-            None => {
-                v.add("rule", "required");
-                None
-            }
-        };
+        let rule = v.required(r.rule.as_ref(), "rule", |rule, v| {
+            convert::rule_id(&rule.id, "rule.id", v).zip(convert::rule_patch(rule, mask, "rule", v))
+        });
         let expected_version = match r.expected_version {
             0 => Some(None),
             n if n > 0 => Some(Some(n)),
@@ -797,13 +779,9 @@ impl LoyaltyActionService for Loyalty {
             |m| m.request_id.clear(),
             &mut v,
         );
-        let programme = match &req.get_ref().programme {
-            Some(p) => programme::programme(p, &mut v),
-            None => {
-                v.add("programme", "required");
-                None
-            }
-        };
+        let programme = v.required(req.get_ref().programme.as_ref(), "programme", |p, v| {
+            programme::programme(p, v)
+        });
         let (key, programme) = validated(v, key.zip(programme))?;
         let stored = self
             .repo

@@ -249,13 +249,9 @@ impl ScoringService for Scoring {
             |m| m.request_id.clear(),
             &mut v,
         );
-        let survey = match &req.get_ref().survey {
-            Some(s) => convert::new_survey(s, "survey", &mut v),
-            None => {
-                v.add("survey", "required");
-                None
-            }
-        };
+        let survey = v.required(req.get_ref().survey.as_ref(), "survey", |s, v| {
+            convert::new_survey(s, "survey", v)
+        });
         let (key, survey) = validated(v, key.zip(survey))?;
         let created = self
             .surveys

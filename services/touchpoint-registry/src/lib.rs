@@ -224,13 +224,9 @@ impl TouchpointRegistryService for TouchpointRegistry {
             |m| m.request_id.clear(),
             &mut v,
         );
-        let item = match &req.get_ref().touchpoint {
-            Some(t) => convert::new_touchpoint(t, "touchpoint", &mut v),
-            None => {
-                v.add("touchpoint", "required");
-                None
-            }
-        };
+        let item = v.required(req.get_ref().touchpoint.as_ref(), "touchpoint", |t, v| {
+            convert::new_touchpoint(t, "touchpoint", v)
+        });
         let (key, item) = validated(v, key.zip(item))?;
         let created = self
             .repo
@@ -487,13 +483,9 @@ impl TouchpointRegistryService for TouchpointRegistry {
             |m| m.request_id.clear(),
             &mut v,
         );
-        let item = match &req.get_ref().journey {
-            Some(j) => convert::new_journey(j, "journey", &mut v),
-            None => {
-                v.add("journey", "required");
-                None
-            }
-        };
+        let item = v.required(req.get_ref().journey.as_ref(), "journey", |j, v| {
+            convert::new_journey(j, "journey", v)
+        });
         let (key, item) = validated(v, key.zip(item))?;
         let created = self
             .repo
