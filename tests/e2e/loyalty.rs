@@ -636,7 +636,10 @@ async fn concurrent_approvals_never_overspend_a_budget() {
 
 /// A second hub, as a second process would be: its own store (own pools) over the database of
 /// the first.
-async fn second_hub(hub: &TestHub, marker: &str) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+pub(crate) async fn second_hub(
+    hub: &TestHub,
+    marker: &str,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let args = cxhub::ServeArgs {
         database_url: Some(hub.settings.database_url.clone()),
         listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
@@ -665,7 +668,7 @@ async fn second_hub(hub: &TestHub, marker: &str) -> (SocketAddr, tokio::task::Jo
 
 /// The PostgreSQL schema of the hub's store (`None` on SQLite), found through the campaign
 /// with `marker` as its key, which the test wrote.
-async fn current_schema(marker: &str) -> Option<String> {
+pub(crate) async fn current_schema(marker: &str) -> Option<String> {
     use sea_orm::ConnectionTrait;
     let url = std::env::var("CXHUB_TEST_POSTGRES_URL").ok()?;
     let db = sea_orm::Database::connect(url.as_str())

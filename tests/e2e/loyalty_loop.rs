@@ -10,7 +10,6 @@
 //! them. Every validation refusal and the scopes.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use cxhub_domain::loyalty::repo::LoyaltyRepo;
@@ -307,70 +306,15 @@ async fn executors_stream_their_approved_actions_and_resume_exactly_once() {
 }
 
 /// A second hub, as a second process (or a restarted one) would be: its own store over the
-/// database of the first.
+/// database of the first (see [`crate::loyalty::second_hub`]), and a channel to it.
 async fn second_hub(hub: &TestHub, marker: &str) -> (Channel, tokio::task::JoinHandle<()>) {
-    let args = cxhub::ServeArgs {
-        database_url: Some(hub.settings.database_url.clone()),
-        listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-        ..Default::default()
-    };
-    let settings = args.resolve().expect("settings");
-    let store = cxhub::open_store(
-        &hub.settings.database_url,
-        cxhub_store::StoreOptions {
-            schema: current_schema(marker).await,
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("second store");
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(async move {
-        let _ = cxhub::serve_on(&settings, store, listener, std::future::pending()).await;
-    });
+    let (addr, task) = crate::loyalty::second_hub(hub, marker).await;
     let channel = Channel::from_shared(format!("http://{addr}"))
         .expect("uri")
         .connect()
         .await
         .expect("second hub");
     (channel, task)
-}
-
-/// The PostgreSQL schema of the hub's store (`None` on SQLite), found through the campaign
-/// with `marker` as its key, which the test wrote.
-async fn current_schema(marker: &str) -> Option<String> {
-    use sea_orm::ConnectionTrait;
-    let url = std::env::var("CXHUB_TEST_POSTGRES_URL").ok()?;
-    let db = sea_orm::Database::connect(url.as_str())
-        .await
-        .expect("connect");
-    let rows = db
-        .query_all_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SELECT table_schema FROM information_schema.tables WHERE table_name = 'loyalty_campaigns'",
-        ))
-        .await
-        .expect("schemas");
-    let mut found = Vec::new();
-    for row in rows {
-        let schema: String = row.try_get("", "table_schema").expect("schema");
-        let probe = db
-            .query_one_raw(sea_orm::Statement::from_string(
-                sea_orm::DbBackend::Postgres,
-                format!("SELECT 1 AS x FROM \"{schema}\".loyalty_campaigns WHERE key = '{marker}'"),
-            ))
-            .await
-            .ok()
-            .flatten();
-        if probe.is_some() {
-            found.push(schema);
-        }
-    }
-    assert_eq!(found.len(), 1, "one schema holds {marker}: {found:?}");
-    found.pop()
 }
 
 /// The action ids of `events`, checking that their positions strictly increase.
@@ -1174,7 +1118,7 @@ async fn expired_points_leave_the_balance_oldest_first_before_anything_spends_th
 
     // A year goes by for the first order's points: its stored expiry is moved to the past.
     let mut options = sea_orm::ConnectOptions::new(hub.settings.database_url.clone());
-    if let Some(schema) = current_schema(&marker).await {
+    if let Some(schema) = crate::loyalty::current_schema(&marker).await {
         options.set_schema_search_path(schema);
     }
     let db = sea_orm::Database::connect(options).await.expect("raw db");
