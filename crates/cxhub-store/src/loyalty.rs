@@ -258,6 +258,15 @@ impl LoyaltyRepo for Store {
     async fn follow_rule_events(&self, guard: &GuardConfig, max: u32) -> Result<EventPass> {
         self.follow_rule_events_impl(guard, max).await
     }
+
+    async fn rule_effect_data(
+        &self,
+        id: &Key,
+        version: Option<i64>,
+        as_of: DateTime<Utc>,
+    ) -> Result<cxhub_domain::loyalty::effect::EffectData> {
+        self.rule_effect_data_impl(id, version, as_of).await
+    }
 }
 
 impl Store {

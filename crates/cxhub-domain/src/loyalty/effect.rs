@@ -700,6 +700,8 @@ pub fn effect_report(data: &EffectData, params: &EffectParams) -> EffectReport {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     macro_rules! assert_close {
@@ -821,23 +823,25 @@ mod tests {
     fn groups_windows_and_cost() {
         use ActionState as S;
         use TargetOutcome as T;
-        let mut data = EffectData::default();
         // 1, 2: treated and buying; 3: cancelled (intent to treat only), buys; 4: blocked, no
         // purchase; 5, 6: control, 5 buys once; 7: control, later treated (crossed over);
         // 8: targeted too late for its window to close; 9: erased.
-        data.targets = vec![
-            record(1, T::Proposed, 0, Some(S::Redeemed)),
-            record(2, T::Proposed, 0, Some(S::Sent)),
-            record(3, T::Proposed, 0, Some(S::Cancelled)),
-            record(4, T::Blocked, 0, None),
-            record(5, T::HeldOut, 0, None),
-            record(6, T::HeldOut, 0, None),
-            record(7, T::HeldOut, 0, None),
-            record(7, T::Proposed, 5, Some(S::Proposed)),
-            record(8, T::Proposed, 50, Some(S::Proposed)),
-            record(9, T::Proposed, 0, Some(S::Redeemed)),
-            record(1, T::Proposed, 100, Some(S::Proposed)), // after as_of: ignored
-        ];
+        let mut data = EffectData {
+            targets: vec![
+                record(1, T::Proposed, 0, Some(S::Redeemed)),
+                record(2, T::Proposed, 0, Some(S::Sent)),
+                record(3, T::Proposed, 0, Some(S::Cancelled)),
+                record(4, T::Blocked, 0, None),
+                record(5, T::HeldOut, 0, None),
+                record(6, T::HeldOut, 0, None),
+                record(7, T::HeldOut, 0, None),
+                record(7, T::Proposed, 5, Some(S::Proposed)),
+                record(8, T::Proposed, 50, Some(S::Proposed)),
+                record(9, T::Proposed, 0, Some(S::Redeemed)),
+                record(1, T::Proposed, 100, Some(S::Proposed)), // after as_of: ignored
+            ],
+            ..EffectData::default()
+        };
         let order = |day: i64, minor: i64| DatedOrder {
             at: at(day),
             amount: Money::new(minor, eur()),
