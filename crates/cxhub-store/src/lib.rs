@@ -26,12 +26,14 @@ mod idempotency;
 mod interactions;
 mod journeys;
 mod loyalty;
+mod loyalty_effect;
 mod loyalty_rules;
 mod privacy;
 mod repo;
 mod scoring;
 mod sql;
 mod store;
+mod tcp_nodelay;
 mod touchpoints;
 
 use chrono::{DateTime, SubsecRound, Utc};
