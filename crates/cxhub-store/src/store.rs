@@ -863,7 +863,11 @@ mod tests {
             open.push(txn);
         }
         let sockets = crate::tcp_nodelay::sockets_to(port).unwrap();
-        assert!(sockets.len() >= 3, "{} sockets to port {port}", sockets.len());
+        assert!(
+            sockets.len() >= 3,
+            "{} sockets to port {port}",
+            sockets.len()
+        );
         for socket in &sockets {
             assert!(socket2::SockRef::from(socket).tcp_nodelay().unwrap());
         }

@@ -48,7 +48,11 @@ pub(crate) fn sockets_to(port: u16) -> std::io::Result<Vec<std::os::fd::OwnedFd>
         let Ok(target) = std::fs::read_link(entry.path()) else {
             continue;
         };
-        if !target.as_os_str().as_encoded_bytes().starts_with(b"socket:") {
+        if !target
+            .as_os_str()
+            .as_encoded_bytes()
+            .starts_with(b"socket:")
+        {
             continue;
         }
         let Some(raw) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
@@ -78,7 +82,10 @@ mod tests {
         let port = listener.local_addr().expect("address").port();
         let client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
         let (accepted, _) = listener.accept().expect("accept");
-        assert!(!client.nodelay().expect("read option"), "the default is off");
+        assert!(
+            !client.nodelay().expect("read option"),
+            "the default is off"
+        );
 
         assert_eq!(set_on_sockets_to(port).expect("set"), 1);
         assert!(client.nodelay().expect("read option"));
