@@ -769,6 +769,7 @@ async fn rule_scopes_guard_reads_and_writes() {
 async fn sweep(c: &mut Client, rule_id: &str) -> Result<Vec<pb::RuleSweepResult>, tonic::Status> {
     c.run_rule_sweep(pb::RunRuleSweepRequest {
         rule_id: rule_id.to_owned(),
+        ..Default::default()
     })
     .await
     .map(|r| r.into_inner().results)

@@ -847,9 +847,27 @@ async fn cap_histories(
     Ok(out)
 }
 
+/// `rows` cut into pieces of at most `columns`' statement size whose lengths are powers of two
+/// (450 rows: 256, 128, 64 and 2), so that the multi-row statements of batches of any size
+/// repeat a few texts, each prepared once per connection and reused (a statement of a new
+/// length costs a parse and plan of thousands of placeholders on either backend).
+pub(crate) fn statement_chunks<T>(rows: &[T], columns: usize) -> Vec<&[T]> {
+    let most = crate::rows_per_statement(columns).max(1);
+    let most = 1usize << most.ilog2();
+    let mut out = Vec::new();
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let n = most.min(1usize << rest.len().ilog2());
+        let (head, tail) = rest.split_at(n);
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
+
 /// Inserts `actions` with multi-row statements.
 async fn insert_actions(txn: &DatabaseTransaction, actions: &[Action]) -> Result<()> {
-    for chunk in actions.chunks(crate::rows_per_statement(18)) {
+    for chunk in statement_chunks(actions, 18) {
         let mut sql = Sql::new(
             txn.get_database_backend(),
             &format!("INSERT INTO loyalty_actions ({ACTION_COLUMNS}) VALUES "),
@@ -1241,7 +1259,7 @@ async fn append_events(
         .ok_or_else(|| corrupt("loyalty_action_event_log has no row"))?;
     let head: i64 = get(&row, "head")?;
     let mut seq = head - n;
-    for chunk in moves.chunks(crate::rows_per_statement(9)) {
+    for chunk in statement_chunks(moves, 9) {
         let mut sql = Sql::new(
             db,
             "INSERT INTO loyalty_action_events (seq, action_id, assignee_team, kind, channel, \

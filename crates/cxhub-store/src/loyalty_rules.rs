@@ -1309,7 +1309,7 @@ async fn record_targets(
     now: DateTime<Utc>,
     rows: &[TargetRow<'_>],
 ) -> Result<()> {
-    for chunk in rows.chunks(crate::rows_per_statement(8)) {
+    for chunk in crate::loyalty::statement_chunks(rows, 8) {
         let mut sql = Sql::new(
             txn.get_database_backend(),
             "INSERT INTO loyalty_rule_targets (rule_id, rule_version, customer_id, run, \
