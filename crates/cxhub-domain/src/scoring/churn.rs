@@ -131,6 +131,109 @@ impl Coefficients {
     };
 }
 
+/// The number of coefficients of the model: the intercept and one per feature
+/// ([`feature_values`]).
+pub const COEFFICIENTS: usize = 13;
+
+/// The names of the coefficients, in the order of [`Coefficients::to_array`] (the intercept,
+/// then the features in the order of [`feature_values`]).
+pub const COEFFICIENT_NAMES: [&str; COEFFICIENTS] = [
+    "intercept",
+    "overdue",
+    "no_purchase",
+    "frequency",
+    "spend_trend",
+    "negative",
+    "advocate",
+    "open_case",
+    "failed_payment",
+    "downgrade",
+    "cancellation",
+    "late_delivery",
+    "return",
+];
+
+impl Coefficients {
+    /// The coefficients in the order of [`COEFFICIENT_NAMES`].
+    pub fn to_array(&self) -> [f64; COEFFICIENTS] {
+        [
+            self.intercept,
+            self.overdue,
+            self.no_purchase,
+            self.frequency,
+            self.spend_trend,
+            self.negative,
+            self.advocate,
+            self.open_case,
+            self.failed_payment,
+            self.downgrade,
+            self.cancellation,
+            self.late_delivery,
+            self.r#return,
+        ]
+    }
+
+    /// The coefficients from the order of [`COEFFICIENT_NAMES`].
+    pub fn from_array(v: [f64; COEFFICIENTS]) -> Coefficients {
+        Coefficients {
+            intercept: v[0],
+            overdue: v[1],
+            no_purchase: v[2],
+            frequency: v[3],
+            spend_trend: v[4],
+            negative: v[5],
+            advocate: v[6],
+            open_case: v[7],
+            failed_payment: v[8],
+            downgrade: v[9],
+            cancellation: v[10],
+            late_delivery: v[11],
+            r#return: v[12],
+        }
+    }
+}
+
+/// The value of each feature for `inputs`, in the order of [`COEFFICIENT_NAMES`] after the
+/// intercept (whose value is always 1): a customer's log-odds are the intercept plus the dot
+/// product of these with the feature coefficients, and each non-zero term is one
+/// [`Contribution`] of [`churn_score`]. Counts are capped as the module documentation says.
+pub fn feature_values(inputs: &ChurnInputs, config: &ChurnConfig) -> [f64; COEFFICIENTS - 1] {
+    let counted = |n: u32, cap: u32| f64::from(n.min(cap));
+    let (overdue, no_purchase) = match inputs.days_since_last_purchase {
+        None => (0.0, 1.0),
+        Some(days) => {
+            let usual = match inputs.usual_interval_days {
+                Some(usual) if usual > 0.0 => usual,
+                _ => config.default_interval_days,
+            };
+            let ratio = days.max(0) as f64 / usual;
+            (if ratio > 1.0 { ratio.ln() } else { 0.0 }, 0.0)
+        }
+    };
+    let frequency = f64::from(inputs.purchase_occasions).ln_1p();
+    let fall =
+        if inputs.spend_before_minor > 0 && inputs.spend_recent_minor < inputs.spend_before_minor {
+            1.0 - inputs.spend_recent_minor.max(0) as f64 / inputs.spend_before_minor as f64
+        } else {
+            0.0
+        };
+    let is = |c: CustomerCategory| if inputs.category == c { 1.0 } else { 0.0 };
+    [
+        overdue,
+        no_purchase,
+        frequency,
+        fall,
+        is(CustomerCategory::Negative),
+        is(CustomerCategory::Advocate),
+        counted(inputs.open_cases, 3),
+        counted(inputs.failed_payments, 3),
+        counted(inputs.downgrades, 2),
+        counted(inputs.cancellations, 2),
+        counted(inputs.late_deliveries, 3),
+        counted(inputs.returns, 3),
+    ]
+}
+
 impl Default for Coefficients {
     fn default() -> Self {
         Self::DEFAULT
@@ -586,6 +689,51 @@ mod tests {
         assert_eq!(last.factor, ChurnFactor::Category);
         assert!((last.contribution + 0.7).abs() < 1e-12);
         assert!(s.top_reasons(5).all(|c| c.contribution > 0.0));
+    }
+
+    #[test]
+    fn feature_values_times_coefficients_are_the_contributions() {
+        let config = ChurnConfig {
+            coefficients: Coefficients::from_array([
+                -1.1, 0.9, 0.4, -0.3, 0.7, 1.2, -0.5, 0.45, 0.8, 0.65, 1.4, 0.35, 0.2,
+            ]),
+            ..ChurnConfig::default()
+        };
+        let orders: Vec<(DateTime<Utc>, i64)> =
+            (0..5).map(|i| (day(20 * i), 4_000 - 500 * i)).collect();
+        let cases = [
+            ChurnInputs::from_orders(&orders, day(200), &config),
+            quiet(),
+            ChurnInputs {
+                category: CustomerCategory::Negative,
+                open_cases: 5,
+                failed_payments: 2,
+                downgrades: 3,
+                cancellations: 1,
+                late_deliveries: 4,
+                returns: 1,
+                ..ChurnInputs::from_orders(&orders[..1], day(130), &config)
+            },
+            ChurnInputs {
+                category: CustomerCategory::Advocate,
+                ..ChurnInputs::from_orders(&orders, day(85), &config)
+            },
+        ];
+        let k = config.coefficients.to_array();
+        assert_eq!(Coefficients::from_array(k), config.coefficients);
+        for inputs in &cases {
+            let s = churn_score(inputs, &config);
+            let x = feature_values(inputs, &config);
+            let logit: f64 = k[0] + x.iter().zip(&k[1..]).map(|(x, k)| x * k).sum::<f64>();
+            let from_parts =
+                s.intercept + s.contributions.iter().map(|c| c.contribution).sum::<f64>();
+            assert!(
+                (logit - from_parts).abs() < 1e-12,
+                "{inputs:?}: {logit} vs {from_parts}"
+            );
+            let nonzero = x.iter().filter(|v| **v != 0.0).count();
+            assert_eq!(nonzero, s.contributions.len(), "{inputs:?}");
+        }
     }
 
     #[test]
