@@ -9,6 +9,7 @@
 
 pub mod category;
 pub mod churn;
+pub mod churn_fit;
 pub mod clv;
 pub mod metrics;
 pub mod rfm;
