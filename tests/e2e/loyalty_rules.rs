@@ -979,27 +979,36 @@ async fn answer_nps(hub: &TestHub, response_id: &str, customer: &str, value: i32
     );
 }
 
-#[tokio::test]
-async fn a_detractor_answer_triggers_the_follow_up_rule_once() {
-    use cxhub_domain::loyalty::repo::{GuardConfig, LoyaltyRepo};
-    // This test drives the follower pass by pass: the hub's own follower stays off.
+/// A hub with the demo registry whose rule follower stays off: the test drives it pass by pass.
+async fn follower_hub() -> (TestHub, Client) {
     let hub = TestHub::builder()
         .demo()
         .loyalty_rule_tasks(false)
         .start()
         .await;
-    let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
+    let c = LoyaltyActionServiceClient::new(hub.channel().await);
+    (hub, c)
+}
+
+/// One pass of the rule follower with the default guard rails.
+async fn follow(hub: &TestHub) -> cxhub_domain::loyalty::repo::EventPass {
+    use cxhub_domain::loyalty::repo::{GuardConfig, LoyaltyRepo};
+    hub.store
+        .follow_rule_events(&GuardConfig::default(), 1000)
+        .await
+        .expect("followed")
+}
+
+#[tokio::test]
+async fn a_detractor_answer_triggers_the_follow_up_rule_once() {
+    // This test drives the follower pass by pass: the hub's own follower stays off.
+    let (hub, mut c) = follower_hub().await;
     let ana = customer(&hub, "ana", false).await;
     let bob = customer(&hub, "bob", false).await;
-    let guard = GuardConfig::default();
 
     // Nothing to follow yet; a disabled rule does not act.
     answer_nps(&hub, "r-ana-1", &ana, 3).await;
-    let pass = hub
-        .store
-        .follow_rule_events(&guard, 1000)
-        .await
-        .expect("followed");
+    let pass = follow(&hub).await;
     assert_eq!((pass.events, pass.proposed), (0, 0), "{pass:?}");
 
     // Enabled, without a control group: the next detractor answer proposes a call.
@@ -1022,11 +1031,7 @@ async fn a_detractor_answer_triggers_the_follow_up_rule_once() {
     .expect("enabled");
     answer_nps(&hub, "r-ana-2", &ana, 2).await;
     answer_nps(&hub, "r-bob-1", &bob, 9).await;
-    let pass = hub
-        .store
-        .follow_rule_events(&guard, 1000)
-        .await
-        .expect("followed");
+    let pass = follow(&hub).await;
     assert_eq!(pass.read, 2, "{pass:?}");
     assert_eq!((pass.events, pass.proposed), (1, 1), "{pass:?}");
     let actions = c
@@ -1054,11 +1059,7 @@ async fn a_detractor_answer_triggers_the_follow_up_rule_once() {
     assert!((48 * 3600 - 2..=48 * 3600).contains(&due), "{due}");
 
     // The position is stored: a second pass reads nothing and proposes nothing.
-    let pass = hub
-        .store
-        .follow_rule_events(&guard, 1000)
-        .await
-        .expect("followed");
+    let pass = follow(&hub).await;
     assert_eq!(pass.read, 0, "{pass:?}");
     let again = c
         .list_actions(pb::ListActionsRequest::default())
@@ -1071,15 +1072,9 @@ async fn a_detractor_answer_triggers_the_follow_up_rule_once() {
 
 #[tokio::test]
 async fn a_customer_rescored_negative_triggers_a_category_rule() {
-    use cxhub_domain::loyalty::repo::{GuardConfig, LoyaltyRepo};
     use cxhub_proto::scoring::v1 as scoring;
     // This test drives the follower pass by pass: the hub's own follower stays off.
-    let hub = TestHub::builder()
-        .demo()
-        .loyalty_rule_tasks(false)
-        .start()
-        .await;
-    let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
+    let (hub, mut c) = follower_hub().await;
     let ana = customer(&hub, "ana", false).await;
     let mut apology = rule("negative-apology");
     apology.trigger = pb::RuleTrigger::CategoryBecameNegative as i32;
@@ -1096,11 +1091,7 @@ async fn a_customer_rescored_negative_triggers_a_category_rule() {
         .recompute_scores(scoring::RecomputeScoresRequest { request_id: rid() })
         .await
         .expect("recomputed");
-    let pass = hub
-        .store
-        .follow_rule_events(&GuardConfig::default(), 1000)
-        .await
-        .expect("followed");
+    let pass = follow(&hub).await;
     assert_eq!(pass.proposed, 1, "{pass:?}");
     let actions = c
         .list_actions(pb::ListActionsRequest::default())
@@ -1373,13 +1364,7 @@ async fn a_dry_run_keeps_to_the_rules_limits_as_the_sweep_does() {
 
 #[tokio::test]
 async fn two_detractor_answers_in_one_pass_are_capped_as_two_proposals_would_be() {
-    use cxhub_domain::loyalty::repo::{GuardConfig, LoyaltyRepo};
-    let hub = TestHub::builder()
-        .demo()
-        .loyalty_rule_tasks(false)
-        .start()
-        .await;
-    let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
+    let (hub, mut c) = follower_hub().await;
     let ana = customer(&hub, "ana", true).await;
     // A retention offer (one per 90 days) by e-mail to every detractor.
     let mut offer = rule("detractor-offer");
@@ -1388,11 +1373,7 @@ async fn two_detractor_answers_in_one_pass_are_capped_as_two_proposals_would_be(
     create(&mut c, offer).await.expect("created");
     answer_nps(&hub, "r-ana-1", &ana, 3).await;
     answer_nps(&hub, "r-ana-2", &ana, 2).await;
-    let pass = hub
-        .store
-        .follow_rule_events(&GuardConfig::default(), 1000)
-        .await
-        .expect("followed");
+    let pass = follow(&hub).await;
     assert_eq!(
         (pass.events, pass.proposed, pass.blocked),
         (2, 1, 1),
