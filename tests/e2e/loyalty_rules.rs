@@ -766,6 +766,21 @@ async fn rule_scopes_guard_reads_and_writes() {
     }
 }
 
+/// A follow-up call by phone (a service contact: no consent needed) to customers without an NPS
+/// answer, two per run and three per day.
+fn limited_calls(id: &str) -> pb::Rule {
+    let mut limited = rule(id);
+    if let Some(a) = limited.action.as_mut() {
+        a.kind = pb::ActionKind::FollowUpCall as i32;
+        a.channel = pb::ContactChannel::Phone as i32;
+    }
+    limited.limits = Some(pb::RuleLimits {
+        max_actions_per_run: 2,
+        max_actions_per_day: 3,
+    });
+    limited
+}
+
 async fn sweep(c: &mut Client, rule_id: &str) -> Result<Vec<pb::RuleSweepResult>, tonic::Status> {
     c.run_rule_sweep(pb::RunRuleSweepRequest {
         rule_id: rule_id.to_owned(),
@@ -845,16 +860,9 @@ async fn a_sweep_proposes_once_a_day_records_its_control_group_and_keeps_to_its_
     assert_eq!(listed.len(), actions.len());
 
     // Limits: two per run, three per day; a service call needs no consent.
-    let mut limited = rule("limited");
-    if let Some(a) = limited.action.as_mut() {
-        a.kind = pb::ActionKind::FollowUpCall as i32;
-        a.channel = pb::ContactChannel::Phone as i32;
-    }
-    limited.limits = Some(pb::RuleLimits {
-        max_actions_per_run: 2,
-        max_actions_per_day: 3,
-    });
-    create(&mut c, limited).await.expect("created");
+    create(&mut c, limited_calls("limited"))
+        .await
+        .expect("created");
     let runs: Vec<(i64, i64, i64)> = {
         let mut runs = Vec::new();
         for _ in 0..3 {
@@ -1302,16 +1310,7 @@ async fn a_dry_run_keeps_to_the_rules_limits_as_the_sweep_does() {
     for i in 0..5 {
         customer(&hub, &format!("c{i}"), false).await;
     }
-    // A service call (no consent needed): two per run, three per day.
-    let mut limited = rule("limited-calls");
-    if let Some(a) = limited.action.as_mut() {
-        a.kind = pb::ActionKind::FollowUpCall as i32;
-        a.channel = pb::ContactChannel::Phone as i32;
-    }
-    limited.limits = Some(pb::RuleLimits {
-        max_actions_per_run: 2,
-        max_actions_per_day: 3,
-    });
+    let limited = limited_calls("limited-calls");
     let count = |run: &pb::DryRunRuleResponse, outcome: pb::DryRunOutcome, by: &[&str]| {
         run.targets
             .iter()
