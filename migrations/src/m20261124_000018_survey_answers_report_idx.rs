@@ -1,17 +1,19 @@
-//! `survey_answers_report_idx` replaces `survey_answers_time_idx` (`answered_at`) with an index
-//! that also holds every column a score report reads of an answer, so a report reads the index
-//! alone and never the table.
+//! `survey_answers_report_idx`: every column a score report reads of an answer, in the order a
+//! report by month and touchpoint groups them, so a report reads this index alone, never the
+//! table, and on SQLite counts the groups as it reads them instead of sorting every answer.
 //!
-//! A report counts the answers of a time range per touchpoint, time bucket and kind (see
-//! `cxhub_store::scoring`). Through the old index, SQLite looked up each answer's table row by
-//! rowid, in `answered_at` order, all over the table: over 1,000,000 NPS answers by touchpoint
-//! and month that is 4–6 s on a loaded 2-core machine, and 1.4–1.7 s through this index (the
-//! hand-written `GROUP BY` of the same counts speeds up alike). PostgreSQL reads a year of
-//! answers with a sequential scan either way; narrower ranges get an index-only scan. The new
-//! index starts with `answered_at`, so it serves every query the old one served.
+//! A report counts the answers of a time range per time bucket, touchpoint, kind and value
+//! (see `cxhub_store::scoring`), restricting `answered_month` to the months of the range so
+//! that the range is a prefix of this index. Through `survey_answers_time_idx` alone, SQLite
+//! looked up every answer's table row by rowid in `answered_at` order, all over the table, and
+//! sorted them all for the `GROUP BY`; over 1,000,000 NPS answers by touchpoint and month that
+//! was 1.3–2.1 s on a 2-core machine; through this index it is a few hundred milliseconds (see
+//! docs/scoring-models.md, "Score reports: performance"). PostgreSQL reads a year of answers
+//! with a sequential scan either way.
 //!
-//! Reports filtered by survey or grouped by customer category still read the table rows of
-//! the range (`survey_id` and `customer_id` would widen the index by half for every answer).
+//! `survey_answers_time_idx` stays: it serves any query by `answered_at` alone. Reports
+//! filtered by survey or grouped by customer category still read the table rows of the range
+//! (`survey_id` and `customer_id` would widen this index by half for every answer).
 
 use sea_orm_migration::prelude::*;
 
@@ -21,17 +23,16 @@ pub struct Migration;
 #[derive(DeriveIden)]
 enum SurveyAnswers {
     Table,
-    AnsweredAt,
-    Kind,
-    TouchpointId,
     AnsweredMonth,
-    AnsweredDay,
+    TouchpointId,
+    Kind,
     Value,
+    AnsweredAt,
     Position,
+    AnsweredDay,
 }
 
-const OLD: &str = "survey_answers_time_idx";
-const NEW: &str = "survey_answers_report_idx";
+const INDEX: &str = "survey_answers_report_idx";
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -39,23 +40,15 @@ impl MigrationTrait for Migration {
         manager
             .create_index(
                 Index::create()
-                    .name(NEW)
+                    .name(INDEX)
                     .table(SurveyAnswers::Table)
-                    .col(SurveyAnswers::AnsweredAt)
-                    .col(SurveyAnswers::Kind)
-                    .col(SurveyAnswers::TouchpointId)
                     .col(SurveyAnswers::AnsweredMonth)
-                    .col(SurveyAnswers::AnsweredDay)
+                    .col(SurveyAnswers::TouchpointId)
+                    .col(SurveyAnswers::Kind)
                     .col(SurveyAnswers::Value)
+                    .col(SurveyAnswers::AnsweredAt)
                     .col(SurveyAnswers::Position)
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .drop_index(
-                Index::drop()
-                    .name(OLD)
-                    .table(SurveyAnswers::Table)
+                    .col(SurveyAnswers::AnsweredDay)
                     .to_owned(),
             )
             .await
@@ -63,18 +56,9 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .create_index(
-                Index::create()
-                    .name(OLD)
-                    .table(SurveyAnswers::Table)
-                    .col(SurveyAnswers::AnsweredAt)
-                    .to_owned(),
-            )
-            .await?;
-        manager
             .drop_index(
                 Index::drop()
-                    .name(NEW)
+                    .name(INDEX)
                     .table(SurveyAnswers::Table)
                     .to_owned(),
             )
