@@ -672,32 +672,53 @@ impl Drop for Schema {
     }
 }
 
+/// Two hub processes over one fresh PostgreSQL schema of `CXHUB_TEST_POSTGRES_URL`, started
+/// together (they migrate once), with a channel to each. Dropped: the hubs are killed, then
+/// the schema is dropped.
+struct Replicas {
+    channels: Vec<Channel>,
+    _hubs: Vec<Running>,
+    _schema: Schema,
+}
+
+impl Replicas {
+    async fn start() -> Replicas {
+        let url = std::env::var("CXHUB_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .expect("CXHUB_TEST_POSTGRES_URL names a PostgreSQL database");
+        let schema = Schema::create(&url).await;
+        let database_url = schema.database_url();
+        // Both ports found at once, so that they differ.
+        let listeners: Vec<TcpListener> = (0..2)
+            .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+            .collect();
+        let ports: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().expect("addr").port())
+            .collect();
+        drop(listeners);
+        let hubs: Vec<Running> = ports
+            .iter()
+            .map(|port| Running(start_on(&database_url, *port)))
+            .collect();
+        let mut channels = Vec::new();
+        for port in &ports {
+            channels.push(connect(*port).await);
+        }
+        Replicas {
+            channels,
+            _hubs: hubs,
+            _schema: schema,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: set CXHUB_TEST_POSTGRES_URL and run with --include-ignored"]
 async fn two_replicas_on_one_postgres_make_one_customer_per_email() {
-    let url = std::env::var("CXHUB_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .expect("CXHUB_TEST_POSTGRES_URL names a PostgreSQL database");
-    let schema = Schema::create(&url).await;
-    let database_url = schema.database_url();
-    // Two replicas of the hub over the one schema, started together (they migrate once).
-    let listeners: Vec<TcpListener> = (0..2)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    let ports: Vec<u16> = listeners
-        .iter()
-        .map(|l| l.local_addr().expect("addr").port())
-        .collect();
-    drop(listeners);
-    let _replicas: Vec<Running> = ports
-        .iter()
-        .map(|port| Running(start_on(&database_url, *port)))
-        .collect();
-    let mut channels = Vec::new();
-    for port in &ports {
-        channels.push(connect(*port).await);
-    }
+    let replicas = Replicas::start().await;
+    let channels = replicas.channels.clone();
 
     // Each replica gets its records in CALLS_PER_HUB batches sent at once: replica 0 takes the
     // people in ascending order, replica 1 in descending order, so they meet on every person
@@ -911,19 +932,9 @@ async fn the_change_feed_resumes_after_kill_9_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: set CXHUB_TEST_POSTGRES_URL and run with --include-ignored"]
 async fn a_replica_streams_every_change_of_both_replicas_in_commit_order() {
-    let url = std::env::var("CXHUB_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .expect("CXHUB_TEST_POSTGRES_URL names a PostgreSQL database");
-    let schema = Schema::create(&url).await;
-    let database_url = schema.database_url();
-    let ports = [free_port(), free_port()];
-    let _replicas: Vec<Running> = ports
-        .iter()
-        .map(|port| Running(start_on(&database_url, *port)))
-        .collect();
-    let a = connect(ports[0]).await;
-    let b = connect(ports[1]).await;
+    let replicas = Replicas::start().await;
+    let a = replicas.channels[0].clone();
+    let b = replicas.channels[1].clone();
     // A watcher on replica B, from now on.
     let mut stream = watch_from(b.clone(), profile::WatchCustomerChangesRequest::default()).await;
     // Both replicas ingest different people at once, 10 batches of 5 each.
@@ -950,7 +961,7 @@ async fn a_replica_streams_every_change_of_both_replicas_in_commit_order() {
     );
     let customers: BTreeSet<&str> = changes.iter().map(|c| c.customer_id.as_str()).collect();
     assert_eq!(customers.len(), 100, "one creation per person");
-    drop(schema);
+    drop(replicas);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -978,21 +989,8 @@ async fn two_hub_processes_on_one_postgres_never_overspend_a_budget_nor_overdraw
     use cxhub_proto::loyalty::v1 as loyalty;
     use loyalty::loyalty_action_service_client::LoyaltyActionServiceClient;
 
-    let url = std::env::var("CXHUB_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .expect("CXHUB_TEST_POSTGRES_URL names a PostgreSQL database");
-    let schema = Schema::create(&url).await;
-    let database_url = schema.database_url();
-    let ports = [free_port(), free_port()];
-    let _hubs: Vec<Running> = ports
-        .iter()
-        .map(|port| Running(start_on(&database_url, *port)))
-        .collect();
-    let mut channels = Vec::new();
-    for port in &ports {
-        channels.push(connect(*port).await);
-    }
+    let replicas = Replicas::start().await;
+    let channels = &replicas.channels;
     let mut a = LoyaltyActionServiceClient::new(channels[0].clone());
     let b = LoyaltyActionServiceClient::new(channels[1].clone());
 
