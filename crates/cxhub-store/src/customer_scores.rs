@@ -22,6 +22,7 @@ use cxhub_domain::money::{Currency, Money};
 use cxhub_domain::page::{Page, PageRequest};
 use cxhub_domain::scoring::category::{CategoryDecision, DatedAnswer, category_text};
 use cxhub_domain::scoring::churn::ChurnScore;
+use cxhub_domain::scoring::churn_fit::{ChurnModel, ChurnModelRepo};
 use cxhub_domain::scoring::{
     CustomerFacts, CustomerScoreRepo, CustomerScores, FittedModels, LedgerOrder,
     OPEN_CASE_OUTCOMES, SIGNAL_OUTCOMES, ScoreFilter, ScoreOrder, ScorePosition, Signal,
@@ -162,6 +163,42 @@ impl CustomerScoreRepo for Store {
         until: DateTime<Utc>,
     ) -> Result<Vec<CustomerId>> {
         snapshot!(self, |txn| responding(&txn, after, until))
+    }
+}
+
+/// The churn model of the last full recompute: one row (`id = 1`) of `churn_models`.
+#[async_trait]
+impl ChurnModelRepo for Store {
+    async fn save_churn_model(&self, model: &ChurnModel) -> Result<()> {
+        let mut sql = Sql::new(
+            self.writer.get_database_backend(),
+            "INSERT INTO churn_models (id, version, decided_at, model_json) VALUES ",
+        );
+        sql.tuple([
+            int(1),
+            text(model.version.as_str()),
+            time(model.decided_at),
+            text(json(model)?),
+        ])
+        .push(
+            " ON CONFLICT (id) DO UPDATE SET version = excluded.version, \
+             decided_at = excluded.decided_at, model_json = excluded.model_json",
+        );
+        self.writer.execute_raw(sql.build()).await.db()?;
+        Ok(())
+    }
+
+    async fn churn_model(&self) -> Result<Option<ChurnModel>> {
+        let sql = Sql::new(
+            self.reader.get_database_backend(),
+            "SELECT model_json FROM churn_models WHERE id = 1",
+        );
+        self.reader
+            .query_one_raw(sql.build())
+            .await
+            .db()?
+            .map(|row| serde_json::from_str(&get::<String>(&row, "model_json")?).map_err(corrupt))
+            .transpose()
     }
 }
 

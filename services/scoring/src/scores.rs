@@ -18,7 +18,10 @@ use cxhub_domain::identifier::CustomerId;
 use cxhub_domain::money::Money;
 use cxhub_domain::page::{Page, PageRequest};
 use cxhub_domain::scoring::category::{CategoryRule, DatedAnswer, DatedComment};
-use cxhub_domain::scoring::churn::{ChurnBand, Contribution};
+use cxhub_domain::scoring::churn::{ChurnBand, Coefficients, Contribution};
+use cxhub_domain::scoring::churn_fit::{
+    ChurnFitConfig, ChurnFitReport, ChurnModel, ChurnModelRepo, example, fit_churn_model,
+};
 use cxhub_domain::scoring::metrics::CustomerCategory;
 use cxhub_domain::scoring::rfm::RfmSegment;
 use cxhub_domain::scoring::sentiment::SentimentLabel;
@@ -52,8 +55,21 @@ pub struct Recomputed {
     pub with_clv: u64,
     /// Scores deleted (customers merged away or erased).
     pub deleted: u64,
-    /// The models fitted.
-    pub models: Vec<FittedModels>,
+    /// The models fitted, each with the churn model.
+    pub models: Vec<CurrencyModels>,
+    /// The churn model decided (fitted or the defaults, and why).
+    pub churn: Arc<ChurnModel>,
+}
+
+/// The models of one currency as a full recompute answers them: its CLV and RFM fit, and the
+/// churn model the recompute decided (one for every currency: churn features are ratios and
+/// counts, not amounts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrencyModels {
+    /// BG/NBD, Gamma-Gamma and the RFM thresholds of the currency.
+    pub fitted: FittedModels,
+    /// The churn model.
+    pub churn: Arc<ChurnModel>,
 }
 
 /// What one incremental pass did.
@@ -73,8 +89,10 @@ pub struct Pass {
 #[derive(Clone)]
 pub struct Scores {
     repo: Arc<dyn CustomerScoreRepo>,
+    churn_models: Arc<dyn ChurnModelRepo>,
     log: Arc<dyn ChangeLogRepo>,
     config: ScoreConfig,
+    fit: ChurnFitConfig,
 }
 
 fn now() -> DateTime<Utc> {
@@ -82,13 +100,50 @@ fn now() -> DateTime<Utc> {
 }
 
 impl Scores {
-    /// Scores kept in `repo`, following `log`, computed with `config`.
-    pub fn new(
-        repo: Arc<dyn CustomerScoreRepo>,
+    /// Scores kept in `repo` (with the churn model), following `log`, computed with `config`;
+    /// the churn model is fitted with the defaults of [`ChurnFitConfig`].
+    pub fn new<R: CustomerScoreRepo + ChurnModelRepo + 'static>(
+        repo: Arc<R>,
         log: Arc<dyn ChangeLogRepo>,
         config: ScoreConfig,
     ) -> Self {
-        Self { repo, log, config }
+        Self {
+            repo: repo.clone(),
+            churn_models: repo,
+            log,
+            config,
+            fit: ChurnFitConfig::default(),
+        }
+    }
+
+    /// The stored churn model; the defaults before the first full recompute.
+    async fn churn_model(&self) -> Result<ChurnModel> {
+        Ok(self.churn_models.churn_model().await?.unwrap_or_else(|| {
+            ChurnModel::default_model(now(), "no full recompute has decided a churn model yet")
+        }))
+    }
+
+    /// Fits the churn model on `facts` (read as of `as_of` with signals since the reference
+    /// time's windows) and decides whether to use it; see `churn_fit`.
+    fn decide_churn_model(
+        &self,
+        facts: &[CustomerFacts],
+        as_of: DateTime<Utc>,
+        recompute: i64,
+    ) -> ChurnModel {
+        let reference = as_of - chrono::Duration::days(self.fit.horizon_days);
+        let mut examples = Vec::new();
+        let mut unlabelled = 0u64;
+        for f in facts {
+            match example(f, reference, &self.config, &self.fit) {
+                Some(e) => examples.push(e),
+                None if f.orders.iter().any(|o| o.at <= reference) => unlabelled += 1,
+                None => {}
+            }
+        }
+        fit_churn_model(
+            &examples, unlabelled, reference, recompute, as_of, &self.fit,
+        )
     }
 
     /// The scores of a customer, following merges: the live id and its scores.
@@ -106,8 +161,12 @@ impl Scores {
         self.repo.list_scores(filter, order, page).await
     }
 
-    /// The facts of every live customer, in batches.
-    async fn all_facts(&self, as_of: DateTime<Utc>) -> Result<Vec<CustomerFacts>> {
+    /// The facts of every live customer, in batches, with signals since `as_of − signal_days`.
+    async fn all_facts(
+        &self,
+        as_of: DateTime<Utc>,
+        signal_days: i64,
+    ) -> Result<Vec<CustomerFacts>> {
         let mut facts = Vec::new();
         let mut after: Option<CustomerId> = None;
         loop {
@@ -116,26 +175,29 @@ impl Scores {
                 return Ok(facts);
             };
             after = Some(*last);
-            facts.extend(
-                self.repo
-                    .customer_facts(&ids, as_of, self.config.signal_window_days())
-                    .await?,
-            );
+            facts.extend(self.repo.customer_facts(&ids, as_of, signal_days).await?);
         }
     }
 
-    /// Scores `facts` with `models` and writes them in batches; answers (written, with CLV).
+    /// Scores `facts` with `models` and the `churn` model and writes them in batches; answers
+    /// (written, with CLV).
     async fn write(
         &self,
         facts: &[CustomerFacts],
         models: &[FittedModels],
+        churn: &ChurnModel,
         as_of: DateTime<Utc>,
     ) -> Result<(u64, u64)> {
+        let config = churn.config(&self.config);
         let (mut scored, mut with_clv) = (0, 0);
         for chunk in facts.chunks(WRITE_BATCH) {
             let scores: Vec<CustomerScores> = chunk
                 .iter()
-                .map(|f| score_customer(f, models, as_of, &self.config))
+                .map(|f| {
+                    let mut s = score_customer(f, models, as_of, &config);
+                    churn.stamp(&mut s);
+                    s
+                })
                 .collect();
             with_clv += scores.iter().filter(|s| s.clv.is_some()).count() as u64;
             scored += self.repo.save_scores(&scores).await?;
@@ -148,7 +210,14 @@ impl Scores {
         let as_of = now();
         // Changes up to here are covered by the facts read below.
         let head = self.log.read_changes(0, 0).await?.head;
-        let facts = self.all_facts(as_of).await?;
+        // Signals back to the windows of the churn fit's reference time (one read serves the
+        // scores, the CLV fit and the churn fit).
+        let facts = self
+            .all_facts(
+                as_of,
+                self.config.signal_window_days() + self.fit.horizon_days,
+            )
+            .await?;
         let version = self
             .repo
             .fitted_models()
@@ -159,6 +228,8 @@ impl Scores {
             .unwrap_or(0)
             + 1;
         let models = fit_models(&facts, as_of, version);
+        let churn = Arc::new(self.decide_churn_model(&facts, as_of, version));
+        self.churn_models.save_churn_model(&churn).await?;
         self.repo
             .save_models(
                 &models,
@@ -168,7 +239,7 @@ impl Scores {
                 },
             )
             .await?;
-        let (scored, with_clv) = self.write(&facts, &models, as_of).await?;
+        let (scored, with_clv) = self.write(&facts, &models, &churn, as_of).await?;
         let deleted = self.repo.delete_scores_before(as_of).await?;
         tracing::info!(
             customers = scored,
@@ -176,6 +247,8 @@ impl Scores {
             deleted,
             fit = version,
             currencies = models.len(),
+            churn_model = %churn.version,
+            churn_note = %churn.note,
             "customer scores recomputed"
         );
         Ok(Recomputed {
@@ -183,7 +256,14 @@ impl Scores {
             scored,
             with_clv,
             deleted,
-            models,
+            models: models
+                .into_iter()
+                .map(|fitted| CurrencyModels {
+                    fitted,
+                    churn: churn.clone(),
+                })
+                .collect(),
+            churn,
         })
     }
 
@@ -193,6 +273,7 @@ impl Scores {
         &self,
         customers: &BTreeSet<CustomerId>,
         models: &[FittedModels],
+        churn: &ChurnModel,
     ) -> Result<(u64, u64)> {
         let as_of = now();
         let (mut rescored, mut gone) = (0, Vec::new());
@@ -204,7 +285,7 @@ impl Scores {
                 .await?;
             let live: BTreeSet<CustomerId> = facts.iter().map(|f| f.customer).collect();
             gone.extend(chunk.iter().filter(|c| !live.contains(c)).copied());
-            rescored += self.write(&facts, models, as_of).await?.0;
+            rescored += self.write(&facts, models, churn, as_of).await?.0;
         }
         let deleted = self.repo.delete_scores(&gone).await?;
         Ok((rescored, deleted))
@@ -231,6 +312,7 @@ impl Scores {
                 full: true,
             });
         }
+        let churn = self.churn_model().await?;
         let until = now() - chrono::Duration::milliseconds(RESPONSE_LAG_MS);
         let slice = self
             .log
@@ -243,8 +325,10 @@ impl Scores {
                 "the change log was pruned past the scores' position: rescoring every customer"
             );
             let as_of = now();
-            let facts = self.all_facts(as_of).await?;
-            let (rescored, _) = self.write(&facts, &models, as_of).await?;
+            let facts = self
+                .all_facts(as_of, self.config.signal_window_days())
+                .await?;
+            let (rescored, _) = self.write(&facts, &models, &churn, as_of).await?;
             let deleted = self.repo.delete_scores_before(as_of).await?;
             self.repo
                 .save_score_position(ScorePosition {
@@ -288,7 +372,7 @@ impl Scores {
             );
         }
         let mut deleted = self.repo.delete_scores(&delete).await?;
-        let (rescored, gone) = self.rescore(&rescore, &models).await?;
+        let (rescored, gone) = self.rescore(&rescore, &models, &churn).await?;
         deleted += gone;
         self.repo
             .save_score_position(ScorePosition {
@@ -496,8 +580,58 @@ pub fn scores_to_pb(s: &CustomerScores) -> pb::CustomerScores {
     }
 }
 
-/// The wire form of fitted models.
-pub fn models_to_pb(m: &FittedModels) -> pb::FittedModels {
+fn coefficients_to_pb(k: &Coefficients) -> pb::ChurnCoefficients {
+    pb::ChurnCoefficients {
+        intercept: k.intercept,
+        overdue: k.overdue,
+        no_purchase: k.no_purchase,
+        frequency: k.frequency,
+        spend_trend: k.spend_trend,
+        negative: k.negative,
+        advocate: k.advocate,
+        open_case: k.open_case,
+        failed_payment: k.failed_payment,
+        downgrade: k.downgrade,
+        cancellation: k.cancellation,
+        late_delivery: k.late_delivery,
+        r#return: k.r#return,
+    }
+}
+
+fn fit_report_to_pb(r: &ChurnFitReport) -> pb::ChurnFitReport {
+    pb::ChurnFitReport {
+        reference_time: Some(timestamp(r.reference_time)),
+        horizon_days: r.horizon_days,
+        labelled: r.labelled,
+        unlabelled: r.unlabelled,
+        train_churned: r.train_churned,
+        train_retained: r.train_retained,
+        holdout_churned: r.holdout_churned,
+        holdout_retained: r.holdout_retained,
+        fitted_log_loss: r.fitted_log_loss,
+        default_log_loss: r.default_log_loss,
+        fitted_auc: r.fitted_auc,
+        default_auc: r.default_auc,
+        iterations: r.iterations,
+    }
+}
+
+/// The wire form of a churn model.
+pub fn churn_model_to_pb(m: &ChurnModel) -> pb::ChurnModel {
+    pb::ChurnModel {
+        version: m.version.clone(),
+        fitted: m.fitted,
+        coefficients: Some(coefficients_to_pb(&m.coefficients)),
+        candidate: m.candidate.as_ref().map(coefficients_to_pb),
+        decide_time: Some(timestamp(m.decided_at)),
+        report: m.report.as_ref().map(fit_report_to_pb),
+        note: m.note.clone(),
+    }
+}
+
+/// The wire form of a currency's models with the churn model.
+pub fn models_to_pb(models: &CurrencyModels) -> pb::FittedModels {
+    let m = &models.fitted;
     pb::FittedModels {
         currency_code: m.currency.code().to_owned(),
         version: m.version,
@@ -521,5 +655,6 @@ pub fn models_to_pb(m: &FittedModels) -> pb::FittedModels {
             monetary_minor: t.monetary.to_vec(),
         }),
         notes: m.notes.clone(),
+        churn_model: Some(churn_model_to_pb(&models.churn)),
     }
 }
