@@ -8,8 +8,8 @@
 //! # Default coefficients ([`Coefficients::DEFAULT`], model [`CHURN_MODEL_VERSION`])
 //!
 //! The hub has no labelled churn outcomes when it starts, so the defaults are set by reasoning,
-//! not fitted (fitting them on the hub's own cancelled subscriptions is not done yet). They are
-//! chosen so that the baseline is a typical yearly churn and so that one strong signal moves a
+//! not fitted (once it has, [`churn_fit`](super::churn_fit) fits them on its history and uses
+//! the fit when it beats them on held-out customers). They are chosen so that the baseline is a typical yearly churn and so that one strong signal moves a
 //! customer to the medium band and two to the high band:
 //!
 //! | feature | coefficient | why |
