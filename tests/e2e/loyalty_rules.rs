@@ -782,12 +782,57 @@ fn limited_calls(id: &str) -> pb::Rule {
 }
 
 async fn sweep(c: &mut Client, rule_id: &str) -> Result<Vec<pb::RuleSweepResult>, tonic::Status> {
+    sweep_as(c, &rid(), rule_id).await
+}
+
+async fn sweep_as(
+    c: &mut Client,
+    request_id: &str,
+    rule_id: &str,
+) -> Result<Vec<pb::RuleSweepResult>, tonic::Status> {
     c.run_rule_sweep(pb::RunRuleSweepRequest {
         rule_id: rule_id.to_owned(),
-        ..Default::default()
+        request_id: request_id.to_owned(),
     })
     .await
     .map(|r| r.into_inner().results)
+}
+
+#[tokio::test]
+async fn a_retried_sweep_answers_its_first_results() {
+    let hub = TestHub::start().await;
+    let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
+    for i in 0..4 {
+        customer(&hub, &format!("r{i}"), true).await;
+    }
+    create(&mut c, rule("winback")).await.expect("created");
+
+    let first = sweep_as(&mut c, "sweep-1", "winback").await.expect("swept");
+    assert_eq!((first[0].proposed, first[0].already_done), (4, 0));
+    // The retry answers what the first run did; a new request sweeps again and finds the
+    // customers done for the day.
+    let retried = sweep_as(&mut c, "sweep-1", "winback")
+        .await
+        .expect("retried");
+    assert_eq!(retried, first);
+    let again = sweep_as(&mut c, "sweep-2", "winback")
+        .await
+        .expect("swept again");
+    assert_eq!((again[0].proposed, again[0].already_done), (0, 4));
+
+    // The same id for another sweep, and no id at all, are refused.
+    let status = refused(
+        sweep_as(&mut c, "sweep-1", "").await,
+        Code::InvalidArgument,
+        "REQUEST_ID_REUSED",
+    );
+    assert_eq!(fields(&status), ["request_id"]);
+    let status = refused(
+        sweep_as(&mut c, "", "Not A Key").await,
+        Code::InvalidArgument,
+        "INVALID_FIELDS",
+    );
+    assert_eq!(fields(&status), ["request_id", "rule_id"]);
 }
 
 #[tokio::test]

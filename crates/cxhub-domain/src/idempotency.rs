@@ -57,6 +57,49 @@ impl RequestKey {
     }
 }
 
+/// Answers of requests whose work is not one transaction (a rule sweep commits batch by
+/// batch, so its answer cannot be stored with its writes): the answer is stored after the
+/// work, and retries get it back instead of running the work again.
+///
+/// Such work must be safe to repeat on its own, because a crash between the last write and
+/// the stored answer makes the retry run it again (a sweep acts at most once per rule
+/// version, customer and day, so a repeat only reports what was done already).
+#[async_trait::async_trait]
+pub trait AnswerLog: Send + Sync {
+    /// The answer stored for `req` (as JSON): `None` when it was never answered,
+    /// `REQUEST_ID_REUSED` when its id was answered for another payload.
+    async fn stored_answer(&self, req: &RequestKey) -> Result<Option<String>>;
+
+    /// Stores `answer` (JSON) as the answer of `req` and returns the answer retries get: this
+    /// one, or the one a concurrent duplicate stored first.
+    async fn store_answer(&self, req: &RequestKey, answer: String) -> Result<String>;
+}
+
+/// Runs `work` as the request `req` logged in `log`: a request answered before gets its stored
+/// answer without running `work`; otherwise `work` runs and its answer is stored (or, if a
+/// concurrent duplicate stored one first, that one is answered).
+pub async fn answer_once<T, L>(
+    log: &L,
+    req: &RequestKey,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T>
+where
+    T: Serialize + serde::de::DeserializeOwned,
+    L: AnswerLog + ?Sized,
+{
+    let decode = |json: &str| {
+        serde_json::from_str::<T>(json)
+            .map_err(|err| Error::Internal(format!("a stored answer does not decode: {err}")))
+    };
+    if let Some(stored) = log.stored_answer(req).await? {
+        return decode(&stored);
+    }
+    let answer = work.await?;
+    let json = serde_json::to_string(&answer)
+        .map_err(|err| Error::Internal(format!("an answer does not encode: {err}")))?;
+    decode(&log.store_answer(req, json).await?)
+}
+
 /// Checks a request id: 1 to 128 printable ASCII characters.
 pub fn check_request_id(id: &str) -> Result<(), String> {
     if id.is_empty() {

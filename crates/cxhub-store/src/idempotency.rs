@@ -117,3 +117,22 @@ where
     txn.commit().await.db()?;
     Ok(value)
 }
+
+#[async_trait::async_trait]
+impl cxhub_domain::idempotency::AnswerLog for Store {
+    async fn stored_answer(&self, req: &RequestKey) -> Result<Option<String>> {
+        replay::<serde_json::Value, _>(&self.writer, req)
+            .await?
+            .map(|answer| answer.map(|json| json.to_string()))
+            .transpose()
+    }
+
+    async fn store_answer(&self, req: &RequestKey, answer: String) -> Result<String> {
+        let value: serde_json::Value = serde_json::from_str(&answer).map_err(corrupt)?;
+        use sea_orm::TransactionTrait;
+        let txn = self.writer.begin().await.db()?;
+        commit(self, txn, req, value)
+            .await
+            .map(|json| json.to_string())
+    }
+}

@@ -734,41 +734,27 @@ impl LoyaltyActionService for Loyalty {
         &self,
         req: Request<pb::RunRuleSweepRequest>,
     ) -> Result<Response<pb::RunRuleSweepResponse>, Status> {
-        let r = req.get_ref();
-        let reports = if r.rule_id.is_empty() {
-            sweep_scheduled(self.repo.as_ref(), &self.guard)
-                .await
-                .map_err(to_status)?
+        let mut v = Violations::new();
+        let key = request_key(
+            &req,
+            SERVICE_NAME,
+            "RunRuleSweep",
+            &req.get_ref().request_id,
+            |m| m.request_id.clear(),
+            &mut v,
+        );
+        let rule_id = &req.get_ref().rule_id;
+        let rule = if rule_id.is_empty() {
+            Some(None)
         } else {
-            let mut v = Violations::new();
-            let id = convert::rule_id(&r.rule_id, "rule_id", &mut v);
-            let id = validated(v, id)?;
-            let rule = self.repo.get_rule(&id, None).await.map_err(to_status)?;
-            if rule.spec.trigger != Trigger::DailySweep {
-                return Err(to_status(cxhub_domain::Error::precondition(
-                    "NOT_SCHEDULED",
-                    format!(
-                        "rule `{id}` acts on the event `{}`, not on a daily sweep",
-                        rule.spec.trigger
-                    ),
-                )));
-            }
-            if !rule.spec.enabled {
-                return Err(to_status(cxhub_domain::Error::precondition(
-                    "RULE_DISABLED",
-                    format!("rule `{id}` is disabled: enable it with UpdateRule first"),
-                )));
-            }
-            vec![
-                self.repo
-                    .run_sweep(&rule, &self.guard, now(), SWEEP_BATCH)
-                    .await
-                    .map_err(to_status)?,
-            ]
+            convert::rule_id(rule_id, "rule_id", &mut v).map(Some)
         };
-        Ok(Response::new(pb::RunRuleSweepResponse {
-            results: reports.into_iter().map(convert::sweep_to_pb).collect(),
-        }))
+        let (key, rule) = validated(v, key.zip(rule))?;
+        let reports =
+            cxhub_domain::idempotency::answer_once(self.repo.as_ref(), &key, self.sweep(rule))
+                .await
+                .map_err(to_status)?;
+        Ok(sweep_response(reports))
     }
 
     async fn set_points_programme(
@@ -830,4 +816,42 @@ impl LoyaltyActionService for Loyalty {
             .await
             .map(Response::new)
     }
+}
+
+impl Loyalty {
+    /// Runs the sweep a `RunRuleSweep` asks for: the current version of `rule`, or every
+    /// enabled daily-sweep rule.
+    async fn sweep(&self, rule: Option<Key>) -> cxhub_domain::Result<Vec<SweepReport>> {
+        let Some(id) = rule else {
+            return sweep_scheduled(self.repo.as_ref(), &self.guard).await;
+        };
+        let rule = self.repo.get_rule(&id, None).await?;
+        if rule.spec.trigger != Trigger::DailySweep {
+            return Err(cxhub_domain::Error::precondition(
+                "NOT_SCHEDULED",
+                format!(
+                    "rule `{id}` acts on the event `{}`, not on a daily sweep",
+                    rule.spec.trigger
+                ),
+            ));
+        }
+        if !rule.spec.enabled {
+            return Err(cxhub_domain::Error::precondition(
+                "RULE_DISABLED",
+                format!("rule `{id}` is disabled: enable it with UpdateRule first"),
+            ));
+        }
+        Ok(vec![
+            self.repo
+                .run_sweep(&rule, &self.guard, now(), SWEEP_BATCH)
+                .await?,
+        ])
+    }
+}
+
+/// The answer of `RunRuleSweep`.
+fn sweep_response(reports: Vec<SweepReport>) -> Response<pb::RunRuleSweepResponse> {
+    Response::new(pb::RunRuleSweepResponse {
+        results: reports.into_iter().map(convert::sweep_to_pb).collect(),
+    })
 }

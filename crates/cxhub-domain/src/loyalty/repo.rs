@@ -395,9 +395,10 @@ pub struct EventPass {
     pub blocked: u64,
 }
 
-/// Storage of loyalty actions, campaigns and the points ledger.
+/// Storage of loyalty actions, campaigns and the points ledger (and the stored answers of
+/// rule sweeps, which commit batch by batch).
 #[async_trait]
-pub trait LoyaltyRepo: Send + Sync {
+pub trait LoyaltyRepo: crate::idempotency::AnswerLog + Send + Sync {
     /// Proposes an action for the live customer behind `action.customer`, after checking every
     /// guard rail that concerns the customer (erased or suppressed: never; consent of the kind
     /// on the channel; the caps of `guard`) in the same transaction as the insert, so that two
