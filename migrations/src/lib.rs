@@ -27,6 +27,7 @@ mod m20261123_000012_loyalty;
 mod m20261124_000013_loyalty_rules;
 mod m20261124_000014_action_events;
 mod m20261124_000015_merged_into_partial_index;
+mod m20261124_000016_transaction_events;
 
 /// Every migration of cxhub, in the order they apply.
 #[derive(Debug)]
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000013_loyalty_rules::Migration),
             Box::new(m20261124_000014_action_events::Migration),
             Box::new(m20261124_000015_merged_into_partial_index::Migration),
+            Box::new(m20261124_000016_transaction_events::Migration),
         ]
     }
 }

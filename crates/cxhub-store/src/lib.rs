@@ -26,6 +26,7 @@ mod idempotency;
 mod interactions;
 mod journeys;
 mod loyalty;
+mod loyalty_events;
 mod loyalty_rules;
 mod privacy;
 mod repo;
@@ -36,6 +37,7 @@ mod touchpoints;
 
 use chrono::{DateTime, SubsecRound, Utc};
 
+pub use loyalty_events::AccrualPass;
 pub use privacy::{PrivacyStore, suppressed_records_total};
 pub use store::{Store, StoreOptions, drop_postgres_schema};
 

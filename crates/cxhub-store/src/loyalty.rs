@@ -404,7 +404,7 @@ async fn merged_family(
 
 /// On PostgreSQL, serialises the writes that decide from what `customer` has, across
 /// replicas, until the transaction ends. (SQLite writes are serial already.)
-async fn lock_customer(
+pub(crate) async fn lock_customer(
     txn: &DatabaseTransaction,
     backend: Backend,
     customer: CustomerId,
@@ -1311,7 +1311,7 @@ fn entry_row(row: &QueryResult) -> Result<(String, Posted)> {
     ))
 }
 
-async fn entry_by_request(
+pub(crate) async fn entry_by_request(
     conn: &impl ConnectionTrait,
     request_id: &str,
 ) -> Result<Option<(String, Posted)>> {
@@ -1354,7 +1354,7 @@ async fn entries_of(
 }
 
 /// The customer's ledger, replayed from their stored entries.
-async fn ledger_of(
+pub(crate) async fn ledger_of(
     conn: &impl ConnectionTrait,
     customer: CustomerId,
 ) -> Result<(Ledger, Vec<CustomerId>)> {
@@ -1371,7 +1371,7 @@ async fn ledger_of(
 
 /// Posts under the customer's lock. `Ok(None)`: a concurrent posting with the same request id
 /// committed first (the caller replays it).
-async fn post(
+pub(crate) async fn post(
     txn: &DatabaseTransaction,
     backend: Backend,
     posting: &PointsPosting,
@@ -1482,7 +1482,7 @@ async fn post(
 
 /// Writes `entry` with its legs and the balance after it. `false`: an entry with its request id
 /// exists already (a concurrent posting committed first).
-async fn insert_entry(
+pub(crate) async fn insert_entry(
     txn: &DatabaseTransaction,
     entry: &Entry,
     fingerprint: &str,

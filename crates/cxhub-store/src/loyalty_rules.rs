@@ -885,6 +885,8 @@ struct Event {
     trigger: Trigger,
     customer: CustomerId,
     run: String,
+    /// A transaction event's own facts (`event.*`, see `loyalty_events.rs`).
+    detail: Option<cxhub_domain::feed::RecordEvent>,
 }
 
 /// The follower's position: the last change-log entry and the last NPS answer it read.
@@ -1006,6 +1008,7 @@ async fn follow_events(
                 trigger,
                 customer: *customer,
                 run: format!("change:{seq}"),
+                detail: None,
             });
         };
         if fields.iter().any(|f| f == cxhub_domain::change::CATEGORY) {
@@ -1028,10 +1031,21 @@ async fn follow_events(
                 trigger: Trigger::SurveyNpsAtMost6,
                 customer: live,
                 run: format!("response:{response}"),
+                detail: None,
             }),
             Err(Error::NotFound { .. }) => {}
             Err(err) => return Err(err),
         }
+    }
+
+    // Deliveries and failed payments, from the transaction events of feed ingestion.
+    for e in crate::loyalty_events::rule_events(txn, backend, max, &mut pass).await? {
+        events.push(Event {
+            trigger: e.trigger,
+            customer: e.customer,
+            run: e.run,
+            detail: Some(e.event),
+        });
     }
 
     if !events.is_empty() {
@@ -1100,7 +1114,14 @@ async fn act_on_event(
 ) -> Result<()> {
     let condition =
         rule::compile_condition(&rule.spec.condition, "rule.condition").map_err(Error::invalid)?;
-    let evaluation = condition.evaluate(&c.facts);
+    let evaluation = match &event.detail {
+        Some(detail) => {
+            let mut facts = c.facts.clone();
+            detail.add_facts(&mut facts);
+            condition.evaluate(&facts)
+        }
+        None => condition.evaluate(&c.facts),
+    };
     if !evaluation.matched {
         return Ok(());
     }
