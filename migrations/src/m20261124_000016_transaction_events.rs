@@ -10,12 +10,12 @@
 //!
 //! The customer is not stored: readers find it through the record in `feed_records`, which
 //! merges and splits keep current and erasure deletes, so an erased customer's events lead to
-//! no one. Nothing personal is kept: record ids, amounts, times and derived facts.
+//! no one. Nothing personal is kept: record ids, amounts, times and derived facts
+//! (`company_at_fault` as 1 or 0, NULL when unknown).
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{
-    big_integer, big_integer_null, big_pk_auto, boolean_null, text, text_null,
-    timestamp_with_time_zone,
+    big_integer, big_integer_null, big_pk_auto, text, text_null, timestamp_with_time_zone,
 };
 
 use crate::m20261123_000001_touchpoints::byte_ordered;
@@ -66,7 +66,7 @@ impl MigrationTrait for Migration {
                     .col(big_integer_null(TransactionEvents::AmountMinor))
                     .col(text_null(TransactionEvents::CurrencyCode))
                     .col(big_integer_null(TransactionEvents::DelayDays))
-                    .col(boolean_null(TransactionEvents::CompanyAtFault))
+                    .col(big_integer_null(TransactionEvents::CompanyAtFault))
                     .col(timestamp_with_time_zone(TransactionEvents::RecordedAt))
                     .to_owned(),
             )

@@ -10,6 +10,7 @@ mod interactions;
 mod loyalty;
 mod loyalty_loop;
 mod loyalty_rules;
+mod loyalty_transactions;
 mod privacy;
 mod profile_reads;
 mod registry;
