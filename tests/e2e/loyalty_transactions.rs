@@ -485,7 +485,7 @@ async fn payments_earn_points_once_and_refunds_reverse_them() {
 
     // 100.00 EUR paid earns 100 points; a failed payment and a currency without an earning
     // rule earn nothing.
-    let paid = record("billing", "p-1", "ana", t, payment(t, 100_00, "EUR", None));
+    let paid = record("billing", "p-1", "ana", t, payment(t, 10_000, "EUR", None));
     ingest(
         &hub,
         vec![
@@ -495,14 +495,14 @@ async fn payments_earn_points_once_and_refunds_reverse_them() {
                 "p-x",
                 "ana",
                 t,
-                payment(t, 100_00, "EUR", Some("card_declined")),
+                payment(t, 10_000, "EUR", Some("card_declined")),
             ),
             record(
                 "billing",
                 "p-usd",
                 "ana",
                 t,
-                payment(t, 100_00, "USD", None),
+                payment(t, 10_000, "USD", None),
             ),
         ],
     )
@@ -529,7 +529,7 @@ async fn payments_earn_points_once_and_refunds_reverse_them() {
         amount: money(minor, "EUR"),
     };
     let same = c
-        .earn_points(earn("billing:p-1", 100_00))
+        .earn_points(earn("billing:p-1", 10_000))
         .await
         .expect("replayed")
         .into_inner();
