@@ -1200,7 +1200,7 @@ async fn scopes_guard_reads_and_writes() {
     let write = c.accrue_points(with_token(accrue(), "write-secret")).await;
     assert_eq!(write.expect_err("unknown customer").code(), Code::NotFound);
     let ids: BTreeSet<&str> = cxhub_loyalty::METHODS.iter().map(|m| m.method).collect();
-    assert_eq!(ids.len(), 21);
+    assert_eq!(ids.len(), 22);
 }
 
 #[tokio::test]

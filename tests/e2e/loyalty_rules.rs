@@ -1167,3 +1167,244 @@ async fn the_hub_follows_rule_events_by_itself() {
     let input = actions[0].action.as_ref().expect("input");
     assert_eq!(input.kind, pb::ActionKind::FollowUpCall as i32);
 }
+
+/// The outcome and the guard rails named for `customer` in a dry run.
+fn outcome_of(run: &pb::DryRunRuleResponse, customer: &str) -> (i32, Vec<String>) {
+    let t = run
+        .targets
+        .iter()
+        .find(|t| t.customer_id == customer)
+        .expect("target");
+    (t.outcome, t.blocked_by.clone())
+}
+
+#[tokio::test]
+async fn a_sweep_decides_every_customer_of_a_batch_by_their_own_guard_rails() {
+    use cxhub_proto::profile::v1 as profile;
+    let hub = TestHub::start().await;
+    let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
+    // In one batch: consenting customers, one without consent, one who had a retention offer
+    // a day ago (one per 90 days), one erased.
+    let mut consenting = Vec::new();
+    for i in 0..6 {
+        consenting.push(customer(&hub, &format!("c{i}"), true).await);
+    }
+    let no_consent = customer(&hub, "bea", false).await;
+    let capped = customer(&hub, "carl", true).await;
+    let erased = customer(&hub, "dan", true).await;
+    let earlier = c
+        .propose_action(pb::ProposeActionRequest {
+            request_id: rid(),
+            action: Some(pb::ActionInput {
+                customer_id: capped.clone(),
+                kind: pb::ActionKind::RetentionOffer as i32,
+                reason: "by hand".into(),
+                channel: pb::ContactChannel::Email as i32,
+                due_at: Some(Timestamp {
+                    seconds: chrono::Utc::now().timestamp() + 86_400,
+                    nanos: 0,
+                }),
+                assignee_team: "retention".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("proposed by hand")
+        .into_inner()
+        .action
+        .expect("action");
+    profile::customer_privacy_service_client::CustomerPrivacyServiceClient::new(
+        hub.channel().await,
+    )
+    .erase_customer(profile::EraseCustomerRequest {
+        request_id: rid(),
+        customer_id: erased.clone(),
+    })
+    .await
+    .expect("erased");
+
+    let mut winback = rule("batch-winback");
+    winback.limits = None;
+    let foretold = dry_run(&mut c, inline(winback.clone(), 0)).await;
+    let treated = pb::DryRunOutcome::Treated as i32;
+    let blocked = pb::DryRunOutcome::Blocked as i32;
+    for id in &consenting {
+        assert_eq!(outcome_of(&foretold, id), (treated, Vec::new()));
+    }
+    assert_eq!(
+        outcome_of(&foretold, &no_consent),
+        (blocked, vec!["CONSENT_MISSING".to_owned()])
+    );
+    assert_eq!(
+        outcome_of(&foretold, &capped),
+        (blocked, vec!["FREQUENCY_CAP".to_owned()])
+    );
+    if let Some(t) = foretold.targets.iter().find(|t| t.customer_id == erased) {
+        assert_eq!(t.outcome, blocked);
+        assert!(t.blocked_by.iter().any(|r| r == "CUSTOMER_ERASED"), "{t:?}");
+    }
+
+    create(&mut c, winback).await.expect("created");
+    let swept = sweep(&mut c, "batch-winback").await.expect("swept");
+    assert_eq!(swept[0].proposed, 6, "{swept:?}");
+    assert_eq!(swept[0].held_out, 0);
+    assert_eq!(swept[0].blocked, swept[0].matched - 6, "{swept:?}");
+
+    // One offer to each consenting customer, none to the others (the capped one keeps the
+    // offer made by hand).
+    let actions = c
+        .list_actions(pb::ListActionsRequest {
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .actions;
+    let mut targeted: Vec<String> = actions
+        .iter()
+        .filter(|a| a.id != earlier.id)
+        .map(|a| {
+            let input = a.action.as_ref().expect("input");
+            assert_eq!(input.rule_id, "batch-winback");
+            assert_eq!(input.rule_version, 1);
+            assert_eq!(a.created_by, "system:rule-sweep");
+            input.customer_id.clone()
+        })
+        .collect();
+    targeted.sort();
+    consenting.sort();
+    assert_eq!(targeted, consenting);
+
+    // The executors see every proposal on the action event stream, once each.
+    let mut watch = c
+        .watch_actions(pb::WatchActionsRequest {
+            assignee_team: "retention".into(),
+            from_oldest: true,
+            states: vec![pb::ActionState::Proposed as i32],
+            ..Default::default()
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut seen = BTreeSet::new();
+    while seen.len() < 7 {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(10), watch.message())
+            .await
+            .expect("in time")
+            .expect("stream")
+            .expect("message");
+        for event in message.events {
+            assert_eq!(event.to_state, pb::ActionState::Proposed as i32);
+            let action = event.action.expect("action");
+            assert!(seen.insert(action.id), "an action seen twice");
+        }
+    }
+    assert_eq!(seen.len(), 7);
+}
+
+#[tokio::test]
+async fn a_dry_run_keeps_to_the_rules_limits_as_the_sweep_does() {
+    let hub = TestHub::start().await;
+    let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
+    for i in 0..5 {
+        customer(&hub, &format!("c{i}"), false).await;
+    }
+    // A service call (no consent needed): two per run, three per day.
+    let mut limited = rule("limited-calls");
+    if let Some(a) = limited.action.as_mut() {
+        a.kind = pb::ActionKind::FollowUpCall as i32;
+        a.channel = pb::ContactChannel::Phone as i32;
+    }
+    limited.limits = Some(pb::RuleLimits {
+        max_actions_per_run: 2,
+        max_actions_per_day: 3,
+    });
+    let count = |run: &pb::DryRunRuleResponse, outcome: pb::DryRunOutcome, by: &[&str]| {
+        run.targets
+            .iter()
+            .filter(|t| t.outcome == outcome as i32 && t.blocked_by == by)
+            .count()
+    };
+
+    // Before any run: two to treat, the rest past the per-run limit.
+    let run = dry_run(&mut c, inline(limited.clone(), 0)).await;
+    assert_eq!(count(&run, pb::DryRunOutcome::Treated, &[]), 2, "{run:?}");
+    assert_eq!(
+        count(&run, pb::DryRunOutcome::Blocked, &["RULE_LIMIT"]),
+        3,
+        "{run:?}"
+    );
+    let over = run
+        .targets
+        .iter()
+        .find(|t| t.blocked_by == ["RULE_LIMIT"])
+        .expect("over the limit");
+    assert!(
+        over.blocked_message.contains("2 action(s) per run"),
+        "{}",
+        over.blocked_message
+    );
+
+    // The sweep does what the dry run said.
+    create(&mut c, limited.clone()).await.expect("created");
+    let first = sweep(&mut c, "limited-calls").await.expect("swept");
+    assert_eq!((first[0].proposed, first[0].over_limit), (2, 3));
+
+    // One left for the day.
+    let run = dry_run(&mut c, inline(limited.clone(), 0)).await;
+    assert_eq!(count(&run, pb::DryRunOutcome::Treated, &[]), 1, "{run:?}");
+    assert_eq!(count(&run, pb::DryRunOutcome::Blocked, &["RULE_LIMIT"]), 4);
+    let second = sweep(&mut c, "limited-calls").await.expect("swept");
+    assert_eq!((second[0].proposed, second[0].already_done), (1, 2));
+
+    // The day's limit is used up: nobody to treat, and the message says which limit.
+    let run = dry_run(&mut c, inline(limited, 0)).await;
+    assert_eq!(count(&run, pb::DryRunOutcome::Treated, &[]), 0, "{run:?}");
+    assert_eq!(count(&run, pb::DryRunOutcome::Blocked, &["RULE_LIMIT"]), 5);
+    assert!(
+        run.targets
+            .iter()
+            .all(|t| t.blocked_message.contains("3 action(s) per day")),
+        "{run:?}"
+    );
+}
+
+#[tokio::test]
+async fn two_detractor_answers_in_one_pass_are_capped_as_two_proposals_would_be() {
+    use cxhub_domain::loyalty::repo::{GuardConfig, LoyaltyRepo};
+    let hub = TestHub::builder()
+        .demo()
+        .loyalty_rule_tasks(false)
+        .start()
+        .await;
+    let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
+    let ana = customer(&hub, "ana", true).await;
+    // A retention offer (one per 90 days) by e-mail to every detractor.
+    let mut offer = rule("detractor-offer");
+    offer.trigger = pb::RuleTrigger::SurveyNpsAtMost6 as i32;
+    offer.condition = "nps.latest <= 6".into();
+    create(&mut c, offer).await.expect("created");
+    answer_nps(&hub, "r-ana-1", &ana, 3).await;
+    answer_nps(&hub, "r-ana-2", &ana, 2).await;
+    let pass = hub
+        .store
+        .follow_rule_events(&GuardConfig::default(), 1000)
+        .await
+        .expect("followed");
+    assert_eq!(
+        (pass.events, pass.proposed, pass.blocked),
+        (2, 1, 1),
+        "{pass:?}"
+    );
+    let actions = c
+        .list_actions(pb::ListActionsRequest {
+            customer_id: ana,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .actions;
+    assert_eq!(actions.len(), 1, "{actions:?}");
+}

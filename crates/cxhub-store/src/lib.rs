@@ -26,6 +26,7 @@ mod idempotency;
 mod interactions;
 mod journeys;
 mod loyalty;
+mod loyalty_effect;
 mod loyalty_events;
 mod loyalty_rules;
 mod privacy;
@@ -33,6 +34,7 @@ mod repo;
 mod scoring;
 mod sql;
 mod store;
+mod tcp_nodelay;
 mod touchpoints;
 
 use chrono::{DateTime, SubsecRound, Utc};

@@ -16,7 +16,7 @@
 //! idempotent by their own request id (unique in `loyalty_point_entries`) with a fingerprint
 //! of the posting, so a retry gets the first result even from another caller.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -31,7 +31,8 @@ use cxhub_domain::loyalty::executor::{
     apply_outcome,
 };
 use cxhub_domain::loyalty::guard::{
-    self, Budget, Candidate, ConsentSet, PrivacyStatus, consents_from_profile, eligibility,
+    self, Budget, Candidate, ConsentSet, Eligibility, PrivacyStatus, consents_from_profile,
+    eligibility,
 };
 use cxhub_domain::loyalty::points::{
     Entry, EntryKind, Ledger, PostOutcome, check_earning_rules, expiry_after_months, points_for,
@@ -49,6 +50,7 @@ use cxhub_domain::touchpoint::{Key, check_etag};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult};
 use sha2::{Digest, Sha256};
 
+use crate::IN_LIST_CHUNK;
 use crate::error::{DbResultExt, corrupt};
 use crate::idempotency::idempotent;
 use crate::sql::{Sql, int, text, text_opt, time, time_opt};
@@ -258,6 +260,15 @@ impl LoyaltyRepo for Store {
     async fn follow_rule_events(&self, guard: &GuardConfig, max: u32) -> Result<EventPass> {
         self.follow_rule_events_impl(guard, max).await
     }
+
+    async fn rule_effect_data(
+        &self,
+        id: &Key,
+        version: Option<i64>,
+        as_of: DateTime<Utc>,
+    ) -> Result<cxhub_domain::loyalty::effect::EffectData> {
+        self.rule_effect_data_impl(id, version, as_of).await
+    }
 }
 
 impl Store {
@@ -276,95 +287,209 @@ impl Store {
 // Customers: who is targeted
 
 /// The customer a request names, as the guard rails see it.
-struct Target {
+pub(crate) struct Target {
     /// The live customer (the survivor for a merged id; the id named for an erased one).
-    customer: CustomerId,
-    privacy: PrivacyStatus,
-    consents: ConsentSet,
+    pub(crate) customer: CustomerId,
+    pub(crate) privacy: PrivacyStatus,
+    pub(crate) consents: ConsentSet,
 }
 
-/// Resolves `requested` for targeting: an erased customer (kept in `customer_erasures`) is
-/// returned as erased (and suppressed: erasure suppresses their identifiers); an unknown one is
-/// `NotFound`; a merged one is its survivor, with the survivor's consents; a live one holding
-/// an identifier an erasure suppressed is suppressed.
+/// Resolves `requested` for targeting (see [`targets`]).
 async fn target(conn: &impl ConnectionTrait, requested: CustomerId) -> Result<Target> {
-    let backend = conn.get_database_backend();
-    let mut sql = Sql::new(
-        backend,
-        "SELECT customer_id FROM customer_erasures WHERE customer_id = ",
-    );
-    sql.bind(text(requested.to_string()));
-    if conn.query_one_raw(sql.build()).await.db()?.is_some() {
-        return Ok(Target {
-            customer: requested,
-            privacy: PrivacyStatus {
-                erased: true,
-                suppressed: true,
-            },
-            consents: ConsentSet::new(),
-        });
-    }
-    let customer = crate::customers::live(conn, requested).await?;
-    let mut sql = Sql::new(backend, "SELECT consents_json FROM customers WHERE id = ");
-    sql.bind(text(customer.to_string()));
-    let row = conn
-        .query_one_raw(sql.build())
-        .await
-        .db()?
-        .ok_or_else(|| Error::not_found("customer", requested.to_string()))?;
-    let json: String = get(&row, "consents_json")?;
-    let consents: Vec<cxhub_domain::feed::Consent> =
-        serde_json::from_str(&json).map_err(corrupt)?;
-    Ok(Target {
-        customer,
-        privacy: PrivacyStatus {
-            erased: false,
-            suppressed: holds_suppressed_identifier(conn, customer).await?,
-        },
-        consents: consents_from_profile(&consents),
-    })
+    targets(conn, &[requested])
+        .await?
+        .into_iter()
+        .next()
+        .flatten()
+        .ok_or_else(|| Error::not_found("customer", requested.to_string()))
 }
 
-/// Whether a live customer holds an identifier an erasure suppressed (one they shared with the
-/// erased customer without being merged with them, e.g. after a split): contacting them over it
-/// would reach the erased person. Suppressed identifiers are kept as keyed hashes only, so the
-/// customer's identifiers are hashed with the same key (see
+/// Resolves each of `requested` for targeting, in order, with a few set-based statements per
+/// [`IN_LIST_CHUNK`] customers: an erased customer (kept in `customer_erasures`) is returned
+/// as erased (and suppressed: erasure suppresses their identifiers); an unknown one is `None`;
+/// a merged one is its survivor, with the survivor's consents; a live one holding
+/// an identifier an erasure suppressed is suppressed.
+pub(crate) async fn targets(
+    conn: &impl ConnectionTrait,
+    requested: &[CustomerId],
+) -> Result<Vec<Option<Target>>> {
+    let backend = conn.get_database_backend();
+    let mut erased = BTreeSet::new();
+    for chunk in requested.chunks(IN_LIST_CHUNK) {
+        let mut sql = Sql::new(
+            backend,
+            "SELECT customer_id FROM customer_erasures WHERE customer_id",
+        );
+        sql.in_texts(chunk.iter().map(ToString::to_string));
+        for row in conn.query_all_raw(sql.build()).await.db()? {
+            let id: String = get(&row, "customer_id")?;
+            erased.insert(id.parse::<CustomerId>().map_err(corrupt)?);
+        }
+    }
+    // The customers' rows, hop by hop along their merges, for the whole batch at once.
+    let mut rows: BTreeMap<CustomerId, (Option<CustomerId>, String)> = BTreeMap::new();
+    let mut asked: BTreeSet<CustomerId> = BTreeSet::new();
+    let mut wanted: Vec<CustomerId> = requested
+        .iter()
+        .filter(|c| !erased.contains(*c))
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for _ in 0..crate::customers::MAX_REDIRECTS {
+        if wanted.is_empty() {
+            break;
+        }
+        asked.extend(wanted.iter().copied());
+        for chunk in wanted.chunks(IN_LIST_CHUNK) {
+            let mut sql = Sql::new(
+                backend,
+                "SELECT id, merged_into, consents_json FROM customers WHERE id",
+            );
+            sql.in_texts(chunk.iter().map(ToString::to_string));
+            for row in conn.query_all_raw(sql.build()).await.db()? {
+                let id: String = get(&row, "id")?;
+                let merged_into: Option<String> = get(&row, "merged_into")?;
+                rows.insert(
+                    id.parse().map_err(corrupt)?,
+                    (
+                        merged_into
+                            .map(|m| m.parse())
+                            .transpose()
+                            .map_err(corrupt)?,
+                        get(&row, "consents_json")?,
+                    ),
+                );
+            }
+        }
+        wanted = rows
+            .values()
+            .filter_map(|(next, _)| *next)
+            .filter(|next| !asked.contains(next))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+    }
+    let live = |requested: CustomerId| -> Result<Option<CustomerId>> {
+        let mut current = requested;
+        for _ in 0..crate::customers::MAX_REDIRECTS {
+            match rows.get(&current) {
+                None => return Ok(None),
+                Some((None, _)) => return Ok(Some(current)),
+                Some((Some(next), _)) => current = *next,
+            }
+        }
+        Err(corrupt(format!(
+            "redirect chain from customer {requested} too long"
+        )))
+    };
+    let lives: Vec<Option<CustomerId>> = requested
+        .iter()
+        .map(|c| {
+            if erased.contains(c) {
+                Ok(None)
+            } else {
+                live(*c)
+            }
+        })
+        .collect::<Result<_>>()?;
+    let alive: Vec<CustomerId> = lives
+        .iter()
+        .flatten()
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let suppressed = suppressed_among(conn, &alive).await?;
+    let mut out = Vec::with_capacity(requested.len());
+    for (requested, live) in requested.iter().zip(lives) {
+        if erased.contains(requested) {
+            out.push(Some(Target {
+                customer: *requested,
+                privacy: PrivacyStatus {
+                    erased: true,
+                    suppressed: true,
+                },
+                consents: ConsentSet::new(),
+            }));
+            continue;
+        }
+        let Some(customer) = live else {
+            out.push(None);
+            continue;
+        };
+        let json = rows
+            .get(&customer)
+            .map(|(_, json)| json.as_str())
+            .ok_or_else(|| corrupt("a live customer's row was not read"))?;
+        let consents: Vec<cxhub_domain::feed::Consent> =
+            serde_json::from_str(json).map_err(corrupt)?;
+        out.push(Some(Target {
+            customer,
+            privacy: PrivacyStatus {
+                erased: false,
+                suppressed: suppressed.contains(&customer),
+            },
+            consents: consents_from_profile(&consents),
+        }));
+    }
+    Ok(out)
+}
+
+/// The live customers among `customers` who hold an identifier an erasure suppressed (one they
+/// shared with the erased customer without being merged with them, e.g. after a split):
+/// contacting them over it would reach the erased person. Suppressed identifiers are kept as
+/// keyed hashes only, so the customers' identifiers are hashed with the same key (see
 /// [`cxhub_domain::privacy::suppression_hash`]); before the first erasure there is no key and
 /// nothing is suppressed.
-pub(crate) async fn holds_suppressed_identifier(
+pub(crate) async fn suppressed_among(
     conn: &impl ConnectionTrait,
-    customer: CustomerId,
-) -> Result<bool> {
+    customers: &[CustomerId],
+) -> Result<BTreeSet<CustomerId>> {
+    let mut out = BTreeSet::new();
+    if customers.is_empty() {
+        return Ok(out);
+    }
     let backend = conn.get_database_backend();
     let mut sql = Sql::new(backend, "SELECT secret FROM privacy_keys WHERE name = ");
     sql.bind(text("suppression"));
     let Some(row) = conn.query_one_raw(sql.build()).await.db()? else {
-        return Ok(false);
+        return Ok(out);
     };
     let secret: String = get(&row, "secret")?;
     let key = unhex(&secret)?;
-    let mut sql = Sql::new(
-        backend,
-        "SELECT kind, value FROM customer_identities WHERE customer_id = ",
-    );
-    sql.bind(text(customer.to_string()));
-    let mut hashes = Vec::new();
-    for row in conn.query_all_raw(sql.build()).await.db()? {
-        let kind: String = get(&row, "kind")?;
-        let value: String = get(&row, "value")?;
-        if let Some(id) = cxhub_domain::identifier::Identifier::from_stored(&kind, &value) {
-            hashes.push(cxhub_domain::privacy::suppression_hash(&key, &id));
+    let mut holders: BTreeMap<String, Vec<CustomerId>> = BTreeMap::new();
+    for chunk in customers.chunks(IN_LIST_CHUNK) {
+        let mut sql = Sql::new(
+            backend,
+            "SELECT customer_id, kind, value FROM customer_identities WHERE customer_id",
+        );
+        sql.in_texts(chunk.iter().map(ToString::to_string));
+        for row in conn.query_all_raw(sql.build()).await.db()? {
+            let customer: String = get(&row, "customer_id")?;
+            let kind: String = get(&row, "kind")?;
+            let value: String = get(&row, "value")?;
+            if let Some(id) = cxhub_domain::identifier::Identifier::from_stored(&kind, &value) {
+                holders
+                    .entry(cxhub_domain::privacy::suppression_hash(&key, &id))
+                    .or_default()
+                    .push(customer.parse().map_err(corrupt)?);
+            }
         }
     }
-    if hashes.is_empty() {
-        return Ok(false);
+    let hashes: Vec<String> = holders.keys().cloned().collect();
+    for chunk in hashes.chunks(IN_LIST_CHUNK) {
+        let mut sql = Sql::new(
+            backend,
+            "SELECT hash FROM suppressed_identifiers WHERE hash",
+        );
+        sql.in_texts(chunk.iter().cloned());
+        for row in conn.query_all_raw(sql.build()).await.db()? {
+            let hash: String = get(&row, "hash")?;
+            out.extend(holders.get(&hash).into_iter().flatten().copied());
+        }
     }
-    let mut sql = Sql::new(
-        backend,
-        "SELECT hash FROM suppressed_identifiers WHERE hash",
-    );
-    sql.in_texts(hashes).limit(1);
-    Ok(conn.query_one_raw(sql.build()).await.db()?.is_some())
+    Ok(out)
 }
 
 fn unhex(s: &str) -> Result<Vec<u8>> {
@@ -382,39 +507,71 @@ async fn merged_family(
     conn: &impl ConnectionTrait,
     customer: CustomerId,
 ) -> Result<Vec<CustomerId>> {
-    let mut family = vec![customer];
-    let mut frontier = vec![customer.to_string()];
-    let mut seen: BTreeSet<String> = frontier.iter().cloned().collect();
+    Ok(merged_families(conn, &[customer])
+        .await?
+        .into_iter()
+        .map(|(member, _)| member)
+        .collect())
+}
+
+/// Each of `customers` and every customer merged into it (directly or through others), as
+/// (member, the customer of `customers` it belongs to), the customers themselves first: one
+/// statement per merge depth and [`IN_LIST_CHUNK`] customers.
+async fn merged_families(
+    conn: &impl ConnectionTrait,
+    customers: &[CustomerId],
+) -> Result<Vec<(CustomerId, CustomerId)>> {
+    let mut family: Vec<(CustomerId, CustomerId)> = Vec::new();
+    let mut root: BTreeMap<CustomerId, CustomerId> = BTreeMap::new();
+    for c in customers {
+        if root.insert(*c, *c).is_none() {
+            family.push((*c, *c));
+        }
+    }
+    let mut frontier: Vec<CustomerId> = root.keys().copied().collect();
     while !frontier.is_empty() {
-        let mut sql = Sql::new(
-            conn.get_database_backend(),
-            "SELECT id FROM customers WHERE merged_into",
-        );
-        sql.in_texts(std::mem::take(&mut frontier));
-        for row in conn.query_all_raw(sql.build()).await.db()? {
-            let id: String = get(&row, "id")?;
-            if seen.insert(id.clone()) {
-                family.push(id.parse().map_err(corrupt)?);
-                frontier.push(id);
+        let mut next = Vec::new();
+        for chunk in frontier.chunks(IN_LIST_CHUNK) {
+            let mut sql = Sql::new(
+                conn.get_database_backend(),
+                "SELECT id, merged_into FROM customers WHERE merged_into",
+            );
+            sql.in_texts(chunk.iter().map(ToString::to_string));
+            for row in conn.query_all_raw(sql.build()).await.db()? {
+                let id: String = get(&row, "id")?;
+                let into: String = get(&row, "merged_into")?;
+                let id: CustomerId = id.parse().map_err(corrupt)?;
+                let into: CustomerId = into.parse().map_err(corrupt)?;
+                let Some(top) = root.get(&into).copied() else {
+                    continue;
+                };
+                if let std::collections::btree_map::Entry::Vacant(slot) = root.entry(id) {
+                    slot.insert(top);
+                    family.push((id, top));
+                    next.push(id);
+                }
             }
         }
+        frontier = next;
     }
     Ok(family)
 }
 
-/// On PostgreSQL, serialises the writes that decide from what `customer` has, across
-/// replicas, until the transaction ends. (SQLite writes are serial already.)
-pub(crate) async fn lock_customer(
+/// On PostgreSQL, serialises the writes that decide from what each of `customers` has, across
+/// replicas, until the transaction ends: one statement taking the customers' locks in id order
+/// (so two batches never wait for each other crosswise). (SQLite writes are serial already.)
+pub(crate) async fn lock_customers(
     txn: &DatabaseTransaction,
     backend: Backend,
-    customer: CustomerId,
+    customers: &[CustomerId],
 ) -> Result<()> {
-    if backend == Backend::Postgres {
+    if backend == Backend::Postgres && !customers.is_empty() {
+        let ids: BTreeSet<String> = customers.iter().map(ToString::to_string).collect();
         let mut sql = Sql::new(
             sea_orm::DbBackend::Postgres,
-            "SELECT pg_advisory_xact_lock(hashtext('cxhub.loyalty.customer.' || ",
+            "SELECT pg_advisory_xact_lock(hashtext('cxhub.loyalty.customer.' || c)) FROM unnest(",
         );
-        sql.bind(text(customer.to_string())).push("))");
+        sql.bind(crate::sql::texts(ids)).push(") AS t(c)");
         txn.execute_raw(sql.build()).await.db()?;
     }
     Ok(())
@@ -423,51 +580,193 @@ pub(crate) async fn lock_customer(
 // ------------------------------------------------------------------------------------------------
 // Actions
 
+/// Proposes one action (`ProposeAction`): a batch of one (see [`Proposals`]).
 pub(crate) async fn propose(
     txn: &DatabaseTransaction,
     backend: Backend,
     principal: &str,
-    mut action: NewAction,
+    action: NewAction,
     guard: &GuardConfig,
 ) -> Result<Action> {
-    let target = target(txn, action.customer).await?;
-    lock_customer(txn, backend, target.customer).await?;
-    if let Some(campaign) = action.campaign {
-        let campaign = get_campaign(txn, &Lookup::Id(campaign)).await?;
-        check_value_currency(&campaign.budget, action.value)?;
-    }
     let now = crate::now();
-    let history = if target.privacy.erased {
-        Vec::new()
-    } else {
-        cap_history(txn, target.customer, &action.kind, guard, now).await?
-    };
-    eligibility(&Candidate {
-        kind: &action.kind,
-        channel: action.channel,
-        privacy: target.privacy,
-        consents: &target.consents,
-        caps: &guard.caps,
-        history: &history,
-        now,
-    })
-    .into_result()?;
-    action.customer = target.customer;
-    let stored = Action {
-        id: ActionId::generate(),
-        action,
-        state: ActionState::Proposed,
-        revision: 1,
-        created_by: principal.to_owned(),
-        created_at: now,
-        updated_at: now,
-        history: Vec::new(),
-        outcomes: Vec::new(),
-    };
-    insert_action(txn, &stored).await?;
-    append_event(txn, &stored, None, ActionState::Proposed, principal, now).await?;
-    tracing::info!(action_id = %stored.id, customer_id = %stored.action.customer, kind = %stored.action.kind, "action proposed");
-    Ok(stored)
+    let mut batch = Proposals::read(txn, Some(backend), &[&action], guard, now).await?;
+    batch.check(&action)?.into_result()?;
+    batch.accept(action)?;
+    batch
+        .write(txn, principal)
+        .await?
+        .pop()
+        .ok_or_else(|| corrupt("an accepted proposal was not written"))
+}
+
+/// A batch of proposals: the guard-rail state of its customers, read with a few set-based
+/// statements for the whole batch ([`targets`], the cap histories of every (customer, kind),
+/// the campaigns), decided in memory one action after another ([`Proposals::check`], the
+/// domain's [`eligibility`]; an accepted action counts in the frequency caps of the next ones,
+/// so a batch decides exactly as the same proposals one by one would), and written with
+/// multi-row statements ([`Proposals::write`]). On PostgreSQL the customers are locked (in id
+/// order) before their cap histories are read, as a single proposal locks its customer.
+pub(crate) struct Proposals {
+    targets: BTreeMap<CustomerId, Option<Target>>,
+    histories: BTreeMap<(CustomerId, ActionKind), CapHistory>,
+    campaigns: BTreeMap<CampaignId, Campaign>,
+    caps: Vec<guard::FrequencyCap>,
+    now: DateTime<Utc>,
+    accepted: Vec<(ActionId, NewAction)>,
+}
+
+impl Proposals {
+    /// Reads the guard-rail state of `actions`' customers; `lock`: the backend whose locks to
+    /// take (`None` for a read that decides nothing, e.g. a dry run).
+    pub(crate) async fn read(
+        txn: &DatabaseTransaction,
+        lock: Option<Backend>,
+        actions: &[&NewAction],
+        guard: &GuardConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Self> {
+        let requested: Vec<CustomerId> = actions
+            .iter()
+            .map(|a| a.customer)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let resolved = targets(txn, &requested).await?;
+        let targets: BTreeMap<CustomerId, Option<Target>> =
+            requested.iter().copied().zip(resolved).collect();
+        if let Some(backend) = lock {
+            let live: Vec<CustomerId> = targets.values().flatten().map(|t| t.customer).collect();
+            lock_customers(txn, backend, &live).await?;
+        }
+        let mut campaigns = BTreeMap::new();
+        for id in actions.iter().filter_map(|a| a.campaign) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = campaigns.entry(id) {
+                slot.insert(get_campaign(txn, &Lookup::Id(id)).await?);
+            }
+        }
+        let mut histories = BTreeMap::new();
+        let kinds: BTreeSet<&ActionKind> = actions.iter().map(|a| &a.kind).collect();
+        for kind in kinds {
+            // Erased customers have no history that matters: they are never targeted.
+            let customers: Vec<CustomerId> = actions
+                .iter()
+                .filter(|a| a.kind == *kind)
+                .filter_map(|a| targets.get(&a.customer)?.as_ref())
+                .filter(|t| !t.privacy.erased)
+                .map(|t| t.customer)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            for (customer, history) in cap_histories(txn, &customers, kind, guard, now).await? {
+                histories.insert((customer, kind.clone()), history);
+            }
+        }
+        Ok(Self {
+            targets,
+            histories,
+            campaigns,
+            caps: guard.caps.clone(),
+            now,
+            accepted: Vec::new(),
+        })
+    }
+
+    /// What the guard rails say about `action` (one of those the batch was read for) now,
+    /// after the actions accepted so far. `Err`: the customer is unknown, or the value does not
+    /// fit the campaign (`INVALID_ARGUMENT`).
+    pub(crate) fn check(&self, action: &NewAction) -> Result<Eligibility> {
+        let target = self.target(action)?;
+        if let Some(campaign) = action.campaign {
+            let campaign = self
+                .campaigns
+                .get(&campaign)
+                .ok_or_else(|| corrupt("a proposal's campaign was not read"))?;
+            check_value_currency(&campaign.budget, action.value)?;
+        }
+        let history = self
+            .histories
+            .get(&(target.customer, action.kind.clone()))
+            .map_or(&[][..], Vec::as_slice);
+        Ok(eligibility(&Candidate {
+            kind: &action.kind,
+            channel: action.channel,
+            privacy: target.privacy,
+            consents: &target.consents,
+            caps: &self.caps,
+            history,
+            now: self.now,
+        }))
+    }
+
+    fn target(&self, action: &NewAction) -> Result<&Target> {
+        match self.targets.get(&action.customer) {
+            Some(Some(target)) => Ok(target),
+            Some(None) => Err(Error::not_found("customer", action.customer.to_string())),
+            None => Err(corrupt("a proposal's customer was not read")),
+        }
+    }
+
+    /// Accepts `action` (which [`Proposals::check`] found eligible) for its live customer: it is
+    /// written by [`Proposals::write`] under the id returned, and counts in the caps of the
+    /// actions checked after it.
+    pub(crate) fn accept(&mut self, mut action: NewAction) -> Result<ActionId> {
+        action.customer = self.target(&action)?.customer;
+        if let Some(history) = self
+            .histories
+            .get_mut(&(action.customer, action.kind.clone()))
+        {
+            history.push((action.kind.clone(), self.now, ActionState::Proposed));
+        } else if self.caps.iter().any(|c| c.kind == action.kind) {
+            self.histories.insert(
+                (action.customer, action.kind.clone()),
+                vec![(action.kind.clone(), self.now, ActionState::Proposed)],
+            );
+        }
+        let id = ActionId::generate();
+        self.accepted.push((id, action));
+        Ok(id)
+    }
+
+    /// How many actions were accepted.
+    pub(crate) fn accepted(&self) -> usize {
+        self.accepted.len()
+    }
+
+    /// Writes the accepted actions (PROPOSED by `principal`) and their events, in the order
+    /// they were accepted, with multi-row statements.
+    pub(crate) async fn write(
+        self,
+        txn: &DatabaseTransaction,
+        principal: &str,
+    ) -> Result<Vec<Action>> {
+        let now = self.now;
+        let stored: Vec<Action> = self
+            .accepted
+            .into_iter()
+            .map(|(id, action)| Action {
+                id,
+                action,
+                state: ActionState::Proposed,
+                revision: 1,
+                created_by: principal.to_owned(),
+                created_at: now,
+                updated_at: now,
+                history: Vec::new(),
+                outcomes: Vec::new(),
+            })
+            .collect();
+        insert_actions(txn, &stored).await?;
+        let moves: Vec<(&Action, Option<ActionState>)> = stored.iter().map(|a| (a, None)).collect();
+        append_events(txn, &moves, ActionState::Proposed, principal, now).await?;
+        match stored.as_slice() {
+            [] => {}
+            [one] => {
+                tracing::info!(action_id = %one.id, customer_id = %one.action.customer, kind = %one.action.kind, "action proposed");
+            }
+            many => tracing::info!(actions = many.len(), "actions proposed"),
+        }
+        Ok(stored)
+    }
 }
 
 /// A campaign's actions must be worth something, in the budget's currency.
@@ -493,14 +792,19 @@ pub(crate) fn check_value_currency(budget: &Budget, value: Option<Money>) -> Res
     Ok(())
 }
 
-/// The customer's actions of the capped kinds within the longest cap window of `kind`.
-pub(crate) async fn cap_history(
-    txn: &DatabaseTransaction,
-    customer: CustomerId,
+/// A customer's actions as the frequency caps count them: kind, created, current state.
+type CapHistory = Vec<(ActionKind, DateTime<Utc>, ActionState)>;
+
+/// For each of `customers` (live) with any: its actions of `kind` (and those of everyone merged
+/// into it) within the longest cap window of `kind`, in a few statements for all of them.
+async fn cap_histories(
+    conn: &impl ConnectionTrait,
+    customers: &[CustomerId],
     kind: &ActionKind,
     guard: &GuardConfig,
     now: DateTime<Utc>,
-) -> Result<Vec<(ActionKind, DateTime<Utc>, ActionState)>> {
+) -> Result<BTreeMap<CustomerId, CapHistory>> {
+    let mut out: BTreeMap<CustomerId, CapHistory> = BTreeMap::new();
     let Some(window) = guard
         .caps
         .iter()
@@ -508,62 +812,76 @@ pub(crate) async fn cap_history(
         .map(|c| c.window)
         .max()
     else {
-        return Ok(Vec::new());
+        return Ok(out);
     };
-    let family: Vec<String> = merged_family(txn, customer)
-        .await?
+    let family = merged_families(conn, customers).await?;
+    let root: BTreeMap<String, CustomerId> = family
         .iter()
-        .map(ToString::to_string)
+        .map(|(member, top)| (member.to_string(), *top))
         .collect();
-    let mut sql = Sql::new(
-        txn.get_database_backend(),
-        "SELECT kind, created_at, state FROM loyalty_actions WHERE customer_id",
-    );
-    sql.in_texts(family)
-        .push(" AND kind = ")
-        .bind(text(kind.to_string()))
-        .push(" AND created_at > ")
-        .bind(time(now - window));
-    let mut out = Vec::new();
-    for row in txn.query_all_raw(sql.build()).await.db()? {
-        let kind: String = get(&row, "kind")?;
-        let state: String = get(&row, "state")?;
-        out.push((
-            ActionKind::parse(&kind).map_err(corrupt)?,
-            get(&row, "created_at")?,
-            state.parse().map_err(corrupt)?,
-        ));
+    let members: Vec<String> = root.keys().cloned().collect();
+    for chunk in members.chunks(IN_LIST_CHUNK) {
+        let mut sql = Sql::new(
+            conn.get_database_backend(),
+            "SELECT customer_id, kind, created_at, state FROM loyalty_actions WHERE customer_id",
+        );
+        sql.in_texts(chunk.iter().cloned())
+            .push(" AND kind = ")
+            .bind(text(kind.to_string()))
+            .push(" AND created_at > ")
+            .bind(time(now - window));
+        for row in conn.query_all_raw(sql.build()).await.db()? {
+            let customer: String = get(&row, "customer_id")?;
+            let kind: String = get(&row, "kind")?;
+            let state: String = get(&row, "state")?;
+            let Some(top) = root.get(&customer) else {
+                continue;
+            };
+            out.entry(*top).or_default().push((
+                ActionKind::parse(&kind).map_err(corrupt)?,
+                get(&row, "created_at")?,
+                state.parse().map_err(corrupt)?,
+            ));
+        }
     }
     Ok(out)
 }
 
-async fn insert_action(txn: &DatabaseTransaction, a: &Action) -> Result<()> {
-    let mut sql = Sql::new(
-        txn.get_database_backend(),
-        &format!("INSERT INTO loyalty_actions ({ACTION_COLUMNS}) VALUES "),
-    );
-    let n = &a.action;
-    sql.tuple([
-        text(a.id.to_string()),
-        text(n.customer.to_string()),
-        text(n.kind.to_string()),
-        text_opt(n.rule.as_ref().map(|r| r.id.clone())),
-        sea_orm::Value::BigInt(n.rule.as_ref().map(|r| r.version)),
-        text(n.reason.as_str()),
-        text(n.channel.as_str()),
-        sea_orm::Value::BigInt(n.value.map(|v| v.amount_minor)),
-        text_opt(n.value.map(|v| v.currency.code())),
-        text_opt(n.campaign.map(|c| c.to_string())),
-        int(0),
-        time(n.due_at),
-        text(n.assignee_team.as_str()),
-        text(a.state.as_str()),
-        int(a.revision),
-        text(a.created_by.as_str()),
-        time(a.created_at),
-        time(a.updated_at),
-    ]);
-    txn.execute_raw(sql.build()).await.db()?;
+/// Inserts `actions` with multi-row statements.
+async fn insert_actions(txn: &DatabaseTransaction, actions: &[Action]) -> Result<()> {
+    for chunk in actions.chunks(crate::rows_per_statement(18)) {
+        let mut sql = Sql::new(
+            txn.get_database_backend(),
+            &format!("INSERT INTO loyalty_actions ({ACTION_COLUMNS}) VALUES "),
+        );
+        for (i, a) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            let n = &a.action;
+            sql.tuple([
+                text(a.id.to_string()),
+                text(n.customer.to_string()),
+                text(n.kind.to_string()),
+                text_opt(n.rule.as_ref().map(|r| r.id.clone())),
+                sea_orm::Value::BigInt(n.rule.as_ref().map(|r| r.version)),
+                text(n.reason.as_str()),
+                text(n.channel.as_str()),
+                sea_orm::Value::BigInt(n.value.map(|v| v.amount_minor)),
+                text_opt(n.value.map(|v| v.currency.code())),
+                text_opt(n.campaign.map(|c| c.to_string())),
+                int(0),
+                time(n.due_at),
+                text(n.assignee_team.as_str()),
+                text(a.state.as_str()),
+                int(a.revision),
+                text(a.created_by.as_str()),
+                time(a.created_at),
+                time(a.updated_at),
+            ]);
+        }
+        txn.execute_raw(sql.build()).await.db()?;
+    }
     Ok(())
 }
 
@@ -764,7 +1082,7 @@ async fn transition(
     if to == ActionState::Approved {
         // The customer may have been erased, merged or withdrawn consent since the proposal.
         let target = target(txn, action.action.customer).await?;
-        lock_customer(txn, backend, target.customer).await?;
+        lock_customers(txn, backend, &[target.customer]).await?;
         eligibility(&Candidate {
             kind: &action.action.kind,
             channel: action.action.channel,
@@ -826,7 +1144,7 @@ async fn transition(
         time(now),
     ]);
     txn.execute_raw(sql.build()).await.db()?;
-    append_event(txn, &action, Some(action.state), to, principal, now).await?;
+    append_events(txn, &[(&action, Some(action.state))], to, principal, now).await?;
     action.history.push(Transition {
         from: action.state,
         to,
@@ -897,48 +1215,57 @@ async fn settle(
 // ------------------------------------------------------------------------------------------------
 // Executors: the action event log and reported outcomes
 
-/// Appends the move of `action` from `from` into `to` to the event log, committed with `txn`.
-/// The position is taken from the log's one head row, which stays locked until `txn` ends: on
-/// PostgreSQL positions are thus handed out in commit order across replicas (the head row is
-/// the last lock a loyalty write takes, so no lock cycle can form around it).
-async fn append_event(
+/// Appends the moves of `moves` (each action, from the state it leaves) into `to` to the event
+/// log, in order, committed with `txn`. The positions are taken from the log's one head row
+/// (one `UPDATE` for all of them), which stays locked until `txn` ends: on PostgreSQL positions
+/// are thus handed out in commit order across replicas (the head row is the last lock a
+/// loyalty write takes, so no lock cycle can form around it).
+async fn append_events(
     txn: &DatabaseTransaction,
-    action: &Action,
-    from: Option<ActionState>,
+    moves: &[(&Action, Option<ActionState>)],
     to: ActionState,
     principal: &str,
     now: DateTime<Utc>,
 ) -> Result<()> {
+    if moves.is_empty() {
+        return Ok(());
+    }
     let db = txn.get_database_backend();
+    let n = i64::try_from(moves.len()).map_err(corrupt)?;
+    let mut sql = Sql::new(db, "UPDATE loyalty_action_event_log SET head = head + ");
+    sql.bind(int(n)).push(" WHERE id = 1 RETURNING head");
     let row = txn
-        .query_one_raw(
-            Sql::new(
-                db,
-                "UPDATE loyalty_action_event_log SET head = head + 1 WHERE id = 1 RETURNING head",
-            )
-            .build(),
-        )
+        .query_one_raw(sql.build())
         .await
         .db()?
         .ok_or_else(|| corrupt("loyalty_action_event_log has no row"))?;
-    let seq: i64 = get(&row, "head")?;
-    let mut sql = Sql::new(
-        db,
-        "INSERT INTO loyalty_action_events (seq, action_id, assignee_team, kind, channel, \
-         from_state, to_state, principal, occurred_at) VALUES ",
-    );
-    sql.tuple([
-        int(seq),
-        text(action.id.to_string()),
-        text(action.action.assignee_team.as_str()),
-        text(action.action.kind.to_string()),
-        text(action.action.channel.as_str()),
-        text_opt(from.map(ActionState::as_str)),
-        text(to.as_str()),
-        text(principal),
-        time(now),
-    ]);
-    txn.execute_raw(sql.build()).await.db()?;
+    let head: i64 = get(&row, "head")?;
+    let mut seq = head - n;
+    for chunk in moves.chunks(crate::rows_per_statement(9)) {
+        let mut sql = Sql::new(
+            db,
+            "INSERT INTO loyalty_action_events (seq, action_id, assignee_team, kind, channel, \
+             from_state, to_state, principal, occurred_at) VALUES ",
+        );
+        for (i, (action, from)) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            seq += 1;
+            sql.tuple([
+                int(seq),
+                text(action.id.to_string()),
+                text(action.action.assignee_team.as_str()),
+                text(action.action.kind.to_string()),
+                text(action.action.channel.as_str()),
+                text_opt(from.map(ActionState::as_str)),
+                text(to.as_str()),
+                text(principal),
+                time(now),
+            ]);
+        }
+        txn.execute_raw(sql.build()).await.db()?;
+    }
     Ok(())
 }
 
@@ -1391,7 +1718,7 @@ pub(crate) async fn post(
         ));
     }
     let customer = target.customer;
-    lock_customer(txn, backend, customer).await?;
+    lock_customers(txn, backend, &[customer]).await?;
     // A posting with the same request id may have committed while this one waited for the
     // lock (on PostgreSQL every statement sees what committed before it): answer as it did.
     if let Some((stored, posted)) = entry_by_request(txn, &posting.request_id).await? {

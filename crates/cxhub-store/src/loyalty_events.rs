@@ -586,7 +586,7 @@ async fn expire_chunk(
         if !done.insert(customer) {
             continue;
         }
-        crate::loyalty::lock_customer(txn, backend, customer).await?;
+        crate::loyalty::lock_customers(txn, backend, &[customer]).await?;
         let (mut ledger, _) = crate::loyalty::ledger_of(txn, customer).await?;
         let request_id = format!("expiry:{}", uuid::Uuid::now_v7());
         let Some(expiry) = ledger.plan_expiry(&request_id, customer, now) else {

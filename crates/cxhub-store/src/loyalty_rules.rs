@@ -7,7 +7,7 @@
 //! version, so two updates expecting the same version cannot both write the next one (and the
 //! primary key on (id, version) would refuse the second anyway).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use cxhub_domain::error::{Error, Result};
@@ -16,11 +16,10 @@ use cxhub_domain::identifier::CustomerId;
 use cxhub_domain::loyalty::action::{ConsentPurpose, ContactChannel};
 use cxhub_domain::loyalty::condition::Condition;
 use cxhub_domain::loyalty::condition::Facts;
-use cxhub_domain::loyalty::guard::{
-    Candidate, ConsentSet, Eligibility, PrivacyStatus, consents_from_profile, eligibility,
-};
+use cxhub_domain::loyalty::guard::{Eligibility, Ineligibility, RuleQuota, consents_from_profile};
 use cxhub_domain::loyalty::repo::{
-    DryRun, DryRunTarget, EventPass, ExpectedVersion, GuardConfig, RulePatch, SweepReport,
+    ActionId, DryRun, DryRunTarget, EventPass, ExpectedVersion, GuardConfig, NewAction, RulePatch,
+    SweepReport,
 };
 use cxhub_domain::loyalty::rule::{self, Decision, Rule, RuleSpec, Trigger};
 use cxhub_domain::money::Currency;
@@ -32,9 +31,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult};
 use crate::IN_LIST_CHUNK;
 use crate::error::{DbResultExt, corrupt};
 use crate::idempotency::idempotent;
-use crate::loyalty::{
-    cap_history, check_value_currency, get, get_campaign, holds_suppressed_identifier, propose,
-};
+use crate::loyalty::{Proposals, check_value_currency, get, get_campaign};
 use crate::sql::{Sql, int, text, time};
 use crate::store::{Backend, Store, snapshot};
 
@@ -398,13 +395,11 @@ async fn list(conn: &impl ConnectionTrait, page: &PageRequest) -> Result<Page<Ru
 // ------------------------------------------------------------------------------------------------
 // Facts and dry runs
 
-/// One live customer of a batch: the facts its condition reads, and its consents as the guard
-/// rails read them.
+/// One live customer of a batch and the facts its condition reads (the guard rails read their
+/// own state: see [`Proposals`]).
 pub(crate) struct CustomerFacts {
     pub(crate) customer: CustomerId,
     pub(crate) facts: Facts,
-    pub(crate) consents: ConsentSet,
-    pub(crate) erased: bool,
 }
 
 fn ids(customers: &[CustomerId]) -> impl Iterator<Item = String> + '_ {
@@ -479,26 +474,10 @@ async fn facts_of(
             }
         }
         index.insert(customer, out.len());
-        out.push(CustomerFacts {
-            customer,
-            facts,
-            consents,
-            erased: false,
-        });
+        out.push(CustomerFacts { customer, facts });
     }
     let customers: Vec<CustomerId> = out.iter().map(|c| c.customer).collect();
     for chunk in customers.chunks(IN_LIST_CHUNK) {
-        let mut sql = Sql::new(
-            backend,
-            "SELECT customer_id FROM customer_erasures WHERE customer_id",
-        );
-        sql.in_texts(ids(chunk));
-        for row in conn.query_all_raw(sql.build()).await.db()? {
-            if let Some(c) = lookup(&mut out, &index, &row)? {
-                c.erased = true;
-            }
-        }
-
         let mut sql = Sql::new(
             backend,
             "SELECT customer_id, category, churn_band, churn_probability, clv_currency, \
@@ -602,37 +581,6 @@ fn lookup<'a>(
     Ok(index.get(&id).and_then(|i| out.get_mut(*i)))
 }
 
-/// What the guard rails say about proposing `rule`'s action to `c` now.
-pub(crate) async fn guard_rails(
-    txn: &DatabaseTransaction,
-    spec: &RuleSpec,
-    c: &CustomerFacts,
-    guard: &GuardConfig,
-    now: DateTime<Utc>,
-) -> Result<Eligibility> {
-    let kind = &spec.action.kind;
-    let (suppressed, history) = if c.erased {
-        (true, Vec::new())
-    } else {
-        (
-            holds_suppressed_identifier(txn, c.customer).await?,
-            cap_history(txn, c.customer, kind, guard, now).await?,
-        )
-    };
-    Ok(eligibility(&Candidate {
-        kind,
-        channel: spec.action.channel,
-        privacy: PrivacyStatus {
-            erased: c.erased,
-            suppressed,
-        },
-        consents: &c.consents,
-        caps: &guard.caps,
-        history: &history,
-        now,
-    }))
-}
-
 async fn dry_run(
     txn: &DatabaseTransaction,
     rule: &Rule,
@@ -643,43 +591,42 @@ async fn dry_run(
     let condition =
         rule::compile_condition(&rule.spec.condition, "rule.condition").map_err(Error::invalid)?;
     let now = crate::now();
-    let reference = rule.reference();
     // One more than asked, to know whether customers remain.
     let mut batch = customer_facts(txn, after, max.saturating_add(1), now).await?;
     let more = batch.len() > max as usize;
     batch.truncate(max as usize);
-    let mut targets = Vec::new();
-    for c in &batch {
-        let evaluation = condition.evaluate(&c.facts);
-        if !evaluation.matched {
-            continue;
-        }
-        // The holdout draw needs no I/O; the guard rails only run for the others.
-        let decision = if cxhub_domain::loyalty::guard::in_holdout(
-            rule.id.as_str(),
-            c.customer,
-            rule.spec.holdout.control_share,
-            rule.spec.holdout.seed,
-        ) {
-            Decision::HeldOut
-        } else {
-            let eligibility = guard_rails(txn, &rule.spec, c, guard, now).await?;
-            rule::decide(
-                rule.id.as_str(),
-                rule.spec.holdout,
-                c.customer,
-                &evaluation,
-                || eligibility,
-            )
-        };
-        let explanation = evaluation.explain();
-        targets.push(DryRunTarget {
-            customer: c.customer,
-            action: rule::action_for(&reference, &rule.spec, c.customer, &explanation, now),
-            decision,
-            explanation,
-        });
-    }
+    // The per-run limit counts from this call's first customer; the per-day one counts what
+    // the rule proposed today already.
+    let mut quota = quota(txn, rule, 0, now).await?;
+    let plan = plan(
+        txn,
+        None,
+        rule,
+        &condition,
+        &batch,
+        &BTreeSet::new(),
+        &mut quota,
+        guard,
+        now,
+    )
+    .await?;
+    let targets = plan
+        .planned
+        .into_iter()
+        .map(|p| DryRunTarget {
+            customer: p.customer,
+            action: p.action,
+            decision: match p.verdict {
+                Verdict::HeldOut => Decision::HeldOut,
+                Verdict::OverLimit(limit) => Decision::Blocked(Eligibility {
+                    reasons: vec![limit],
+                }),
+                Verdict::Blocked(eligibility) => Decision::Blocked(eligibility),
+                Verdict::Proposed(_) => Decision::Treat,
+            },
+            explanation: p.explanation,
+        })
+        .collect();
     let scanned = u32::try_from(batch.len()).unwrap_or(u32::MAX);
     Ok(DryRun {
         targets,
@@ -690,6 +637,226 @@ async fn dry_run(
             None
         },
     })
+}
+
+// ------------------------------------------------------------------------------------------------
+// Plans: what a run does for a batch of customers
+
+/// What a run of a rule does for one customer whose condition holds.
+enum Verdict {
+    /// Kept untreated as control; recorded.
+    HeldOut,
+    /// Past the rule's per-run or per-day limit: neither proposed nor recorded (a later run
+    /// may act).
+    OverLimit(Ineligibility),
+    /// A guard rail refuses the action; recorded with the reasons.
+    Blocked(Eligibility),
+    /// Proposed, under this id.
+    Proposed(ActionId),
+}
+
+/// One customer of a plan.
+struct Planned {
+    customer: CustomerId,
+    /// The action the rule proposes (or would have).
+    action: NewAction,
+    explanation: String,
+    verdict: Verdict,
+}
+
+/// A plan for a batch of customers, not yet written.
+struct Plan {
+    /// The customers whose condition holds and whom this run had not handled, in batch order.
+    planned: Vec<Planned>,
+    matched: u64,
+    already_done: u64,
+    /// The actions proposed, to be written.
+    proposals: Proposals,
+}
+
+/// The rule's quota for a run that proposed `proposed_in_run` so far (one statement when the
+/// rule has a per-day limit).
+async fn quota(
+    txn: &DatabaseTransaction,
+    rule: &Rule,
+    proposed_in_run: u64,
+    now: DateTime<Utc>,
+) -> Result<RuleQuota> {
+    let limits = rule.spec.limits;
+    let today = match limits.max_per_day {
+        Some(_) => proposed_on(txn, &rule.id, now).await?,
+        None => 0,
+    };
+    Ok(RuleQuota::new(
+        limits.max_per_run,
+        proposed_in_run,
+        limits.max_per_day,
+        today,
+    ))
+}
+
+/// Decides what `rule` does for the customers of a batch: the one decision of a sweep, a dry
+/// run and an event. For each customer whose condition holds and whom this run has not handled
+/// (`done`): the holdout draw, the rule's limits (`quota`), then the guard rails of the action
+/// ([`rule::decide`] keeps that order), with the guard-rail state of the whole batch read at
+/// once ([`Proposals`]; `lock`: see [`Proposals::read`]).
+#[allow(clippy::too_many_arguments)]
+async fn plan(
+    txn: &DatabaseTransaction,
+    lock: Option<Backend>,
+    rule: &Rule,
+    condition: &Condition,
+    customers: &[CustomerFacts],
+    done: &BTreeSet<CustomerId>,
+    quota: &mut RuleQuota,
+    guard: &GuardConfig,
+    now: DateTime<Utc>,
+) -> Result<Plan> {
+    let reference = rule.reference();
+    let mut matched = 0;
+    let mut already_done = 0;
+    let mut candidates = Vec::new();
+    for c in customers {
+        let evaluation = condition.evaluate(&c.facts);
+        if !evaluation.matched {
+            continue;
+        }
+        matched += 1;
+        if done.contains(&c.customer) {
+            already_done += 1;
+            continue;
+        }
+        let explanation = evaluation.explain();
+        let action = rule::action_for(&reference, &rule.spec, c.customer, &explanation, now);
+        candidates.push((c.customer, evaluation, explanation, action));
+    }
+    // The guard-rail state of those the holdout does not keep (none when the limits allow no
+    // more actions).
+    let treatable: Vec<&NewAction> = if quota.check().is_ok() {
+        candidates
+            .iter()
+            .filter(|(customer, ..)| !in_holdout(rule, *customer))
+            .map(|(.., action)| action)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut proposals = Proposals::read(txn, lock, &treatable, guard, now).await?;
+    let mut planned = Vec::with_capacity(candidates.len());
+    for (customer, evaluation, explanation, action) in candidates {
+        let mut failure = None;
+        let decision = rule::decide(
+            rule.id.as_str(),
+            rule.spec.holdout,
+            customer,
+            &evaluation,
+            || match quota.check() {
+                Err(limit) => Eligibility {
+                    reasons: vec![limit],
+                },
+                Ok(()) => proposals.check(&action).unwrap_or_else(|err| {
+                    failure = Some(err);
+                    Eligibility::default()
+                }),
+            },
+        );
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        let verdict = match decision {
+            Decision::NotMatched => continue,
+            Decision::HeldOut => Verdict::HeldOut,
+            Decision::Blocked(mut eligibility) => match eligibility.reasons.as_slice() {
+                [Ineligibility::RuleLimit { .. }] => {
+                    Verdict::OverLimit(eligibility.reasons.remove(0))
+                }
+                _ => Verdict::Blocked(eligibility),
+            },
+            Decision::Treat => {
+                quota.take();
+                Verdict::Proposed(proposals.accept(action.clone())?)
+            }
+        };
+        planned.push(Planned {
+            customer,
+            action,
+            explanation,
+            verdict,
+        });
+    }
+    Ok(Plan {
+        planned,
+        matched,
+        already_done,
+        proposals,
+    })
+}
+
+fn in_holdout(rule: &Rule, customer: CustomerId) -> bool {
+    cxhub_domain::loyalty::guard::in_holdout(
+        rule.id.as_str(),
+        customer,
+        rule.spec.holdout.control_share,
+        rule.spec.holdout.seed,
+    )
+}
+
+/// What a run recorded.
+#[derive(Default)]
+struct Recorded {
+    proposed: u64,
+    held_out: u64,
+    blocked: u64,
+    over_limit: u64,
+}
+
+/// Writes a plan: its actions (by `principal`) with their events, and what the run `run` did
+/// for each customer into `loyalty_rule_targets`, all with multi-row statements.
+async fn execute(
+    txn: &DatabaseTransaction,
+    rule: &Rule,
+    run: &str,
+    principal: &str,
+    plan: Plan,
+    now: DateTime<Utc>,
+) -> Result<Recorded> {
+    let mut recorded = Recorded::default();
+    if plan.proposals.accepted() > 0 {
+        plan.proposals.write(txn, principal).await?;
+    }
+    let mut rows = Vec::with_capacity(plan.planned.len());
+    for p in plan.planned {
+        let (outcome, action, reason) = match p.verdict {
+            Verdict::HeldOut => {
+                recorded.held_out += 1;
+                ("held_out", None, None)
+            }
+            Verdict::OverLimit(_) => {
+                recorded.over_limit += 1;
+                continue;
+            }
+            Verdict::Blocked(eligibility) => {
+                recorded.blocked += 1;
+                let message = match eligibility.into_result() {
+                    Err(Error::FailedPrecondition { message, .. }) => message,
+                    _ => String::new(),
+                };
+                ("blocked", None, Some(message))
+            }
+            Verdict::Proposed(id) => {
+                recorded.proposed += 1;
+                ("proposed", Some(id.to_string()), None)
+            }
+        };
+        rows.push(TargetRow {
+            customer: p.customer,
+            outcome,
+            action,
+            reason,
+        });
+    }
+    record_targets(txn, rule, run, now, &rows).await?;
+    Ok(recorded)
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -796,81 +963,26 @@ async fn sweep_batch(
     report.scanned += customers.len() as u64;
     let ids: Vec<CustomerId> = customers.iter().map(|c| c.customer).collect();
     let done = handled_on(txn, rule, day, &ids).await?;
-    let limit = match (rule.spec.limits.max_per_run, rule.spec.limits.max_per_day) {
-        (None, None) => None,
-        (per_run, per_day) => {
-            let run_left = per_run.map(|n| u64::from(n).saturating_sub(report.proposed));
-            let day_left = match per_day {
-                Some(n) => {
-                    Some(u64::from(n).saturating_sub(proposed_on(txn, &rule.id, now).await?))
-                }
-                None => None,
-            };
-            run_left.into_iter().chain(day_left).min()
-        }
-    };
-    let mut proposed_here = 0u64;
-    let reference = rule.reference();
-    let mut rows = Vec::new();
-    for c in &customers {
-        let evaluation = condition.evaluate(&c.facts);
-        if !evaluation.matched {
-            continue;
-        }
-        report.matched += 1;
-        if done.contains(&c.customer) {
-            report.already_done += 1;
-            continue;
-        }
-        if cxhub_domain::loyalty::guard::in_holdout(
-            rule.id.as_str(),
-            c.customer,
-            rule.spec.holdout.control_share,
-            rule.spec.holdout.seed,
-        ) {
-            report.held_out += 1;
-            rows.push(TargetRow {
-                customer: c.customer,
-                outcome: "held_out",
-                action: None,
-                reason: None,
-            });
-            continue;
-        }
-        if limit.is_some_and(|left| proposed_here >= left) {
-            // Not recorded: a later run (another day, or after the limit is raised) may act.
-            report.over_limit += 1;
-            continue;
-        }
-        let explanation = evaluation.explain();
-        let action = rule::action_for(&reference, &rule.spec, c.customer, &explanation, now);
-        match propose(txn, backend, SWEEP_PRINCIPAL, action, guard).await {
-            Ok(action) => {
-                proposed_here += 1;
-                report.proposed += 1;
-                rows.push(TargetRow {
-                    customer: c.customer,
-                    outcome: "proposed",
-                    action: Some(action.id.to_string()),
-                    reason: None,
-                });
-            }
-            Err(Error::FailedPrecondition {
-                reason: "NOT_ELIGIBLE",
-                message,
-            }) => {
-                report.blocked += 1;
-                rows.push(TargetRow {
-                    customer: c.customer,
-                    outcome: "blocked",
-                    action: None,
-                    reason: Some(message),
-                });
-            }
-            Err(err) => return Err(err),
-        }
-    }
-    record_targets(txn, rule, day, now, &rows).await?;
+    let mut quota = quota(txn, rule, report.proposed, now).await?;
+    let plan = plan(
+        txn,
+        Some(backend),
+        rule,
+        condition,
+        &customers,
+        &done,
+        &mut quota,
+        guard,
+        now,
+    )
+    .await?;
+    report.matched += plan.matched;
+    report.already_done += plan.already_done;
+    let recorded = execute(txn, rule, day, SWEEP_PRINCIPAL, plan, now).await?;
+    report.proposed += recorded.proposed;
+    report.held_out += recorded.held_out;
+    report.blocked += recorded.blocked;
+    report.over_limit += recorded.over_limit;
     Ok(Some(last))
 }
 
@@ -1114,71 +1226,43 @@ async fn act_on_event(
 ) -> Result<()> {
     let condition =
         rule::compile_condition(&rule.spec.condition, "rule.condition").map_err(Error::invalid)?;
-    let evaluation = match &event.detail {
+    // A transaction event's own facts (`event.*`) join the customer's.
+    let with_event;
+    let c = match &event.detail {
         Some(detail) => {
             let mut facts = c.facts.clone();
             detail.add_facts(&mut facts);
-            condition.evaluate(&facts)
+            with_event = CustomerFacts {
+                customer: c.customer,
+                facts,
+            };
+            &with_event
         }
-        None => condition.evaluate(&c.facts),
+        None => c,
     };
-    if !evaluation.matched {
+    if !condition.evaluate(&c.facts).matched {
         return Ok(());
     }
     lock_rule(txn, backend, &rule.id).await?;
-    if !handled_on(txn, rule, &event.run, &[c.customer])
-        .await?
-        .is_empty()
-    {
-        return Ok(());
-    }
-    let row = if cxhub_domain::loyalty::guard::in_holdout(
-        rule.id.as_str(),
-        c.customer,
-        rule.spec.holdout.control_share,
-        rule.spec.holdout.seed,
-    ) {
-        pass.held_out += 1;
-        TargetRow {
-            customer: c.customer,
-            outcome: "held_out",
-            action: None,
-            reason: None,
-        }
-    } else {
-        if let Some(per_day) = rule.spec.limits.max_per_day
-            && proposed_on(txn, &rule.id, now).await? >= u64::from(per_day)
-        {
-            return Ok(());
-        }
-        let explanation = evaluation.explain();
-        let action = rule::action_for(&rule.reference(), &rule.spec, c.customer, &explanation, now);
-        match propose(txn, backend, EVENT_PRINCIPAL, action, guard).await {
-            Ok(action) => {
-                pass.proposed += 1;
-                TargetRow {
-                    customer: c.customer,
-                    outcome: "proposed",
-                    action: Some(action.id.to_string()),
-                    reason: None,
-                }
-            }
-            Err(Error::FailedPrecondition {
-                reason: "NOT_ELIGIBLE",
-                message,
-            }) => {
-                pass.blocked += 1;
-                TargetRow {
-                    customer: c.customer,
-                    outcome: "blocked",
-                    action: None,
-                    reason: Some(message),
-                }
-            }
-            Err(err) => return Err(err),
-        }
-    };
-    record_targets(txn, rule, &event.run, now, &[row]).await
+    let done = handled_on(txn, rule, &event.run, &[c.customer]).await?;
+    let mut quota = quota(txn, rule, 0, now).await?;
+    let plan = plan(
+        txn,
+        Some(backend),
+        rule,
+        &condition,
+        std::slice::from_ref(c),
+        &done,
+        &mut quota,
+        guard,
+        now,
+    )
+    .await?;
+    let recorded = execute(txn, rule, &event.run, EVENT_PRINCIPAL, plan, now).await?;
+    pass.proposed += recorded.proposed;
+    pass.held_out += recorded.held_out;
+    pass.blocked += recorded.blocked;
+    Ok(())
 }
 
 /// Records what a run did for some customers.

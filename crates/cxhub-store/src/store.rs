@@ -481,9 +481,28 @@ async fn connect_postgres(url: &str, options: &StoreOptions) -> Result<Store> {
     // runs; a generic plan made while a table was small (a fresh database) keeps scanning it
     // sequentially once it is large (ingest lookups went from 1 ms to 1 s at 100k records).
     // Batch statements are few and large: planning each with its parameters costs little.
-    .map_sqlx_postgres_opts(|o| o.options([("plan_cache_mode", "force_custom_plan")]));
-    if let Some(schema) = &options.schema {
-        opts.set_schema_search_path(schema.clone());
+    .map_sqlx_postgres_opts({
+        // The schema (checked above: `[a-z_][a-z0-9_]*`, nothing to quote) is a startup
+        // option too, not sea-orm's `set_schema_search_path`: that one is an `after_connect`
+        // of the pool, which the `TCP_NODELAY` hook below would replace.
+        let schema = options.schema.clone();
+        move |o| {
+            let mut startup = vec![("plan_cache_mode", "force_custom_plan".to_owned())];
+            if let Some(schema) = &schema {
+                startup.push(("search_path", schema.clone()));
+            }
+            o.options(startup)
+        }
+    });
+    if let Some(port) = tcp_port(url) {
+        opts.map_sqlx_postgres_pool_opts(move |pool| {
+            pool.after_connect(move |_, _| {
+                Box::pin(async move {
+                    set_tcp_nodelay(port);
+                    Ok(())
+                })
+            })
+        });
     }
     let db = Database::connect(opts).await.map_err(unavailable)?;
     tracing::info!(schema = options.schema.as_deref(), "connected to postgres");
@@ -496,6 +515,28 @@ async fn connect_postgres(url: &str, options: &StoreOptions) -> Result<Store> {
         growth: Default::default(),
         audit: Default::default(),
     })
+}
+
+/// The PostgreSQL server's TCP port, or `None` when `url` names a Unix socket (or does not
+/// parse; connecting reports that).
+fn tcp_port(url: &str) -> Option<u16> {
+    let options: sea_orm::sqlx::postgres::PgConnectOptions = url.parse().ok()?;
+    options.get_socket().is_none().then(|| options.get_port())
+}
+
+/// Sets `TCP_NODELAY` on the connections to the database (see [`crate::tcp_nodelay`]); a
+/// failure only costs speed, and is reported once.
+fn set_tcp_nodelay(port: u16) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    if let Err(err) = crate::tcp_nodelay::set_on_sockets_to(port) {
+        WARNED.call_once(|| {
+            tracing::warn!(
+                error = %err,
+                "could not set TCP_NODELAY on the PostgreSQL connections; statements larger \
+                 than one TCP segment may wait about 40 ms each (use a Unix socket to avoid it)"
+            );
+        });
+    }
 }
 
 /// Drops a PostgreSQL schema and everything in it (for tests that used
@@ -773,5 +814,65 @@ mod tests {
         assert!(check_schema_name("cxhub_test_1").is_ok());
         assert!(check_schema_name("x\"; drop").is_err());
         assert!(check_schema_name("1abc").is_err());
+    }
+
+    #[test]
+    fn only_tcp_urls_have_a_port_to_fix() {
+        assert_eq!(tcp_port("postgres://u@127.0.0.1:5433/db"), Some(5433));
+        assert_eq!(tcp_port("postgres://u@localhost/db"), Some(5432));
+        assert_eq!(
+            tcp_port("postgres://u@localhost/db?host=/var/run/postgresql"),
+            None
+        );
+    }
+
+    /// Every pooled connection to PostgreSQL over TCP has `TCP_NODELAY`, and the schema given
+    /// as a startup option is the one its statements use.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL: set CXHUB_TEST_POSTGRES_URL and pass --include-ignored"]
+    async fn postgres_connections_over_tcp_have_nodelay_and_the_schema() {
+        let url = std::env::var("CXHUB_TEST_POSTGRES_URL")
+            .expect("CXHUB_TEST_POSTGRES_URL is not set: this test needs a PostgreSQL database");
+        let Some(port) = tcp_port(&url) else {
+            return; // A Unix socket: no TCP to fix.
+        };
+        let schema = format!("cxhub_test_{}", uuid::Uuid::now_v7().simple());
+        let store = Store::connect(
+            &url,
+            StoreOptions {
+                schema: Some(schema.clone()),
+                max_connections: Some(3),
+            },
+        )
+        .await
+        .unwrap();
+        // Three transactions open at once: three connections.
+        let mut open = Vec::new();
+        for _ in 0..3 {
+            let txn = store.writer.begin().await.unwrap();
+            let row = txn
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    "SELECT current_schema() AS s",
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(row.try_get::<String>("", "s").unwrap(), schema);
+            open.push(txn);
+        }
+        let sockets = crate::tcp_nodelay::sockets_to(port).unwrap();
+        assert!(
+            sockets.len() >= 3,
+            "{} sockets to port {port}",
+            sockets.len()
+        );
+        for socket in &sockets {
+            assert!(socket2::SockRef::from(socket).tcp_nodelay().unwrap());
+        }
+        drop(open);
+        drop(store);
+        drop_postgres_schema(&url, &schema).await.unwrap();
     }
 }

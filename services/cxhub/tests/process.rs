@@ -952,3 +952,196 @@ async fn a_replica_streams_every_change_of_both_replicas_in_commit_order() {
     assert_eq!(customers.len(), 100, "one creation per person");
     drop(schema);
 }
+
+// ------------------------------------------------------------------------------------------------
+// Loyalty: budgets and the points ledger under two hub processes on one PostgreSQL database.
+
+/// The `google.rpc.ErrorInfo` reason of a refusal.
+fn reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    status
+        .get_details_error_info()
+        .map(|i| i.reason)
+        .unwrap_or_default()
+}
+
+fn eur(minor: i64) -> Option<common::Money> {
+    Some(common::Money {
+        amount_minor: minor,
+        currency_code: "EUR".into(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: set CXHUB_TEST_POSTGRES_URL and run with --include-ignored"]
+async fn two_hub_processes_on_one_postgres_never_overspend_a_budget_nor_overdraw_points() {
+    use cxhub_proto::loyalty::v1 as loyalty;
+    use loyalty::loyalty_action_service_client::LoyaltyActionServiceClient;
+
+    let url = std::env::var("CXHUB_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .expect("CXHUB_TEST_POSTGRES_URL names a PostgreSQL database");
+    let schema = Schema::create(&url).await;
+    let database_url = schema.database_url();
+    let ports = [free_port(), free_port()];
+    let _hubs: Vec<Running> = ports
+        .iter()
+        .map(|port| Running(start_on(&database_url, *port)))
+        .collect();
+    let mut channels = Vec::new();
+    for port in &ports {
+        channels.push(connect(*port).await);
+    }
+    let mut a = LoyaltyActionServiceClient::new(channels[0].clone());
+    let b = LoyaltyActionServiceClient::new(channels[1].clone());
+
+    // Twelve customers, through the first process's feed.
+    let ids: Vec<String> = (0..12).map(|i| format!("budget-{i}")).collect();
+    let results = FeedServiceClient::new(channels[0].clone())
+        .ingest_records(feeds::IngestRecordsRequest {
+            records: ids.iter().map(|id| person("crm", id)).collect(),
+        })
+        .await
+        .expect("ingest")
+        .into_inner()
+        .results;
+    let customers: Vec<String> = results.into_iter().map(|r| r.customer_id).collect();
+    assert!(customers.iter().all(|c| !c.is_empty()), "{customers:?}");
+
+    // A budget of 30.00 EUR and ten goodwill credits of 10.00 EUR, proposed through both.
+    let promo = a
+        .create_campaign(loyalty::CreateCampaignRequest {
+            request_id: "campaign-1".into(),
+            campaign: Some(loyalty::Campaign {
+                key: "two.processes".into(),
+                name: "Two processes".into(),
+                budget: eur(3_000),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("campaign")
+        .into_inner()
+        .campaign
+        .expect("campaign");
+    let mut actions = Vec::new();
+    for (i, customer) in customers.iter().take(10).enumerate() {
+        let mut client = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let mut credit = loyalty::ActionInput {
+            customer_id: customer.clone(),
+            kind: loyalty::ActionKind::GoodwillCredit as i32,
+            reason: "late delivery".into(),
+            channel: loyalty::ContactChannel::Email as i32,
+            assignee_team: "care".into(),
+            value: eur(1_000),
+            campaign_id: promo.id.clone(),
+            ..Default::default()
+        };
+        credit.due_at.get_or_insert_default().seconds = 4_102_444_800; // 2100-01-01
+        let action = client
+            .propose_action(loyalty::ProposeActionRequest {
+                request_id: format!("propose-{i}"),
+                action: Some(credit),
+            })
+            .await
+            .expect("proposed")
+            .into_inner()
+            .action
+            .expect("action");
+        actions.push(action.id);
+    }
+    // All ten approved at once, alternating between the processes: exactly three fit.
+    let mut approvals = tokio::task::JoinSet::new();
+    for (i, id) in actions.into_iter().enumerate() {
+        let mut client = if i % 2 == 0 { a.clone() } else { b.clone() };
+        approvals.spawn(async move {
+            client
+                .transition_action(loyalty::TransitionActionRequest {
+                    request_id: format!("approve-{i}"),
+                    action_id: id,
+                    to_state: loyalty::ActionState::Approved as i32,
+                    etag: String::new(),
+                })
+                .await
+        });
+    }
+    let mut approved = 0;
+    while let Some(result) = approvals.join_next().await {
+        match result.expect("task") {
+            Ok(_) => approved += 1,
+            Err(status) => assert_eq!(reason(&status), "BUDGET_EXHAUSTED", "{status:?}"),
+        }
+    }
+    assert_eq!(approved, 3);
+    let mut b_reader = b.clone();
+    let campaign = b_reader
+        .get_campaign(loyalty::GetCampaignRequest {
+            lookup: Some(loyalty::get_campaign_request::Lookup::Id(promo.id.clone())),
+        })
+        .await
+        .expect("campaign")
+        .into_inner()
+        .campaign
+        .expect("campaign");
+    assert_eq!(
+        campaign.reserved.map(|m| m.amount_minor),
+        Some(3_000),
+        "reserved by both processes together"
+    );
+
+    // Points: 100 earned; 20 redemptions of 10 through both processes at once: exactly 10 pass,
+    // and a redemption retried with its request id is answered, not applied twice.
+    let ana = customers[10].clone();
+    a.accrue_points(loyalty::AccruePointsRequest {
+        request_id: "accrue-1".into(),
+        customer_id: ana.clone(),
+        points: 100,
+        source_ref: "order-1".into(),
+        expires_at: None,
+    })
+    .await
+    .expect("accrued");
+    let mut redemptions = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let mut client = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let ana = ana.clone();
+        redemptions.spawn(async move {
+            let request = loyalty::RedeemPointsRequest {
+                request_id: format!("redeem-{i}"),
+                customer_id: ana,
+                points: 10,
+                source_ref: String::new(),
+            };
+            let first = client.redeem_points(request.clone()).await;
+            let retried = client.redeem_points(request).await;
+            (first, retried)
+        });
+    }
+    let mut passed = 0;
+    while let Some(result) = redemptions.join_next().await {
+        let (first, retried) = result.expect("task");
+        match first {
+            Ok(answer) => {
+                passed += 1;
+                let retried = retried.expect("a retry of a redemption that passed");
+                assert_eq!(
+                    retried.into_inner(),
+                    answer.into_inner(),
+                    "the first answer"
+                );
+            }
+            Err(status) => assert_eq!(reason(&status), "INSUFFICIENT_POINTS", "{status:?}"),
+        }
+    }
+    assert_eq!(passed, 10);
+    let balance = b_reader
+        .get_points_balance(loyalty::GetPointsBalanceRequest {
+            customer_id: ana,
+            recent_entries: 100,
+        })
+        .await
+        .expect("balance")
+        .into_inner();
+    assert_eq!((balance.balance, balance.entries.len()), (0, 11));
+}

@@ -4,6 +4,7 @@
 //! validates, the store applies the domain rules (`cxhub_domain::loyalty`) transactionally.
 
 pub mod convert;
+pub mod effect;
 pub mod executor;
 pub mod programme;
 
@@ -117,6 +118,10 @@ pub const METHODS: &[MethodAccess] = &[
     MethodAccess {
         method: "EarnPoints",
         access: WRITE,
+    },
+    MethodAccess {
+        method: "GetRuleEffectReport",
+        access: READ,
     },
 ];
 
@@ -815,5 +820,14 @@ impl LoyaltyActionService for Loyalty {
             entry: Some(entry),
             balance,
         }))
+    }
+
+    async fn get_rule_effect_report(
+        &self,
+        req: Request<pb::GetRuleEffectReportRequest>,
+    ) -> Result<Response<pb::GetRuleEffectReportResponse>, Status> {
+        effect::report(self.repo.as_ref(), req.get_ref(), now())
+            .await
+            .map(Response::new)
     }
 }

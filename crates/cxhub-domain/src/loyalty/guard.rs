@@ -459,11 +459,19 @@ pub enum Ineligibility {
     },
     /// A frequency cap is reached.
     FrequencyCap(CapRefusal),
+    /// The rule proposed as many actions as its limit allows in this run or on this UTC day
+    /// (see [`RuleQuota`]); a later run may act.
+    RuleLimit {
+        /// Which limit.
+        scope: LimitScope,
+        /// The limit.
+        max: u32,
+    },
 }
 
 impl Ineligibility {
     /// The UPPER_SNAKE_CASE reason: `CUSTOMER_ERASED`, `CUSTOMER_SUPPRESSED`, `CONSENT_MISSING`,
-    /// `CONSENT_DENIED`, `FREQUENCY_CAP`.
+    /// `CONSENT_DENIED`, `FREQUENCY_CAP`, `RULE_LIMIT`.
     pub fn reason(&self) -> &'static str {
         match self {
             Ineligibility::Erased => "CUSTOMER_ERASED",
@@ -471,6 +479,7 @@ impl Ineligibility {
             Ineligibility::ConsentMissing { .. } => "CONSENT_MISSING",
             Ineligibility::ConsentDenied { .. } => "CONSENT_DENIED",
             Ineligibility::FrequencyCap(_) => "FREQUENCY_CAP",
+            Ineligibility::RuleLimit { .. } => "RULE_LIMIT",
         }
     }
 }
@@ -501,6 +510,10 @@ impl fmt::Display for Ineligibility {
                 at.to_rfc3339()
             ),
             Ineligibility::FrequencyCap(refusal) => refusal.fmt(f),
+            Ineligibility::RuleLimit { scope, max } => write!(
+                f,
+                "the rule's limit of {max} action(s) {scope} is reached; a later run may act"
+            ),
         }
     }
 }
@@ -576,6 +589,72 @@ pub fn eligibility(candidate: &Candidate<'_>) -> Eligibility {
         }
     }
     Eligibility { reasons }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rule limits
+
+/// Which of a rule's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitScope {
+    /// Actions per run (one sweep, or one event).
+    Run,
+    /// Actions per UTC day, over every run of the rule.
+    Day,
+}
+
+impl fmt::Display for LimitScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LimitScope::Run => "per run",
+            LimitScope::Day => "per day",
+        })
+    }
+}
+
+/// What a rule may still propose under its per-run and per-day limits. A sweep, a dry run and
+/// the event follower all count with it: [`RuleQuota::check`] before the guard rails of a
+/// customer (so a customer past the limit is neither proposed nor recorded as blocked, and a
+/// later run may act), [`RuleQuota::take`] for each action proposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleQuota {
+    run: Option<(u32, u64)>,
+    day: Option<(u32, u64)>,
+}
+
+impl RuleQuota {
+    /// The quota of a rule limited to `max_per_run` and `max_per_day` actions, of which this
+    /// run proposed `proposed_in_run` and the day (every run of the rule) `proposed_today`.
+    pub fn new(
+        max_per_run: Option<u32>,
+        proposed_in_run: u64,
+        max_per_day: Option<u32>,
+        proposed_today: u64,
+    ) -> Self {
+        let left = |max: u32, used: u64| (max, u64::from(max).saturating_sub(used));
+        Self {
+            run: max_per_run.map(|max| left(max, proposed_in_run)),
+            day: max_per_day.map(|max| left(max, proposed_today)),
+        }
+    }
+
+    /// Whether one more action fits; the refusal names the limit that is reached (the run's
+    /// first).
+    pub fn check(&self) -> Result<(), Ineligibility> {
+        for (scope, limit) in [(LimitScope::Run, self.run), (LimitScope::Day, self.day)] {
+            if let Some((max, 0)) = limit {
+                return Err(Ineligibility::RuleLimit { scope, max });
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts one action proposed.
+    pub fn take(&mut self) {
+        for (_, left) in self.run.iter_mut().chain(self.day.iter_mut()) {
+            *left = left.saturating_sub(1);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1025,5 +1104,35 @@ mod tests {
         assert!(check_control_share(0.51).is_err());
         assert!(check_control_share(-0.1).is_err());
         assert!(check_control_share(f64::NAN).is_err());
+    }
+
+    #[test]
+    fn a_quota_counts_against_the_lower_of_its_limits() {
+        assert!(RuleQuota::new(None, 5, None, 500).check().is_ok());
+        // Two left in the run, three in the day: the run's limit is reached first.
+        let mut quota = RuleQuota::new(Some(10), 8, Some(20), 17);
+        quota.check().unwrap();
+        quota.take();
+        quota.check().unwrap();
+        quota.take();
+        let refusal = quota.check().unwrap_err();
+        assert_eq!(
+            refusal,
+            Ineligibility::RuleLimit {
+                scope: LimitScope::Run,
+                max: 10
+            }
+        );
+        assert_eq!(refusal.reason(), "RULE_LIMIT");
+        assert!(refusal.to_string().contains("10 action(s) per run"));
+        // The day's limit, already used up by earlier runs.
+        let refusal = RuleQuota::new(None, 0, Some(3), 4).check().unwrap_err();
+        assert_eq!(
+            refusal,
+            Ineligibility::RuleLimit {
+                scope: LimitScope::Day,
+                max: 3
+            }
+        );
     }
 }

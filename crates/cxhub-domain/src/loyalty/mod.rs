@@ -5,6 +5,7 @@
 
 pub mod action;
 pub mod condition;
+pub mod effect;
 pub mod executor;
 pub mod guard;
 pub mod points;

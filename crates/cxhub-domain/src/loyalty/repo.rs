@@ -539,4 +539,15 @@ pub trait LoyaltyRepo: Send + Sync {
     /// run per event: `change:<seq>`, `response:<id>`). The new position is written in the
     /// same transaction, so a restart neither loses nor repeats an event.
     async fn follow_rule_events(&self, guard: &GuardConfig, max: u32) -> Result<EventPass>;
+
+    /// What the effect report of rule `id` reads (see [`crate::loyalty::effect`]): its target
+    /// records (of `version`, or of every version) recorded up to `as_of`, with the current
+    /// state and value of the actions they name; the placed orders and NPS answers of their
+    /// customers up to `as_of`; and which of those customers were erased.
+    async fn rule_effect_data(
+        &self,
+        id: &Key,
+        version: Option<i64>,
+        as_of: DateTime<Utc>,
+    ) -> Result<crate::loyalty::effect::EffectData>;
 }

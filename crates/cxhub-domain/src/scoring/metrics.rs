@@ -212,7 +212,7 @@ fn two_sided_normal_p(z: f64) -> f64 {
     (2.0 * Normal::standard().sf(z.abs())).min(1.0)
 }
 
-fn students_t(df: f64) -> Option<StudentsT> {
+pub(crate) fn students_t(df: f64) -> Option<StudentsT> {
     StudentsT::new(0.0, 1.0, df).ok()
 }
 
@@ -430,7 +430,7 @@ pub struct CsatCounts {
 /// (Wilson, "Probable inference, the law of succession, and statistical inference", JASA 1927;
 /// recommended by Newcombe, Statistics in Medicine 17:857–872, 1998, and by Brown, Cai &
 /// DasGupta, Statistical Science 16:101–133, 2001).
-fn wilson(successes: u64, n: u64) -> (f64, f64) {
+pub(crate) fn wilson(successes: u64, n: u64) -> (f64, f64) {
     let nf = n as f64;
     let p = ratio(successes, n);
     let z = z_975();
@@ -929,16 +929,20 @@ pub fn csat_change(before: &CsatCounts, after: &CsatCounts) -> Option<Change> {
 }
 
 /// One sample as Welch's test needs it: mean, sample variance (divisor n − 1) and size.
-struct Sample {
-    mean: f64,
-    var: f64,
-    n: u64,
+pub(crate) struct Sample {
+    pub(crate) mean: f64,
+    pub(crate) var: f64,
+    pub(crate) n: u64,
 }
 
 /// Welch's t-test of `after − before` (each n ≥ 2): `(delta, t, p, margin, df)`, where `margin`
 /// is the half-width of the 95 % interval. `pooled_var` is used when both variances are zero but
 /// the means differ.
-fn welch(before: &Sample, after: &Sample, pooled_var: f64) -> Option<(f64, f64, f64, f64, f64)> {
+pub(crate) fn welch(
+    before: &Sample,
+    after: &Sample,
+    pooled_var: f64,
+) -> Option<(f64, f64, f64, f64, f64)> {
     if before.n < 2 || after.n < 2 {
         return None;
     }
