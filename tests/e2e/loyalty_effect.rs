@@ -325,7 +325,7 @@ async fn the_effect_report_measures_treated_against_control_with_intervals_and_c
     let r = report(&mut c, request(90)).await.expect("report");
     assert_eq!((r.rule_id.as_str(), r.rule_version), (RULE, 0));
     assert_eq!(r.window.as_ref().map(|w| w.seconds), Some(90 * 86_400));
-    let population = r.population.clone().expect("population");
+    let population = r.population.expect("population");
     assert_eq!(population.target_records, CUSTOMERS as u64);
     assert_eq!(population.counted, CUSTOMERS as u64);
     assert_eq!(
@@ -346,14 +346,14 @@ async fn the_effect_report_measures_treated_against_control_with_intervals_and_c
 
     // Retention: every treated customer bought in the window, one control customer in four.
     let control_buyers = nc.div_ceil(4);
-    let itt_retention = itt.retention.clone().expect("retention");
+    let itt_retention = itt.retention.expect("retention");
     assert_eq!(
         (itt_retention.successes, itt_retention.customers),
         (nt as u64, nt as u64)
     );
     assert_eq!(itt_retention.ci_high, 1.0);
     assert!(itt_retention.ci_low > 0.7 && itt_retention.ci_low < 1.0);
-    let ctl_retention = ctl.retention.clone().expect("retention");
+    let ctl_retention = ctl.retention.expect("retention");
     assert_eq!(ctl_retention.successes, control_buyers as u64);
     let expected = control_buyers as f64 / nc as f64;
     assert!((ctl_retention.rate - expected).abs() < 1e-12);
@@ -366,22 +366,22 @@ async fn the_effect_report_measures_treated_against_control_with_intervals_and_c
     assert!((d.estimate - (1.0 - expected)).abs() < 1e-12);
 
     // NPS: +4/+5 against +0/+2; categories all improved against none.
-    let change = itt.nps_change.clone().expect("nps change");
+    let change = itt.nps_change.expect("nps change");
     assert_eq!(change.customers, nt as u64);
     let mean =
         |n: usize, a: f64, b: f64| (n.div_ceil(2) as f64 * a + (n / 2) as f64 * b) / n as f64;
     assert!((change.mean - mean(nt, 4.0, 5.0)).abs() < 1e-9);
     assert!(change.has_interval && change.ci_low < change.mean && change.mean < change.ci_high);
-    let ctl_change = ctl.nps_change.clone().expect("nps change");
+    let ctl_change = ctl.nps_change.expect("nps change");
     assert!((ctl_change.mean - mean(nc, 0.0, 2.0)).abs() < 1e-9);
     let d = contains(&cmp.nps_change, 3.5);
     assert!(d.significant);
     assert_eq!(d.method, "welch-t");
-    let moves = itt.category_moves.clone().expect("moves");
+    let moves = itt.category_moves.expect("moves");
     assert_eq!((moves.customers, moves.improved), (nt as u64, nt as u64));
     let recovered = moves.detractors_recovered.expect("recovered");
     assert_eq!(recovered.successes, nt as u64);
-    let ctl_moves = ctl.category_moves.clone().expect("moves");
+    let ctl_moves = ctl.category_moves.expect("moves");
     assert_eq!((ctl_moves.improved, ctl_moves.unchanged), (0, nc as u64));
     contains(&cmp.category_improved, 1.0);
 
@@ -395,7 +395,7 @@ async fn the_effect_report_measures_treated_against_control_with_intervals_and_c
     );
     let ctl_rev = &ctl.revenue[0];
     assert_eq!(ctl_rev.total_minor, control_buyers as i64 * 20_00);
-    let per = ctl_rev.per_customer_minor.clone().expect("per customer");
+    let per = ctl_rev.per_customer_minor.expect("per customer");
     assert!((per.mean - ctl_rev.total_minor as f64 / nc as f64).abs() < 1e-9);
     // Generated with 65.00 − 5.00 per customer.
     assert_eq!(cmp.revenue_per_customer.len(), 1);

@@ -8,6 +8,7 @@ mod feed_responses;
 mod feeds;
 mod interactions;
 mod loyalty;
+mod loyalty_effect;
 mod loyalty_loop;
 mod loyalty_rules;
 mod loyalty_transactions;

@@ -597,15 +597,25 @@ async fn dry_run(
     batch.truncate(max as usize);
     // The per-run limit counts from this call's first customer; the per-day one counts what
     // the rule proposed today already.
-    let mut quota = quota(txn, rule, 0, now).await?;
+    let items: Vec<Item<'_>> = batch
+        .iter()
+        .map(|facts| Item {
+            facts,
+            run: "dry-run",
+        })
+        .collect();
+    let counts = Counts {
+        in_run: 0,
+        today: proposed_today(txn, rule, now).await?,
+    };
     let plan = plan(
         txn,
         None,
         rule,
         &condition,
-        &batch,
+        &items,
         &BTreeSet::new(),
-        &mut quota,
+        counts,
         guard,
         now,
     )
@@ -655,9 +665,23 @@ enum Verdict {
     Proposed(ActionId),
 }
 
+/// One customer a run considers, with the run: a sweep's day, or an event.
+struct Item<'a> {
+    facts: &'a CustomerFacts,
+    run: &'a str,
+}
+
+/// What the rule proposed before a plan: in its run (a sweep's earlier batches) and on the
+/// UTC day (every run of the rule).
+struct Counts {
+    in_run: u64,
+    today: u64,
+}
+
 /// One customer of a plan.
-struct Planned {
+struct Planned<'a> {
     customer: CustomerId,
+    run: &'a str,
     /// The action the rule proposes (or would have).
     action: NewAction,
     explanation: String,
@@ -665,74 +689,75 @@ struct Planned {
 }
 
 /// A plan for a batch of customers, not yet written.
-struct Plan {
-    /// The customers whose condition holds and whom this run had not handled, in batch order.
-    planned: Vec<Planned>,
+struct Plan<'a> {
+    /// The customers whose condition holds and whom their run had not handled, in batch order.
+    planned: Vec<Planned<'a>>,
     matched: u64,
     already_done: u64,
     /// The actions proposed, to be written.
     proposals: Proposals,
 }
 
-/// The rule's quota for a run that proposed `proposed_in_run` so far (one statement when the
-/// rule has a per-day limit).
-async fn quota(
-    txn: &DatabaseTransaction,
-    rule: &Rule,
-    proposed_in_run: u64,
-    now: DateTime<Utc>,
-) -> Result<RuleQuota> {
-    let limits = rule.spec.limits;
-    let today = match limits.max_per_day {
-        Some(_) => proposed_on(txn, &rule.id, now).await?,
-        None => 0,
-    };
-    Ok(RuleQuota::new(
-        limits.max_per_run,
-        proposed_in_run,
-        limits.max_per_day,
-        today,
-    ))
+/// What the rule proposed on the UTC day of `now` (one statement, only when the rule has a
+/// per-day limit).
+async fn proposed_today(txn: &DatabaseTransaction, rule: &Rule, now: DateTime<Utc>) -> Result<u64> {
+    match rule.spec.limits.max_per_day {
+        Some(_) => proposed_on(txn, &rule.id, now).await,
+        None => Ok(0),
+    }
 }
 
 /// Decides what `rule` does for the customers of a batch: the one decision of a sweep, a dry
-/// run and an event. For each customer whose condition holds and whom this run has not handled
-/// (`done`): the holdout draw, the rule's limits (`quota`), then the guard rails of the action
-/// ([`rule::decide`] keeps that order), with the guard-rail state of the whole batch read at
-/// once ([`Proposals`]; `lock`: see [`Proposals::read`]).
+/// run and the event follower. For each customer whose condition holds and whom its run has
+/// not handled (`done`: customer and run): the holdout draw, the rule's limits (a
+/// [`RuleQuota`] from `counts` and what the plan proposed before), then the guard rails of the
+/// action ([`rule::decide`] keeps that order), with the guard-rail state of the whole batch
+/// read at once ([`Proposals`]; `lock`: see [`Proposals::read`]).
 #[allow(clippy::too_many_arguments)]
-async fn plan(
+async fn plan<'a>(
     txn: &DatabaseTransaction,
     lock: Option<Backend>,
     rule: &Rule,
     condition: &Condition,
-    customers: &[CustomerFacts],
-    done: &BTreeSet<CustomerId>,
-    quota: &mut RuleQuota,
+    items: &[Item<'a>],
+    done: &BTreeSet<(CustomerId, String)>,
+    counts: Counts,
     guard: &GuardConfig,
     now: DateTime<Utc>,
-) -> Result<Plan> {
+) -> Result<Plan<'a>> {
     let reference = rule.reference();
+    let limits = rule.spec.limits;
+    let mut in_runs: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut today = counts.today;
+    let quota = |in_runs: &BTreeMap<&str, u64>, today: u64, run: &str| {
+        RuleQuota::new(
+            limits.max_per_run,
+            counts.in_run + in_runs.get(run).copied().unwrap_or(0),
+            limits.max_per_day,
+            today,
+        )
+    };
     let mut matched = 0;
     let mut already_done = 0;
     let mut candidates = Vec::new();
-    for c in customers {
+    for item in items {
+        let c = item.facts;
         let evaluation = condition.evaluate(&c.facts);
         if !evaluation.matched {
             continue;
         }
         matched += 1;
-        if done.contains(&c.customer) {
+        if done.contains(&(c.customer, item.run.to_owned())) {
             already_done += 1;
             continue;
         }
         let explanation = evaluation.explain();
         let action = rule::action_for(&reference, &rule.spec, c.customer, &explanation, now);
-        candidates.push((c.customer, evaluation, explanation, action));
+        candidates.push((c.customer, item.run, evaluation, explanation, action));
     }
     // The guard-rail state of those the holdout does not keep (none when the limits allow no
     // more actions).
-    let treatable: Vec<&NewAction> = if quota.check().is_ok() {
+    let treatable: Vec<&NewAction> = if quota(&in_runs, today, "").check().is_ok() {
         candidates
             .iter()
             .filter(|(customer, ..)| !in_holdout(rule, *customer))
@@ -743,14 +768,14 @@ async fn plan(
     };
     let mut proposals = Proposals::read(txn, lock, &treatable, guard, now).await?;
     let mut planned = Vec::with_capacity(candidates.len());
-    for (customer, evaluation, explanation, action) in candidates {
+    for (customer, run, evaluation, explanation, action) in candidates {
         let mut failure = None;
         let decision = rule::decide(
             rule.id.as_str(),
             rule.spec.holdout,
             customer,
             &evaluation,
-            || match quota.check() {
+            || match quota(&in_runs, today, run).check() {
                 Err(limit) => Eligibility {
                     reasons: vec![limit],
                 },
@@ -773,12 +798,14 @@ async fn plan(
                 _ => Verdict::Blocked(eligibility),
             },
             Decision::Treat => {
-                quota.take();
+                *in_runs.entry(run).or_default() += 1;
+                today += 1;
                 Verdict::Proposed(proposals.accept(action.clone())?)
             }
         };
         planned.push(Planned {
             customer,
+            run,
             action,
             explanation,
             verdict,
@@ -810,14 +837,13 @@ struct Recorded {
     over_limit: u64,
 }
 
-/// Writes a plan: its actions (by `principal`) with their events, and what the run `run` did
-/// for each customer into `loyalty_rule_targets`, all with multi-row statements.
+/// Writes a plan: its actions (by `principal`) with their events, and what each run did for
+/// each customer into `loyalty_rule_targets`, all with multi-row statements.
 async fn execute(
     txn: &DatabaseTransaction,
     rule: &Rule,
-    run: &str,
     principal: &str,
-    plan: Plan,
+    plan: Plan<'_>,
     now: DateTime<Utc>,
 ) -> Result<Recorded> {
     let mut recorded = Recorded::default();
@@ -850,12 +876,13 @@ async fn execute(
         };
         rows.push(TargetRow {
             customer: p.customer,
+            run: p.run,
             outcome,
             action,
             reason,
         });
     }
-    record_targets(txn, rule, run, now, &rows).await?;
+    record_targets(txn, rule, now, &rows).await?;
     Ok(recorded)
 }
 
@@ -904,37 +931,58 @@ async fn proposed_on(txn: &DatabaseTransaction, rule: &Key, now: DateTime<Utc>) 
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-/// The customers of `batch` this rule version already handled on `day`.
-async fn handled_on(
+/// The (customer, run) pairs of `items` this rule version already handled.
+async fn handled(
     txn: &DatabaseTransaction,
     rule: &Rule,
-    day: &str,
-    batch: &[CustomerId],
-) -> Result<std::collections::BTreeSet<CustomerId>> {
-    let mut done = std::collections::BTreeSet::new();
-    for chunk in batch.chunks(IN_LIST_CHUNK) {
-        let mut sql = Sql::new(
-            txn.get_database_backend(),
-            "SELECT customer_id FROM loyalty_rule_targets WHERE rule_id = ",
-        );
-        sql.bind(text(rule.id.as_str()))
-            .push(" AND rule_version = ")
-            .bind(int(rule.version))
-            .push(" AND run = ")
-            .bind(text(day))
-            .push(" AND customer_id")
-            .in_texts(ids(chunk));
-        for row in txn.query_all_raw(sql.build()).await.db()? {
-            let id: String = get(&row, "customer_id")?;
-            done.insert(id.parse().map_err(corrupt)?);
+    items: &[Item<'_>],
+) -> Result<BTreeSet<(CustomerId, String)>> {
+    let wanted: BTreeSet<(CustomerId, &str)> =
+        items.iter().map(|i| (i.facts.customer, i.run)).collect();
+    let runs: Vec<String> = items
+        .iter()
+        .map(|i| i.run)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let customers: Vec<CustomerId> = items
+        .iter()
+        .map(|i| i.facts.customer)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut done = BTreeSet::new();
+    for runs in runs.chunks(IN_LIST_CHUNK) {
+        for chunk in customers.chunks(IN_LIST_CHUNK) {
+            let mut sql = Sql::new(
+                txn.get_database_backend(),
+                "SELECT customer_id, run FROM loyalty_rule_targets WHERE rule_id = ",
+            );
+            sql.bind(text(rule.id.as_str()))
+                .push(" AND rule_version = ")
+                .bind(int(rule.version))
+                .push(" AND run")
+                .in_texts(runs.iter().cloned())
+                .push(" AND customer_id")
+                .in_texts(ids(chunk));
+            for row in txn.query_all_raw(sql.build()).await.db()? {
+                let id: String = get(&row, "customer_id")?;
+                let run: String = get(&row, "run")?;
+                let customer: CustomerId = id.parse().map_err(corrupt)?;
+                if wanted.contains(&(customer, run.as_str())) {
+                    done.insert((customer, run));
+                }
+            }
         }
     }
     Ok(done)
 }
 
-/// What a sweep did for one customer, as recorded.
-struct TargetRow {
+/// What a run did for one customer, as recorded.
+struct TargetRow<'a> {
     customer: CustomerId,
+    run: &'a str,
     outcome: &'static str,
     action: Option<String>,
     reason: Option<String>,
@@ -961,24 +1009,30 @@ async fn sweep_batch(
         return Ok(None);
     };
     report.scanned += customers.len() as u64;
-    let ids: Vec<CustomerId> = customers.iter().map(|c| c.customer).collect();
-    let done = handled_on(txn, rule, day, &ids).await?;
-    let mut quota = quota(txn, rule, report.proposed, now).await?;
+    let items: Vec<Item<'_>> = customers
+        .iter()
+        .map(|facts| Item { facts, run: day })
+        .collect();
+    let done = handled(txn, rule, &items).await?;
+    let counts = Counts {
+        in_run: report.proposed,
+        today: proposed_today(txn, rule, now).await?,
+    };
     let plan = plan(
         txn,
         Some(backend),
         rule,
         condition,
-        &customers,
+        &items,
         &done,
-        &mut quota,
+        counts,
         guard,
         now,
     )
     .await?;
     report.matched += plan.matched;
     report.already_done += plan.already_done;
-    let recorded = execute(txn, rule, day, SWEEP_PRINCIPAL, plan, now).await?;
+    let recorded = execute(txn, rule, SWEEP_PRINCIPAL, plan, now).await?;
     report.proposed += recorded.proposed;
     report.held_out += recorded.held_out;
     report.blocked += recorded.blocked;
@@ -1169,14 +1223,38 @@ async fn follow_events(
                 facts.insert(c.customer, c);
             }
         }
-        for event in &events {
-            let Some(c) = facts.get(&event.customer) else {
-                continue;
-            };
-            for rule in rules.iter().filter(|r| r.spec.trigger == event.trigger) {
-                pass.events += 1;
-                act_on_event(txn, backend, rule, c, event, guard, now, &mut pass).await?;
-            }
+        // A transaction event's own facts (`event.*`) join its customer's.
+        let own: Vec<Option<CustomerFacts>> = events
+            .iter()
+            .map(|e| {
+                let detail = e.detail.as_ref()?;
+                let c = facts.get(&e.customer)?;
+                let mut with_event = c.facts.clone();
+                detail.add_facts(&mut with_event);
+                Some(CustomerFacts {
+                    customer: c.customer,
+                    facts: with_event,
+                })
+            })
+            .collect();
+        // Rule by rule, its events in order, decided and written together.
+        for rule in &rules {
+            let items: Vec<Item<'_>> = events
+                .iter()
+                .zip(&own)
+                .filter(|(e, _)| e.trigger == rule.spec.trigger)
+                .filter_map(|(e, own)| {
+                    Some(Item {
+                        facts: match own {
+                            Some(c) => c,
+                            None => facts.get(&e.customer)?,
+                        },
+                        run: &e.run,
+                    })
+                })
+                .collect();
+            pass.events += items.len() as u64;
+            act_on_events(txn, backend, rule, &items, guard, now, &mut pass).await?;
         }
     }
 
@@ -1211,54 +1289,45 @@ async fn event_rules(conn: &impl ConnectionTrait) -> Result<Vec<Rule>> {
     Ok(rules.into_iter().filter(|r| r.spec.enabled).collect())
 }
 
-/// Applies `rule` to the customer of `event`: once per rule version and event; held out,
-/// proposed within the daily limit, or blocked by a guard rail; recorded.
-#[allow(clippy::too_many_arguments)]
-async fn act_on_event(
+/// Applies `rule` to the customers of its events (each event is a run of its own): once per
+/// rule version and event; held out, proposed within the rule's limits, or blocked by a guard
+/// rail; recorded.
+async fn act_on_events(
     txn: &DatabaseTransaction,
     backend: Backend,
     rule: &Rule,
-    c: &CustomerFacts,
-    event: &Event,
+    items: &[Item<'_>],
     guard: &GuardConfig,
     now: DateTime<Utc>,
     pass: &mut EventPass,
 ) -> Result<()> {
     let condition =
         rule::compile_condition(&rule.spec.condition, "rule.condition").map_err(Error::invalid)?;
-    // A transaction event's own facts (`event.*`) join the customer's.
-    let with_event;
-    let c = match &event.detail {
-        Some(detail) => {
-            let mut facts = c.facts.clone();
-            detail.add_facts(&mut facts);
-            with_event = CustomerFacts {
-                customer: c.customer,
-                facts,
-            };
-            &with_event
-        }
-        None => c,
-    };
-    if !condition.evaluate(&c.facts).matched {
+    if !items
+        .iter()
+        .any(|i| condition.evaluate(&i.facts.facts).matched)
+    {
         return Ok(());
     }
     lock_rule(txn, backend, &rule.id).await?;
-    let done = handled_on(txn, rule, &event.run, &[c.customer]).await?;
-    let mut quota = quota(txn, rule, 0, now).await?;
+    let done = handled(txn, rule, items).await?;
+    let counts = Counts {
+        in_run: 0,
+        today: proposed_today(txn, rule, now).await?,
+    };
     let plan = plan(
         txn,
         Some(backend),
         rule,
         &condition,
-        std::slice::from_ref(c),
+        items,
         &done,
-        &mut quota,
+        counts,
         guard,
         now,
     )
     .await?;
-    let recorded = execute(txn, rule, &event.run, EVENT_PRINCIPAL, plan, now).await?;
+    let recorded = execute(txn, rule, EVENT_PRINCIPAL, plan, now).await?;
     pass.proposed += recorded.proposed;
     pass.held_out += recorded.held_out;
     pass.blocked += recorded.blocked;
@@ -1269,9 +1338,8 @@ async fn act_on_event(
 async fn record_targets(
     txn: &DatabaseTransaction,
     rule: &Rule,
-    day: &str,
     now: DateTime<Utc>,
-    rows: &[TargetRow],
+    rows: &[TargetRow<'_>],
 ) -> Result<()> {
     for chunk in rows.chunks(crate::rows_per_statement(8)) {
         let mut sql = Sql::new(
@@ -1287,7 +1355,7 @@ async fn record_targets(
                 text(rule.id.as_str()),
                 int(rule.version),
                 text(row.customer.to_string()),
-                text(day),
+                text(row.run),
                 text(row.outcome),
                 crate::sql::text_opt(row.action.clone()),
                 crate::sql::text_opt(row.reason.clone()),

@@ -613,9 +613,8 @@ impl fmt::Display for LimitScope {
 }
 
 /// What a rule may still propose under its per-run and per-day limits. A sweep, a dry run and
-/// the event follower all count with it: [`RuleQuota::check`] before the guard rails of a
-/// customer (so a customer past the limit is neither proposed nor recorded as blocked, and a
-/// later run may act), [`RuleQuota::take`] for each action proposed.
+/// the event follower all check it before the guard rails of a customer (so a customer past
+/// the limit is neither proposed nor recorded as blocked, and a later run may act).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuleQuota {
     run: Option<(u32, u64)>,
@@ -647,13 +646,6 @@ impl RuleQuota {
             }
         }
         Ok(())
-    }
-
-    /// Counts one action proposed.
-    pub fn take(&mut self) {
-        for (_, left) in self.run.iter_mut().chain(self.day.iter_mut()) {
-            *left = left.saturating_sub(1);
-        }
     }
 }
 
@@ -1110,12 +1102,11 @@ mod tests {
     fn a_quota_counts_against_the_lower_of_its_limits() {
         assert!(RuleQuota::new(None, 5, None, 500).check().is_ok());
         // Two left in the run, three in the day: the run's limit is reached first.
-        let mut quota = RuleQuota::new(Some(10), 8, Some(20), 17);
-        quota.check().unwrap();
-        quota.take();
-        quota.check().unwrap();
-        quota.take();
-        let refusal = quota.check().unwrap_err();
+        RuleQuota::new(Some(10), 8, Some(20), 17).check().unwrap();
+        RuleQuota::new(Some(10), 9, Some(20), 18).check().unwrap();
+        let refusal = RuleQuota::new(Some(10), 10, Some(20), 19)
+            .check()
+            .unwrap_err();
         assert_eq!(
             refusal,
             Ineligibility::RuleLimit {
