@@ -27,6 +27,7 @@ mod m20261123_000012_loyalty;
 mod m20261124_000013_loyalty_rules;
 mod m20261124_000014_action_events;
 mod m20261124_000015_merged_into_partial_index;
+mod m20261124_000016_transaction_events;
 mod m20261124_000018_survey_answers_report_idx;
 
 /// Every migration of cxhub, in the order they apply.
@@ -52,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000013_loyalty_rules::Migration),
             Box::new(m20261124_000014_action_events::Migration),
             Box::new(m20261124_000015_merged_into_partial_index::Migration),
+            Box::new(m20261124_000016_transaction_events::Migration),
             Box::new(m20261124_000018_survey_answers_report_idx::Migration),
         ]
     }

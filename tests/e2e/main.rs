@@ -11,6 +11,7 @@ mod loyalty;
 mod loyalty_effect;
 mod loyalty_loop;
 mod loyalty_rules;
+mod loyalty_transactions;
 mod privacy;
 mod profile_reads;
 mod registry;

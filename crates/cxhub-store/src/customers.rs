@@ -821,7 +821,8 @@ async fn flush_into(
          occurred_at = excluded.occurred_at, status = excluded.status, due_at = excluded.due_at",
         )
         .await
-        .db()
+        .db()?;
+    crate::loyalty_events::gather(inserts, items, &records, now).await
 }
 
 /// The last pending write of each key, in batch order (a batch may carry two versions of one

@@ -27,6 +27,7 @@ mod interactions;
 mod journeys;
 mod loyalty;
 mod loyalty_effect;
+mod loyalty_events;
 mod loyalty_rules;
 mod privacy;
 mod repo;
@@ -38,6 +39,7 @@ mod touchpoints;
 
 use chrono::{DateTime, SubsecRound, Utc};
 
+pub use loyalty_events::AccrualPass;
 pub use privacy::{PrivacyStore, suppressed_records_total};
 pub use store::{Store, StoreOptions, drop_postgres_schema};
 

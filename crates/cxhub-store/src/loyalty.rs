@@ -560,7 +560,7 @@ async fn merged_families(
 /// On PostgreSQL, serialises the writes that decide from what each of `customers` has, across
 /// replicas, until the transaction ends: one statement taking the customers' locks in id order
 /// (so two batches never wait for each other crosswise). (SQLite writes are serial already.)
-async fn lock_customers(
+pub(crate) async fn lock_customers(
     txn: &DatabaseTransaction,
     backend: Backend,
     customers: &[CustomerId],
@@ -1656,7 +1656,7 @@ fn entry_row(row: &QueryResult) -> Result<(String, Posted)> {
     ))
 }
 
-async fn entry_by_request(
+pub(crate) async fn entry_by_request(
     conn: &impl ConnectionTrait,
     request_id: &str,
 ) -> Result<Option<(String, Posted)>> {
@@ -1699,7 +1699,7 @@ async fn entries_of(
 }
 
 /// The customer's ledger, replayed from their stored entries.
-async fn ledger_of(
+pub(crate) async fn ledger_of(
     conn: &impl ConnectionTrait,
     customer: CustomerId,
 ) -> Result<(Ledger, Vec<CustomerId>)> {
@@ -1716,7 +1716,7 @@ async fn ledger_of(
 
 /// Posts under the customer's lock. `Ok(None)`: a concurrent posting with the same request id
 /// committed first (the caller replays it).
-async fn post(
+pub(crate) async fn post(
     txn: &DatabaseTransaction,
     backend: Backend,
     posting: &PointsPosting,
@@ -1827,7 +1827,7 @@ async fn post(
 
 /// Writes `entry` with its legs and the balance after it. `false`: an entry with its request id
 /// exists already (a concurrent posting committed first).
-async fn insert_entry(
+pub(crate) async fn insert_entry(
     txn: &DatabaseTransaction,
     entry: &Entry,
     fingerprint: &str,

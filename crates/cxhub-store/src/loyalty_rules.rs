@@ -1051,6 +1051,8 @@ struct Event {
     trigger: Trigger,
     customer: CustomerId,
     run: String,
+    /// A transaction event's own facts (`event.*`, see `loyalty_events.rs`).
+    detail: Option<cxhub_domain::feed::RecordEvent>,
 }
 
 /// The follower's position: the last change-log entry and the last NPS answer it read.
@@ -1172,6 +1174,7 @@ async fn follow_events(
                 trigger,
                 customer: *customer,
                 run: format!("change:{seq}"),
+                detail: None,
             });
         };
         if fields.iter().any(|f| f == cxhub_domain::change::CATEGORY) {
@@ -1194,10 +1197,21 @@ async fn follow_events(
                 trigger: Trigger::SurveyNpsAtMost6,
                 customer: live,
                 run: format!("response:{response}"),
+                detail: None,
             }),
             Err(Error::NotFound { .. }) => {}
             Err(err) => return Err(err),
         }
+    }
+
+    // Deliveries and failed payments, from the transaction events of feed ingestion.
+    for e in crate::loyalty_events::rule_events(txn, backend, max, &mut pass).await? {
+        events.push(Event {
+            trigger: e.trigger,
+            customer: e.customer,
+            run: e.run,
+            detail: Some(e.event),
+        });
     }
 
     if !events.is_empty() {
@@ -1209,14 +1223,32 @@ async fn follow_events(
                 facts.insert(c.customer, c);
             }
         }
+        // A transaction event's own facts (`event.*`) join its customer's.
+        let own: Vec<Option<CustomerFacts>> = events
+            .iter()
+            .map(|e| {
+                let detail = e.detail.as_ref()?;
+                let c = facts.get(&e.customer)?;
+                let mut with_event = c.facts.clone();
+                detail.add_facts(&mut with_event);
+                Some(CustomerFacts {
+                    customer: c.customer,
+                    facts: with_event,
+                })
+            })
+            .collect();
         // Rule by rule, its events in order, decided and written together.
         for rule in &rules {
             let items: Vec<Item<'_>> = events
                 .iter()
-                .filter(|e| e.trigger == rule.spec.trigger)
-                .filter_map(|e| {
+                .zip(&own)
+                .filter(|(e, _)| e.trigger == rule.spec.trigger)
+                .filter_map(|(e, own)| {
                     Some(Item {
-                        facts: facts.get(&e.customer)?,
+                        facts: match own {
+                            Some(c) => c,
+                            None => facts.get(&e.customer)?,
+                        },
                         run: &e.run,
                     })
                 })

@@ -22,6 +22,8 @@ use cxhub_server::{Limits, LogFormat, ServeConfig, ServiceRegistration, TokenCon
 use cxhub_store::{Store, StoreOptions};
 use serde::Deserialize;
 
+mod points_tasks;
+
 /// Every service this build of the hub can serve, by its `--services` name.
 pub const SERVICES: &[&str] = &[
     cxhub_touchpoint_registry::SHORT_NAME,
@@ -106,7 +108,8 @@ pub struct ServeArgs {
     pub score_full_recompute_every: Option<Duration>,
     /// Whether a hub serving `loyalty` runs its rules by itself: the event-triggered rules
     /// within a moment of the change that triggers them, the scheduled ones once a day
-    /// [default: true]. Off, rules act only through `RunRuleSweep`.
+    /// [default: true], and ingested payments earn points (refunds reverse them) and expired
+    /// points are posted hourly. Off, rules act only through `RunRuleSweep`.
     #[arg(long, env = "CXHUB_LOYALTY_RULE_TASKS")]
     pub loyalty_rule_tasks: Option<bool>,
 }
@@ -185,7 +188,8 @@ pub struct Settings {
     /// How customer scores are computed, including how often the background task makes a full
     /// recompute.
     pub scores: ScoreConfig,
-    /// Whether the loyalty rule tasks run (event follower, daily sweep).
+    /// Whether the loyalty rule tasks run (event follower, daily sweep, points accrual and
+    /// expiry).
     pub loyalty_rule_tasks: bool,
 }
 
@@ -502,9 +506,16 @@ pub async fn serve_on(
         let repo: Arc<dyn LoyaltyRepo> = Arc::new(store.clone());
         let (stop_sweeps, sweeps_stopped) = tokio::sync::oneshot::channel::<()>();
         let (stop_events, events_stopped) = tokio::sync::oneshot::channel::<()>();
+        let (stop_accrual, accrual_stopped) = tokio::sync::oneshot::channel::<()>();
+        let (stop_expiry, expiry_stopped) = tokio::sync::oneshot::channel::<()>();
         let sweeps = tokio::spawn(sweep_rules_daily(repo.clone(), sweeps_stopped));
         let events = tokio::spawn(follow_rule_events(repo, events_stopped));
-        ([stop_sweeps, stop_events], [sweeps, events])
+        let accrual = tokio::spawn(points_tasks::accrue_points(store.clone(), accrual_stopped));
+        let expiry = tokio::spawn(points_tasks::expire_points(store.clone(), expiry_stopped));
+        (
+            [stop_sweeps, stop_events, stop_accrual, stop_expiry],
+            [sweeps, events, accrual, expiry],
+        )
     });
     let served = cxhub_server::serve(settings.serve.clone(), listener, services, shutdown).await;
     // Stopped between two prunes, never in the middle of one (an abandoned transaction would

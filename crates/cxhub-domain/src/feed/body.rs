@@ -487,7 +487,7 @@ pub fn derive(record: &FeedRecord, map: &TouchpointMap) -> Derived {
             due_at,
         })
     };
-    match body {
+    let derived = match body {
         RecordBody::Contact(fields) => Derived {
             contact: Some(fields.clone()),
             ..Derived::default()
@@ -598,6 +598,10 @@ pub fn derive(record: &FeedRecord, map: &TouchpointMap) -> Derived {
             ),
             ..Derived::default()
         },
+    };
+    Derived {
+        event: super::event_of(body),
+        ..derived
     }
 }
 
@@ -925,6 +929,7 @@ mod tests {
                 support_case: None,
                 subscription: None,
                 survey_response: None,
+                event: None,
             }
         );
     }

@@ -10,10 +10,15 @@
 //! in one transaction.
 
 mod body;
+mod event;
 mod mapping;
 mod profile;
 
 pub use body::*;
+pub use event::{
+    COMPANY_FAULT_REASONS, MAX_TRANSACTION_ID_LEN, RecordEvent, RecordEventKind, event_of,
+    ingested_transaction_id, normalise_reason, payment_failure_is_company_fault,
+};
 pub use mapping::{DEFAULT_TOUCHPOINTS, TouchpointMap};
 pub use profile::{
     Consent, ConsentChannel, ConsentPurpose, ConsentStatus, ContactFields, LifecycleStage,
@@ -116,6 +121,9 @@ pub struct Derived {
     pub subscription: Option<SubscriptionEvent>,
     /// The response, for a survey response (stored as the response [`survey_response_id`]).
     pub survey_response: Option<SurveyResponse>,
+    /// What happened to a transaction, for a delivered shipment, a payment or a refund
+    /// (recorded once per record and kind, see [`event_of`]).
+    pub event: Option<RecordEvent>,
 }
 
 /// An identifier of a record that links no one, and why.
