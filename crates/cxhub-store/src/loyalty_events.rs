@@ -340,6 +340,10 @@ async fn accrue(txn: &DatabaseTransaction, backend: Backend, max: u32) -> Result
     let Some(last) = events.last().map(|e| e.seq) else {
         return Ok(pass);
     };
+    // Every customer of the pass locked at once, in id order, as the rule follower does: two
+    // tasks taking the same customers one by one in different orders could deadlock.
+    let customers: Vec<CustomerId> = events.iter().filter_map(|e| e.customer).collect();
+    crate::loyalty::lock_customers(txn, backend, &customers).await?;
     for e in &events {
         let posting = match posting_for(txn, e).await? {
             Some(p) => p,
@@ -575,18 +579,19 @@ async fn expire_chunk(
     customers: &[CustomerId],
     now: DateTime<Utc>,
 ) -> Result<u64> {
-    let mut posted = 0;
-    let mut done = std::collections::BTreeSet::new();
+    let mut live = std::collections::BTreeSet::new();
     for stored in customers {
-        let customer = match crate::customers::live(txn, *stored).await {
-            Ok(c) => c,
+        match crate::customers::live(txn, *stored).await {
+            Ok(c) => live.insert(c),
             Err(Error::NotFound { .. }) => continue, // erased
             Err(err) => return Err(err),
         };
-        if !done.insert(customer) {
-            continue;
-        }
-        crate::loyalty::lock_customers(txn, backend, &[customer]).await?;
+    }
+    // All at once, in id order (see `accrue`).
+    let live: Vec<CustomerId> = live.into_iter().collect();
+    crate::loyalty::lock_customers(txn, backend, &live).await?;
+    let mut posted = 0;
+    for customer in live {
         let (mut ledger, _) = crate::loyalty::ledger_of(txn, customer).await?;
         let request_id = format!("expiry:{}", uuid::Uuid::now_v7());
         let Some(expiry) = ledger.plan_expiry(&request_id, customer, now) else {
