@@ -3,6 +3,7 @@
 //! the generated clients.
 
 mod changes;
+mod churn_fit;
 mod customer_scores;
 mod feed_responses;
 mod feeds;
