@@ -174,8 +174,11 @@ fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
 }
 
-/// Customers one sweep transaction evaluates.
-pub const SWEEP_BATCH: u32 = 500;
+/// Customers one sweep transaction evaluates. Fewer, larger transactions sweep faster (100,000
+/// customers on SQLite: 4.2 s at 500, 3.5 s at 2,000, 3.0 s at 5,000, one loaded machine, one
+/// run), but a transaction holds the rule's lock, its customers' locks and, on SQLite, the one
+/// writer: at 2,000 about 70 ms here, which ingestion then waits.
+pub const SWEEP_BATCH: u32 = 2_000;
 
 /// Runs the daily sweep of every enabled daily-sweep rule now (see
 /// [`LoyaltyRepo::run_sweep`]), one rule after another, by rule id. The hub calls it once a day
