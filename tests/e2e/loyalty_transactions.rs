@@ -2,7 +2,9 @@
 //! `ORDER_DELIVERED` and `PAYMENT_FAILED` rules exactly once (not again on a replayed, updated
 //! or stale record, nor after a restart; never for an erased customer); succeeded payments
 //! earn points by the programme, once even with an `EarnPoints` of the same transaction, and
-//! refunds reverse them; expired points are posted by the expiry task.
+//! refunds reverse them; expired points are posted by the expiry task. A support case that
+//! ends and a subscription downgraded or cancelled fire `CASE_CLOSED`,
+//! `SUBSCRIPTION_DOWNGRADED` and `SUBSCRIPTION_CANCELLED` rules the same way, once.
 
 use cxhub_domain::loyalty::repo::{GuardConfig, LoyaltyRepo};
 use cxhub_proto::common::v1 as common;
@@ -705,4 +707,246 @@ async fn expired_points_are_posted_by_the_expiry_task() {
             .expect("run"),
         0
     );
+}
+
+/// An enabled rule `id` on `trigger` proposing a `kind` by e-mail when `condition` holds,
+/// without a control group.
+async fn event_rule(
+    c: &mut Client,
+    id: &str,
+    trigger: pb::RuleTrigger,
+    condition: &str,
+    kind: pb::ActionKind,
+) {
+    c.create_rule(pb::CreateRuleRequest {
+        request_id: rid(),
+        rule: Some(pb::Rule {
+            id: id.into(),
+            name: format!("Rule {id}"),
+            trigger: trigger as i32,
+            condition: condition.into(),
+            action: Some(pb::ActionTemplate {
+                kind: kind as i32,
+                channel: pb::ContactChannel::Email as i32,
+                due_in: Some(prost_types::Duration {
+                    seconds: 48 * 3600,
+                    nanos: 0,
+                }),
+                assignee_team: "retention".into(),
+                ..Default::default()
+            }),
+            limits: Some(pb::RuleLimits {
+                max_actions_per_run: 100,
+                max_actions_per_day: 0,
+            }),
+            holdout: Some(pb::Holdout {
+                control_share: 0.0,
+                seed: 1,
+            }),
+            enabled: true,
+            ..Default::default()
+        }),
+    })
+    .await
+    .expect("rule created");
+}
+
+fn support_case(
+    opened: i64,
+    status: feeds::CaseStatus,
+    closed: Option<i64>,
+) -> feeds::record::Body {
+    feeds::record::Body::SupportCase(feeds::SupportCase {
+        opened_at: ts(opened),
+        closed_at: closed.and_then(ts),
+        status: status as i32,
+        priority: feeds::CasePriority::High as i32,
+        category: "billing".into(),
+        channel: cxhub_proto::touchpoint::v1::Channel::Phone as i32,
+    })
+}
+
+fn subscription(at: i64, kind: feeds::SubscriptionEventKind) -> feeds::record::Body {
+    feeds::record::Body::SubscriptionEvent(feeds::SubscriptionEvent {
+        subscription_id: "sub-1".into(),
+        kind: kind as i32,
+        occurred_at: ts(at),
+        plan: "basic-monthly".into(),
+        recurring_amount: money(9_00, "EUR"),
+    })
+}
+
+/// The rule ids of the customer's actions.
+async fn rules_of(c: &mut Client, customer: &str) -> Vec<String> {
+    let mut ids: Vec<String> = actions_of(c, customer)
+        .await
+        .iter()
+        .filter_map(|a| a.action.as_ref())
+        .map(|a| a.rule_id.clone())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn a_closed_case_and_a_lost_subscription_fire_their_rules_exactly_once() {
+    let hub = TestHub::builder()
+        .demo()
+        .loyalty_rule_tasks(false)
+        .start()
+        .await;
+    let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
+    let guard = GuardConfig::default();
+    // Unresolved cases are recovered; downgrades get a retention call, cancellations a
+    // win-back call.
+    event_rule(
+        &mut c,
+        "unresolved-case-recovery",
+        pb::RuleTrigger::CaseClosed,
+        "!event.case_resolved",
+        pb::ActionKind::ServiceRecovery,
+    )
+    .await;
+    event_rule(
+        &mut c,
+        "downgrade-retention-call",
+        pb::RuleTrigger::SubscriptionDowngraded,
+        "event.type == \"subscription.downgraded\"",
+        pb::ActionKind::FollowUpCall,
+    )
+    .await;
+    event_rule(
+        &mut c,
+        "cancellation-win-back",
+        pb::RuleTrigger::SubscriptionCancelled,
+        "event.type == \"subscription.cancelled\"",
+        pb::ActionKind::FollowUpCall,
+    )
+    .await;
+    let ana = contact(&hub, "crm", "ana").await;
+    let bob = contact(&hub, "billing", "bob").await;
+    let t = base();
+    let follow = || async {
+        hub.store
+            .follow_rule_events(&guard, 1000)
+            .await
+            .expect("pass")
+    };
+
+    // Open cases and a renewal, an upgrade and a pause: nothing ends, nothing fires.
+    let open = record(
+        "crm",
+        "case-1",
+        "ana",
+        t,
+        support_case(t, feeds::CaseStatus::Open, None),
+    );
+    let pending = record(
+        "crm",
+        "case-2",
+        "ana",
+        t,
+        support_case(t, feeds::CaseStatus::Pending, None),
+    );
+    ingest(&hub, vec![open, pending]).await;
+    let unrelated: Vec<feeds::Record> = [
+        feeds::SubscriptionEventKind::Renewed,
+        feeds::SubscriptionEventKind::Upgraded,
+        feeds::SubscriptionEventKind::Paused,
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, kind)| {
+        let at = t + i64::try_from(i).expect("small");
+        record(
+            "billing",
+            &format!("se-{i}"),
+            "bob",
+            at,
+            subscription(at, kind),
+        )
+    })
+    .collect();
+    ingest(&hub, unrelated).await;
+    let pass = follow().await;
+    assert_eq!((pass.events, pass.proposed), (0, 0), "{pass:?}");
+    assert!(actions_of(&mut c, &ana).await.is_empty());
+    assert!(actions_of(&mut c, &bob).await.is_empty());
+
+    // Case 1 closed without resolution: one recovery. Case 2 resolved: the rule is asked
+    // (an event) but its condition does not hold.
+    let closed = record(
+        "crm",
+        "case-1",
+        "ana",
+        t + 10,
+        support_case(t, feeds::CaseStatus::Closed, Some(t + 86_400)),
+    );
+    let resolved = record(
+        "crm",
+        "case-2",
+        "ana",
+        t + 10,
+        support_case(t, feeds::CaseStatus::Resolved, Some(t + 3_600)),
+    );
+    let results = ingest(&hub, vec![closed.clone(), resolved.clone()]).await;
+    assert_eq!(results, [(UPDATED, ana.clone()), (UPDATED, ana.clone())]);
+    let pass = follow().await;
+    assert_eq!((pass.events, pass.proposed), (2, 1), "{pass:?}");
+    assert_eq!(rules_of(&mut c, &ana).await, ["unresolved-case-recovery"]);
+    let recovery = actions_of(&mut c, &ana).await;
+    let reason = &recovery[0].action.as_ref().expect("action").reason;
+    assert!(reason.contains("event.case_resolved"), "{reason}");
+    assert_eq!(recovery[0].created_by, "system:rule-events");
+
+    // Replayed (UNCHANGED), a newer version still closed, an older one still open: no event.
+    let mut newer = closed.clone();
+    newer.updated_at = ts(t + 11);
+    let mut older = closed.clone();
+    older.updated_at = ts(t + 5);
+    older.body = Some(support_case(t, feeds::CaseStatus::Open, None));
+    let results = ingest(&hub, vec![closed, resolved, newer, older]).await;
+    let outcomes: Vec<i32> = results.iter().map(|r| r.0).collect();
+    assert_eq!(outcomes, [UNCHANGED, UNCHANGED, UPDATED, STALE]);
+    let pass = follow().await;
+    assert_eq!((pass.events, pass.proposed), (0, 0), "{pass:?}");
+    assert_eq!(rules_of(&mut c, &ana).await, ["unresolved-case-recovery"]);
+
+    // Bob downgrades: one retention call, also after the record is replayed.
+    let down = record(
+        "billing",
+        "se-down",
+        "bob",
+        t + 20,
+        subscription(t + 20, feeds::SubscriptionEventKind::Downgraded),
+    );
+    ingest(&hub, vec![down.clone()]).await;
+    let pass = follow().await;
+    assert_eq!((pass.events, pass.proposed), (1, 1), "{pass:?}");
+    assert_eq!(rules_of(&mut c, &bob).await, ["downgrade-retention-call"]);
+    let results = ingest(&hub, vec![down]).await;
+    assert_eq!(results[0].0, UNCHANGED);
+    let pass = follow().await;
+    assert_eq!((pass.events, pass.proposed), (0, 0), "{pass:?}");
+
+    // Then cancels: the win-back call, and no second retention call.
+    ingest(
+        &hub,
+        vec![record(
+            "billing",
+            "se-cancel",
+            "bob",
+            t + 30,
+            subscription(t + 30, feeds::SubscriptionEventKind::Cancelled),
+        )],
+    )
+    .await;
+    let pass = follow().await;
+    assert_eq!((pass.events, pass.proposed), (1, 1), "{pass:?}");
+    assert_eq!(
+        rules_of(&mut c, &bob).await,
+        ["cancellation-win-back", "downgrade-retention-call"]
+    );
+    // Ana got nothing from Bob's subscription.
+    assert_eq!(rules_of(&mut c, &ana).await, ["unresolved-case-recovery"]);
 }

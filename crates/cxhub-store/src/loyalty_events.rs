@@ -1,5 +1,6 @@
 //! Transaction events (`transaction_events`, see [`cxhub_domain::feed::RecordEvent`]) and
-//! their readers: the loyalty rule follower (`ORDER_DELIVERED`, `PAYMENT_FAILED`), the points
+//! their readers: the loyalty rule follower (`ORDER_DELIVERED`, `PAYMENT_FAILED`,
+//! `CASE_CLOSED`, `SUBSCRIPTION_DOWNGRADED`, `SUBSCRIPTION_CANCELLED`), the points
 //! accrual (payments earn, refunds and failures reverse) and the scheduled points expiry.
 //!
 //! Writing: [`gather`] adds the events of the records an ingest batch writes to its inserts, in
@@ -458,7 +459,11 @@ async fn posting_for(txn: &DatabaseTransaction, e: &StoredEvent) -> Result<Optio
                 },
             }))
         }
-        RecordEventKind::OrderDelivered => Ok(None),
+        RecordEventKind::OrderDelivered
+        | RecordEventKind::CaseResolved
+        | RecordEventKind::CaseClosed
+        | RecordEventKind::SubscriptionDowngraded
+        | RecordEventKind::SubscriptionCancelled => Ok(None),
     }
 }
 

@@ -1204,7 +1204,8 @@ async fn follow_events(
         }
     }
 
-    // Deliveries and failed payments, from the transaction events of feed ingestion.
+    // Deliveries, failed payments, case ends, subscription downgrades and cancellations, from the
+    // transaction events of feed ingestion.
     for e in crate::loyalty_events::rule_events(txn, backend, max, &mut pass).await? {
         events.push(Event {
             trigger: e.trigger,

@@ -439,6 +439,9 @@ pub fn trigger(value: i32, field: &str, v: &mut Violations) -> Option<Trigger> {
         Ok(T::SurveyNpsAtMost6) => Some(Trigger::SurveyNpsAtMost6),
         Ok(T::OrderDelivered) => Some(Trigger::OrderDelivered),
         Ok(T::PaymentFailed) => Some(Trigger::PaymentFailed),
+        Ok(T::CaseClosed) => Some(Trigger::CaseClosed),
+        Ok(T::SubscriptionDowngraded) => Some(Trigger::SubscriptionDowngraded),
+        Ok(T::SubscriptionCancelled) => Some(Trigger::SubscriptionCancelled),
         Ok(T::Unspecified) => {
             v.add(field, "required: when the rule acts");
             None
@@ -460,6 +463,9 @@ fn trigger_to_pb(trigger: Trigger) -> pb::RuleTrigger {
         Trigger::SurveyNpsAtMost6 => T::SurveyNpsAtMost6,
         Trigger::OrderDelivered => T::OrderDelivered,
         Trigger::PaymentFailed => T::PaymentFailed,
+        Trigger::CaseClosed => T::CaseClosed,
+        Trigger::SubscriptionDowngraded => T::SubscriptionDowngraded,
+        Trigger::SubscriptionCancelled => T::SubscriptionCancelled,
     }
 }
 

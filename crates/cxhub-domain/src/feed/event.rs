@@ -1,6 +1,7 @@
-//! Transaction events: what a feed record says happened to an order or a payment, recorded by
-//! the store in the transaction that ingests the record (at most once per record and kind) and
-//! read in order by the loyalty rule follower and the points accrual.
+//! Transaction events: what a feed record says happened to an order, a payment, a support case
+//! or a subscription, recorded by the store in the transaction that ingests the record (at most
+//! once per record and kind) and read in order by the loyalty rule follower and the points
+//! accrual.
 //!
 //! | record | event | facts |
 //! | --- | --- | --- |
@@ -8,6 +9,13 @@
 //! | payment, status failed | `payment.failed` | `event.company_at_fault` |
 //! | payment, status succeeded | `payment.succeeded` (its amount) | — |
 //! | refund | `refund.issued` (the payment's record id, the amount) | — |
+//! | support case, status resolved | `case.resolved` | `event.case_resolved` (true) |
+//! | support case, status closed (unresolved) | `case.closed` | `event.case_resolved` (false) |
+//! | subscription event, downgraded | `subscription.downgraded` | — |
+//! | subscription event, cancelled | `subscription.cancelled` | — |
+//!
+//! A case is resolved or closed once per kind: a case that is reopened and ends the same way
+//! again adds no second event, one that ends the other way does (it is another outcome).
 //!
 //! An event carries no personal data: the record's key, the related record id, amounts, times
 //! and the derived facts. Its customer is found at read time through the record, so the events
@@ -16,7 +24,7 @@
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use super::body::{PaymentStatus, RecordBody, ShipmentStatus};
+use super::body::{CaseStatus, PaymentStatus, RecordBody, ShipmentStatus, SubscriptionEventKind};
 use crate::loyalty::condition::Facts;
 use crate::loyalty::rule::Trigger;
 use crate::money::Money;
@@ -33,6 +41,14 @@ text_enum!(
         PaymentSucceeded = "payment.succeeded",
         /// Money was given back on a payment.
         RefundIssued = "refund.issued",
+        /// A support case was resolved (solved to the customer's satisfaction).
+        CaseResolved = "case.resolved",
+        /// A support case was closed without resolution (duplicate, abandoned, refused).
+        CaseClosed = "case.closed",
+        /// A subscription moved to a cheaper plan.
+        SubscriptionDowngraded = "subscription.downgraded",
+        /// A subscription was cancelled.
+        SubscriptionCancelled = "subscription.cancelled",
     }
 );
 
@@ -42,7 +58,21 @@ impl RecordEventKind {
         match self {
             RecordEventKind::OrderDelivered => Some(Trigger::OrderDelivered),
             RecordEventKind::PaymentFailed => Some(Trigger::PaymentFailed),
+            RecordEventKind::CaseResolved | RecordEventKind::CaseClosed => {
+                Some(Trigger::CaseClosed)
+            }
+            RecordEventKind::SubscriptionDowngraded => Some(Trigger::SubscriptionDowngraded),
+            RecordEventKind::SubscriptionCancelled => Some(Trigger::SubscriptionCancelled),
             RecordEventKind::PaymentSucceeded | RecordEventKind::RefundIssued => None,
+        }
+    }
+
+    /// For a support case's end, whether it was resolved (`event.case_resolved`).
+    pub fn case_resolved(self) -> Option<bool> {
+        match self {
+            RecordEventKind::CaseResolved => Some(true),
+            RecordEventKind::CaseClosed => Some(false),
+            _ => None,
         }
     }
 }
@@ -52,7 +82,7 @@ impl RecordEventKind {
 pub struct RecordEvent {
     /// What happened.
     pub kind: RecordEventKind,
-    /// When (delivered, attempted, refunded).
+    /// When (delivered, attempted, refunded, closed, changed).
     pub occurred_at: DateTime<Utc>,
     /// The record it is about, in the same source: the order of a delivery, the payment of a
     /// refund.
@@ -69,9 +99,12 @@ pub struct RecordEvent {
 
 impl RecordEvent {
     /// Sets the `event.*` facts a rule condition reads in `facts`: `event.type` always,
-    /// `event.delay_days` and `event.company_at_fault` when known.
+    /// `event.delay_days`, `event.company_at_fault` and `event.case_resolved` when known.
     pub fn add_facts(&self, facts: &mut Facts) {
         facts.set("event.type", self.kind.as_str());
+        if let Some(resolved) = self.kind.case_resolved() {
+            facts.set("event.case_resolved", resolved);
+        }
         if let Some(days) = self.delay_days {
             #[allow(clippy::cast_precision_loss)]
             facts.set("event.delay_days", days as f64);
@@ -125,6 +158,39 @@ pub fn event_of(body: &RecordBody) -> Option<RecordEvent> {
             delay_days: None,
             company_at_fault: None,
         }),
+        RecordBody::SupportCase(c) => {
+            let kind = match c.status {
+                CaseStatus::Resolved => RecordEventKind::CaseResolved,
+                CaseStatus::Closed => RecordEventKind::CaseClosed,
+                CaseStatus::Open | CaseStatus::Pending => return None,
+            };
+            Some(RecordEvent {
+                kind,
+                occurred_at: c.closed_at?,
+                related_record_id: None,
+                amount: None,
+                delay_days: None,
+                company_at_fault: None,
+            })
+        }
+        RecordBody::SubscriptionEvent(s) => {
+            let kind = match s.kind {
+                SubscriptionEventKind::Downgraded => RecordEventKind::SubscriptionDowngraded,
+                SubscriptionEventKind::Cancelled => RecordEventKind::SubscriptionCancelled,
+                SubscriptionEventKind::Started
+                | SubscriptionEventKind::Renewed
+                | SubscriptionEventKind::Upgraded
+                | SubscriptionEventKind::Paused => return None,
+            };
+            Some(RecordEvent {
+                kind,
+                occurred_at: s.occurred_at,
+                related_record_id: None,
+                amount: None,
+                delay_days: None,
+                company_at_fault: None,
+            })
+        }
         _ => None,
     }
 }
@@ -197,9 +263,12 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::feed::body::{Payment, Refund, Shipment};
+    use crate::feed::body::{
+        CasePriority, Payment, Refund, Shipment, SubscriptionEvent, SupportCase,
+    };
     use crate::loyalty::condition::Value;
     use crate::money::Currency;
+    use crate::touchpoint::Channel;
 
     fn at(day: u32, hour: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, day, hour, 0, 0).unwrap()
@@ -306,7 +375,7 @@ mod tests {
     }
 
     #[test]
-    fn only_deliveries_and_failed_payments_trigger_rules() {
+    fn deliveries_failed_payments_case_ends_and_lost_subscriptions_trigger_rules() {
         assert_eq!(
             RecordEventKind::OrderDelivered.trigger(),
             Some(Trigger::OrderDelivered)
@@ -317,6 +386,108 @@ mod tests {
         );
         assert_eq!(RecordEventKind::PaymentSucceeded.trigger(), None);
         assert_eq!(RecordEventKind::RefundIssued.trigger(), None);
+        for kind in [RecordEventKind::CaseResolved, RecordEventKind::CaseClosed] {
+            assert_eq!(kind.trigger(), Some(Trigger::CaseClosed));
+        }
+        assert_eq!(
+            RecordEventKind::SubscriptionDowngraded.trigger(),
+            Some(Trigger::SubscriptionDowngraded)
+        );
+        assert_eq!(
+            RecordEventKind::SubscriptionCancelled.trigger(),
+            Some(Trigger::SubscriptionCancelled)
+        );
+    }
+
+    fn case(status: CaseStatus, closed: Option<u32>) -> RecordBody {
+        RecordBody::SupportCase(SupportCase {
+            opened_at: at(1, 9),
+            closed_at: closed.map(|d| at(d, 17)),
+            status,
+            priority: CasePriority::Normal,
+            category: "billing".into(),
+            channel: Channel::Email,
+        })
+    }
+
+    #[test]
+    fn a_case_ends_resolved_or_closed_once_it_has_a_close_time() {
+        let resolved = event_of(&case(CaseStatus::Resolved, Some(3))).unwrap();
+        assert_eq!(resolved.kind, RecordEventKind::CaseResolved);
+        assert_eq!(resolved.occurred_at, at(3, 17));
+        assert_eq!(
+            (resolved.related_record_id.as_deref(), resolved.amount),
+            (None, None)
+        );
+        let closed = event_of(&case(CaseStatus::Closed, Some(4))).unwrap();
+        assert_eq!(closed.kind, RecordEventKind::CaseClosed);
+        assert_eq!(closed.occurred_at, at(4, 17));
+        for status in [CaseStatus::Open, CaseStatus::Pending] {
+            assert_eq!(event_of(&case(status, None)), None);
+        }
+        // An inconsistent record (over without a close time) makes no event.
+        assert_eq!(event_of(&case(CaseStatus::Resolved, None)), None);
+
+        let mut facts = Facts::new();
+        resolved.add_facts(&mut facts);
+        assert_eq!(
+            facts.get("event.type"),
+            Some(&Value::Text("case.resolved".into()))
+        );
+        assert_eq!(facts.get("event.case_resolved"), Some(&Value::Bool(true)));
+        let mut facts = Facts::new();
+        closed.add_facts(&mut facts);
+        assert_eq!(facts.get("event.case_resolved"), Some(&Value::Bool(false)));
+        let unresolved = crate::loyalty::condition::compile_all(
+            "!event.case_resolved",
+            &crate::loyalty::condition::FactSchema::customer(),
+        )
+        .unwrap();
+        assert!(unresolved.evaluate(&facts).matched);
+        // Other events carry no `event.case_resolved`.
+        let mut paid = Facts::new();
+        event_of(&payment(PaymentStatus::Succeeded, ""))
+            .unwrap()
+            .add_facts(&mut paid);
+        assert_eq!(paid.get("event.case_resolved"), None);
+    }
+
+    fn subscription(kind: SubscriptionEventKind) -> RecordBody {
+        RecordBody::SubscriptionEvent(SubscriptionEvent {
+            subscription_id: "sub-1".into(),
+            kind,
+            occurred_at: at(6, 11),
+            plan: "basic".into(),
+            recurring_amount: Some(eur(9_00)),
+        })
+    }
+
+    #[test]
+    fn only_downgrades_and_cancellations_of_subscriptions_are_events() {
+        let down = event_of(&subscription(SubscriptionEventKind::Downgraded)).unwrap();
+        assert_eq!(down.kind, RecordEventKind::SubscriptionDowngraded);
+        assert_eq!(down.occurred_at, at(6, 11));
+        assert_eq!(
+            (down.amount, down.related_record_id.as_deref()),
+            (None, None)
+        );
+        let cancelled = event_of(&subscription(SubscriptionEventKind::Cancelled)).unwrap();
+        assert_eq!(cancelled.kind, RecordEventKind::SubscriptionCancelled);
+        for kind in [
+            SubscriptionEventKind::Started,
+            SubscriptionEventKind::Renewed,
+            SubscriptionEventKind::Upgraded,
+            SubscriptionEventKind::Paused,
+        ] {
+            assert_eq!(event_of(&subscription(kind)), None, "{kind:?}");
+        }
+        let mut facts = Facts::new();
+        down.add_facts(&mut facts);
+        assert_eq!(
+            facts.get("event.type"),
+            Some(&Value::Text("subscription.downgraded".into()))
+        );
+        assert_eq!(facts.get("event.case_resolved"), None);
     }
 
     #[test]

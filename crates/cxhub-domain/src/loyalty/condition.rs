@@ -103,6 +103,7 @@ impl FactSchema {
             .fact("event.type", FactType::Text)
             .fact("event.delay_days", FactType::Number)
             .fact("event.company_at_fault", FactType::Bool)
+            .fact("event.case_resolved", FactType::Bool)
             .prefix("attributes", FactType::Text)
     }
 

@@ -50,6 +50,12 @@ text_enum!(
         OrderDelivered = "order_delivered",
         /// A payment of the customer failed.
         PaymentFailed = "payment_failed",
+        /// A support case of the customer was resolved or closed.
+        CaseClosed = "case_closed",
+        /// A subscription of the customer moved to a cheaper plan.
+        SubscriptionDowngraded = "subscription_downgraded",
+        /// A subscription of the customer was cancelled.
+        SubscriptionCancelled = "subscription_cancelled",
     }
 );
 
