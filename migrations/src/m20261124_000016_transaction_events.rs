@@ -1,7 +1,7 @@
 //! Transaction events (`transaction_events`): what an ingested feed record says happened to an
 //! order, a payment, a support case or a subscription (delivered, failed, paid, refunded; a
-//! case resolved or closed; a subscription downgraded or cancelled), written in the transaction that
-//! ingests the record, and how far each of their readers has got
+//! case resolved or closed; a subscription downgraded or cancelled), written in the
+//! transaction that ingests the record, and how far each of their readers has got
 //! (`transaction_event_positions`, one row per reader: `loyalty_rules`, `points`).
 //!
 //! `seq` is the order: every writer of events ingests feed records, under the identity lock on
