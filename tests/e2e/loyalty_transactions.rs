@@ -6,7 +6,7 @@
 //! ends and a subscription downgraded or cancelled fire `CASE_CLOSED`,
 //! `SUBSCRIPTION_DOWNGRADED` and `SUBSCRIPTION_CANCELLED` rules the same way, once.
 
-use cxhub_domain::loyalty::repo::{GuardConfig, LoyaltyRepo};
+use cxhub_domain::loyalty::repo::{EventPass, GuardConfig, LoyaltyRepo};
 use cxhub_proto::common::v1 as common;
 use cxhub_proto::feeds::v1 as feeds;
 use cxhub_proto::loyalty::v1 as pb;
@@ -169,6 +169,14 @@ async fn enable(c: &mut Client, id: &str) {
     .expect("enabled");
 }
 
+/// One pass of the rule follower over `store`, with the default guard rails.
+async fn follow(store: &impl LoyaltyRepo) -> EventPass {
+    store
+        .follow_rule_events(&GuardConfig::default(), 1000)
+        .await
+        .expect("pass")
+}
+
 async fn actions_of(c: &mut Client, customer: &str) -> Vec<pb::Action> {
     c.list_actions(pb::ListActionsRequest {
         customer_id: customer.into(),
@@ -204,7 +212,6 @@ async fn a_delivered_order_fires_the_delivery_rules_exactly_once() {
         .start()
         .await;
     let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
-    let guard = GuardConfig::default();
     enable(&mut c, "post-delivery-survey").await;
     enable(&mut c, "late-delivery-apology").await;
     let ana = contact(&hub, "erp", "ana").await;
@@ -220,11 +227,7 @@ async fn a_delivered_order_fires_the_delivery_rules_exactly_once() {
     )
     .await;
     assert_eq!(results, [(CREATED, ana.clone()), (CREATED, ana.clone())]);
-    let pass = hub
-        .store
-        .follow_rule_events(&guard, 1000)
-        .await
-        .expect("pass");
+    let pass = follow(&hub.store).await;
     assert_eq!((pass.events, pass.proposed), (0, 0), "{pass:?}");
     assert!(actions_of(&mut c, &ana).await.is_empty());
 
@@ -233,11 +236,7 @@ async fn a_delivered_order_fires_the_delivery_rules_exactly_once() {
     let delivered = record("erp", "s-1", "ana", t + 2, shipment(t, Some(3 * 86_400)));
     let results = ingest(&hub, vec![delivered.clone()]).await;
     assert_eq!(results, [(UPDATED, ana.clone())]);
-    let pass = hub
-        .store
-        .follow_rule_events(&guard, 1000)
-        .await
-        .expect("pass");
+    let pass = follow(&hub.store).await;
     // The change-log entry of the update is read too.
     assert_eq!(
         (pass.read, pass.events, pass.proposed),
@@ -263,11 +262,7 @@ async fn a_delivered_order_fires_the_delivery_rules_exactly_once() {
     let results = ingest(&hub, vec![delivered, newer, older]).await;
     let outcomes: Vec<i32> = results.iter().map(|r| r.0).collect();
     assert_eq!(outcomes, [UNCHANGED, UPDATED, STALE]);
-    let pass = hub
-        .store
-        .follow_rule_events(&guard, 1000)
-        .await
-        .expect("pass");
+    let pass = follow(&hub.store).await;
     // Only the change-log entry of the newer version (its interaction) is read.
     assert_eq!(
         (pass.read, pass.events, pass.proposed),
@@ -279,11 +274,7 @@ async fn a_delivered_order_fires_the_delivery_rules_exactly_once() {
     // blocked by the weekly cap on survey invitations).
     let late = record("erp", "s-2", "ana", t + 4, shipment(t, Some(6 * 86_400)));
     ingest(&hub, vec![late]).await;
-    let pass = hub
-        .store
-        .follow_rule_events(&guard, 1000)
-        .await
-        .expect("pass");
+    let pass = follow(&hub.store).await;
     assert_eq!(
         (pass.events, pass.proposed, pass.blocked),
         (2, 1, 1),
@@ -336,10 +327,7 @@ async fn a_delivered_order_fires_the_delivery_rules_exactly_once() {
     )
     .await
     .expect("second store");
-    let pass = restarted
-        .follow_rule_events(&guard, 1000)
-        .await
-        .expect("pass");
+    let pass = follow(&restarted).await;
     assert_eq!(
         (pass.read, pass.events, pass.proposed),
         (0, 0, 0),
@@ -357,7 +345,6 @@ async fn a_failed_payment_that_was_our_fault_brings_an_apology_and_erased_custom
         .start()
         .await;
     let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
-    let guard = GuardConfig::default();
     enable(&mut c, "failed-payment-apology").await;
     enable(&mut c, "post-delivery-survey").await;
     let ana = contact(&hub, "billing", "ana").await;
@@ -402,11 +389,7 @@ async fn a_failed_payment_that_was_our_fault_brings_an_apology_and_erased_custom
         .await
         .expect("erased");
 
-    let pass = hub
-        .store
-        .follow_rule_events(&guard, 1000)
-        .await
-        .expect("pass");
+    let pass = follow(&hub.store).await;
     // Three transaction events (and the change log) read; Bob's leads to no one.
     assert!(pass.read >= 3, "{pass:?}");
     assert_eq!((pass.events, pass.proposed), (2, 1), "{pass:?}");
@@ -796,7 +779,6 @@ async fn a_closed_case_and_a_lost_subscription_fire_their_rules_exactly_once() {
         .start()
         .await;
     let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
-    let guard = GuardConfig::default();
     // Unresolved cases are recovered; downgrades get a retention call, cancellations a
     // win-back call.
     event_rule(
@@ -826,12 +808,6 @@ async fn a_closed_case_and_a_lost_subscription_fire_their_rules_exactly_once() {
     let ana = contact(&hub, "crm", "ana").await;
     let bob = contact(&hub, "billing", "bob").await;
     let t = base();
-    let follow = || async {
-        hub.store
-            .follow_rule_events(&guard, 1000)
-            .await
-            .expect("pass")
-    };
 
     // Open cases and a renewal, an upgrade and a pause: nothing ends, nothing fires.
     let open = record(
@@ -868,7 +844,7 @@ async fn a_closed_case_and_a_lost_subscription_fire_their_rules_exactly_once() {
     })
     .collect();
     ingest(&hub, unrelated).await;
-    let pass = follow().await;
+    let pass = follow(&hub.store).await;
     assert_eq!((pass.events, pass.proposed), (0, 0), "{pass:?}");
     assert!(actions_of(&mut c, &ana).await.is_empty());
     assert!(actions_of(&mut c, &bob).await.is_empty());
@@ -891,7 +867,7 @@ async fn a_closed_case_and_a_lost_subscription_fire_their_rules_exactly_once() {
     );
     let results = ingest(&hub, vec![closed.clone(), resolved.clone()]).await;
     assert_eq!(results, [(UPDATED, ana.clone()), (UPDATED, ana.clone())]);
-    let pass = follow().await;
+    let pass = follow(&hub.store).await;
     assert_eq!((pass.events, pass.proposed), (2, 1), "{pass:?}");
     assert_eq!(rules_of(&mut c, &ana).await, ["unresolved-case-recovery"]);
     let recovery = actions_of(&mut c, &ana).await;
@@ -908,7 +884,7 @@ async fn a_closed_case_and_a_lost_subscription_fire_their_rules_exactly_once() {
     let results = ingest(&hub, vec![closed, resolved, newer, older]).await;
     let outcomes: Vec<i32> = results.iter().map(|r| r.0).collect();
     assert_eq!(outcomes, [UNCHANGED, UNCHANGED, UPDATED, STALE]);
-    let pass = follow().await;
+    let pass = follow(&hub.store).await;
     assert_eq!((pass.events, pass.proposed), (0, 0), "{pass:?}");
     assert_eq!(rules_of(&mut c, &ana).await, ["unresolved-case-recovery"]);
 
@@ -921,12 +897,12 @@ async fn a_closed_case_and_a_lost_subscription_fire_their_rules_exactly_once() {
         subscription(t + 20, feeds::SubscriptionEventKind::Downgraded),
     );
     ingest(&hub, vec![down.clone()]).await;
-    let pass = follow().await;
+    let pass = follow(&hub.store).await;
     assert_eq!((pass.events, pass.proposed), (1, 1), "{pass:?}");
     assert_eq!(rules_of(&mut c, &bob).await, ["downgrade-retention-call"]);
     let results = ingest(&hub, vec![down]).await;
     assert_eq!(results[0].0, UNCHANGED);
-    let pass = follow().await;
+    let pass = follow(&hub.store).await;
     assert_eq!((pass.events, pass.proposed), (0, 0), "{pass:?}");
 
     // Then cancels: the win-back call, and no second retention call.
@@ -941,7 +917,7 @@ async fn a_closed_case_and_a_lost_subscription_fire_their_rules_exactly_once() {
         )],
     )
     .await;
-    let pass = follow().await;
+    let pass = follow(&hub.store).await;
     assert_eq!((pass.events, pass.proposed), (1, 1), "{pass:?}");
     assert_eq!(
         rules_of(&mut c, &bob).await,
