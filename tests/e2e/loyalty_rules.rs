@@ -128,6 +128,28 @@ async fn get(c: &mut Client, id: &str, version: i64) -> Result<pb::Rule, tonic::
     .map(|r| r.into_inner().rule.expect("rule"))
 }
 
+/// Enables the shipped rule `id` (version 1) without a control group: every eligible customer
+/// is treated.
+pub(crate) async fn enable(c: &mut Client, id: &str) {
+    c.update_rule(pb::UpdateRuleRequest {
+        request_id: rid(),
+        rule: Some(pb::Rule {
+            id: id.into(),
+            enabled: true,
+            holdout: Some(pb::Holdout {
+                control_share: 0.0,
+                seed: 1,
+            }),
+            ..Default::default()
+        }),
+        update_mask: mask(&["enabled", "holdout"]),
+        etag: String::new(),
+        expected_version: 1,
+    })
+    .await
+    .expect("enabled");
+}
+
 fn mask(paths: &[&str]) -> Option<FieldMask> {
     Some(FieldMask {
         paths: paths.iter().map(|p| (*p).to_owned()).collect(),
@@ -1065,23 +1087,7 @@ async fn a_detractor_answer_triggers_the_follow_up_rule_once() {
     assert_eq!((pass.events, pass.proposed), (0, 0), "{pass:?}");
 
     // Enabled, without a control group: the next detractor answer proposes a call.
-    c.update_rule(pb::UpdateRuleRequest {
-        request_id: rid(),
-        rule: Some(pb::Rule {
-            id: "detractor-follow-up".into(),
-            enabled: true,
-            holdout: Some(pb::Holdout {
-                control_share: 0.0,
-                seed: 1,
-            }),
-            ..Default::default()
-        }),
-        update_mask: mask(&["enabled", "holdout"]),
-        etag: String::new(),
-        expected_version: 1,
-    })
-    .await
-    .expect("enabled");
+    enable(&mut c, "detractor-follow-up").await;
     answer_nps(&hub, "r-ana-2", &ana, 2).await;
     answer_nps(&hub, "r-bob-1", &bob, 9).await;
     let pass = follow(&hub).await;
@@ -1168,23 +1174,7 @@ async fn the_hub_follows_rule_events_by_itself() {
     let hub = TestHub::builder().demo().start().await;
     let mut c = LoyaltyActionServiceClient::new(hub.channel().await);
     let ana = customer(&hub, "ana", false).await;
-    c.update_rule(pb::UpdateRuleRequest {
-        request_id: rid(),
-        rule: Some(pb::Rule {
-            id: "detractor-follow-up".into(),
-            enabled: true,
-            holdout: Some(pb::Holdout {
-                control_share: 0.0,
-                seed: 1,
-            }),
-            ..Default::default()
-        }),
-        update_mask: mask(&["enabled", "holdout"]),
-        etag: String::new(),
-        expected_version: 1,
-    })
-    .await
-    .expect("enabled");
+    enable(&mut c, "detractor-follow-up").await;
     answer_nps(&hub, "r-ana-bg", &ana, 1).await;
     // No pass is driven here: the hub's follower proposes the call on its own.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);

@@ -12,9 +12,10 @@ use cxhub_proto::feeds::v1 as feeds;
 use cxhub_proto::loyalty::v1 as pb;
 use cxhub_proto::loyalty::v1::loyalty_action_service_client::LoyaltyActionServiceClient;
 use cxhub_testkit::TestHub;
-use prost_types::{FieldMask, Timestamp};
+use prost_types::Timestamp;
 use tonic::transport::Channel;
 
+use crate::loyalty_rules::enable;
 use crate::rid;
 
 type Client = LoyaltyActionServiceClient<Channel>;
@@ -147,28 +148,6 @@ fn refund(at: i64, minor: i64, payment_id: &str) -> feeds::record::Body {
 }
 
 /// Enables the shipped rule `id` without a control group.
-async fn enable(c: &mut Client, id: &str) {
-    c.update_rule(pb::UpdateRuleRequest {
-        request_id: rid(),
-        rule: Some(pb::Rule {
-            id: id.into(),
-            enabled: true,
-            holdout: Some(pb::Holdout {
-                control_share: 0.0,
-                seed: 1,
-            }),
-            ..Default::default()
-        }),
-        update_mask: Some(FieldMask {
-            paths: vec!["enabled".into(), "holdout".into()],
-        }),
-        etag: String::new(),
-        expected_version: 1,
-    })
-    .await
-    .expect("enabled");
-}
-
 /// One pass of the rule follower over `store`, with the default guard rails.
 async fn follow(store: &impl LoyaltyRepo) -> EventPass {
     store
