@@ -13,8 +13,9 @@
 //! 2. The lexicon of the language (`data/sentiment/lexicon-<code>.tsv`, plus the emoji of
 //!    `lexicon-common.tsv`) is matched longest phrase first. An entry is a polar word or
 //!    phrase with a weight (about ±0.5 to ±3.5; a trailing `*` makes it match any word that
-//!    starts so), a negator, an intensifier or downtoner (a factor for the polar word after
-//!    it, or, for `booster_after`, before it, as Vietnamese `đẹp lắm`), a contrast word
+//!    starts so), a negator (`negator`, or `negator_only` for one that is no complaint by
+//!    itself), an intensifier or downtoner (a factor for the polar word after it, or, for
+//!    `booster_after`, before it, as Vietnamese `đẹp lắm`), a contrast word
 //!    (`but`, `mas`, `mais`, `aber`, `pero`, `nhưng`), or a fixed phrase that is neutral (so
 //!    that `no doubt` or `nicht nur` is not read as a negation).
 //! 3. Each polar entry contributes its weight, multiplied by the factors of the intensifiers
@@ -22,7 +23,12 @@
 //!    contrast word, by [`BEFORE_CONTRAST`] before it or [`AFTER_CONTRAST`] after it. A
 //!    negator governs the first polar entry in the [`NEGATION_WINDOW`] tokens after it in the
 //!    same clause (`not good`, `não gostei`, `pas mal`), or, in German only, when there is
-//!    none, the nearest one in the window before it (`gefällt mir nicht`).
+//!    none, the nearest one in the window before it (`gefällt mir nicht`); the polar entries
+//!    right after the one it governs go with it (`not a good bargain`). A clause whose
+//!    negators govern no polar entry (`it doesn't fit`, `não funciona`) contributes
+//!    [`NEGATION_ALONE`] once, except in Vietnamese (`không` also ends yes/no questions) and
+//!    for the negators marked `negator_only` in the lexicon (`without`, `never`, `sem`,
+//!    `ohne`: `without effort`).
 //! 4. The contributions are summed into `s`, and the score is `s / √(s² + α)` with
 //!    α = [`NORMALISATION_ALPHA`]: 0 without polar words, near ±1 for many strong ones. The
 //!    label is positive from [`POSITIVE_THRESHOLD`], negative up to [`NEGATIVE_THRESHOLD`],
@@ -56,6 +62,9 @@ pub const BEFORE_CONTRAST: f64 = 0.5;
 pub const AFTER_CONTRAST: f64 = 1.5;
 /// How many tokens a negator reaches, in its clause.
 pub const NEGATION_WINDOW: usize = 3;
+/// The contribution of a clause whose negators govern no polar entry (`it does not fit`):
+/// a mild complaint, counted once a clause.
+pub const NEGATION_ALONE: f64 = -1.0;
 /// How many intensifiers in a row before a polar entry count.
 const BOOSTER_WINDOW: usize = 2;
 
@@ -134,6 +143,12 @@ impl Language {
     /// not in Vietnamese (tone marks make the words).
     fn folds_accents(self) -> bool {
         !matches!(self, Language::German | Language::Vietnamese)
+    }
+
+    /// Whether a negator that governs no polar word is itself a mild complaint (`doesn't
+    /// fit`, `não funciona`): not in Vietnamese, where `không` also closes yes/no questions.
+    fn negation_alone_counts(self) -> bool {
+        self != Language::Vietnamese
     }
 
     fn whatlang(self) -> whatlang::Lang {
@@ -562,7 +577,11 @@ fn flush_word(word: &mut String, language: Language, tokens: &mut Vec<Token>) {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Entry {
     Polar(f64),
-    Negator,
+    /// `complains`: whether, governing no polar entry, it is a mild complaint by itself
+    /// (`doesn't fit`; not `without effort`).
+    Negator {
+        complains: bool,
+    },
     /// An intensifier (factor above 1) or downtoner (below 1) of the polar entry after it
     /// (`before`) and/or before it (`after`).
     Booster {
@@ -621,8 +640,8 @@ fn empty_lexicon() -> &'static Lexicon {
 
 impl Lexicon {
     /// Reads the language's file and the common one. Lines: `kind<TAB>phrase[<TAB>number]`,
-    /// `#` comments and blank lines skipped; kinds `polar` (weight), `negator`, `booster`,
-    /// `booster_after`, `booster_both` (factor), `contrast`, `neutral`.
+    /// `#` comments and blank lines skipped; kinds `polar` (weight), `negator`, `negator_only`,
+    /// `booster`, `booster_after`, `booster_both` (factor), `contrast`, `neutral`.
     fn parse(language: Language) -> Self {
         let mut lexicon = Lexicon::default();
         for (file, source) in [
@@ -671,7 +690,8 @@ impl Lexicon {
         };
         let entry = match kind {
             "polar" => Entry::Polar(number.filter(|w| *w != 0.0)?),
-            "negator" if number.is_none() => Entry::Negator,
+            "negator" if number.is_none() => Entry::Negator { complains: true },
+            "negator_only" if number.is_none() => Entry::Negator { complains: false },
             "booster" => booster(true, false)?,
             "booster_after" => booster(false, true)?,
             "booster_both" => booster(true, true)?,
@@ -791,8 +811,10 @@ fn score_sentence(items: &[Item], tokens: &[Token], language: Language, drivers:
 
     // Which negator governs which polar entry.
     let mut negated_by: Vec<Option<usize>> = vec![None; items.len()];
+    // Whether a negator of the clause governs a polar entry.
+    let mut governing = vec![false; c + 1];
     for (j, item) in items.iter().enumerate() {
-        if !matches!(item.kind, Kind::Entry(Entry::Negator)) {
+        if !matches!(item.kind, Kind::Entry(Entry::Negator { .. })) {
             continue;
         }
         let after = (j + 1..items.len().min(j + 1 + NEGATION_WINDOW))
@@ -809,6 +831,28 @@ fn score_sentence(items: &[Item], tokens: &[Token], language: Language, drivers:
         });
         if let Some(k) = target {
             negated_by[k].get_or_insert(j);
+            governing[clause[j]] = true;
+            // The polar entries right after it go with it (`not a good bargain`).
+            for m in (k + 1..items.len()).take_while(|&m| is_polar(m)) {
+                negated_by[m].get_or_insert(j);
+            }
+        }
+    }
+    // A clause whose negators govern no polar entry (`does not fit`) counts as mildly
+    // negative, once, where the language allows it.
+    if language.negation_alone_counts() {
+        let mut counted = vec![false; c + 1];
+        for (j, item) in items.iter().enumerate() {
+            if matches!(item.kind, Kind::Entry(Entry::Negator { complains: true }))
+                && !governing[clause[j]]
+                && !counted[clause[j]]
+            {
+                counted[clause[j]] = true;
+                drivers.push(Driver {
+                    phrase: phrase_of(tokens, items[j].start, items[j].end),
+                    weight: NEGATION_ALONE,
+                });
+            }
         }
     }
 
@@ -836,7 +880,7 @@ fn score_sentence(items: &[Item], tokens: &[Token], language: Language, drivers:
                     boosters += 1;
                     first = b;
                 }
-                Kind::Entry(Entry::Negator) => {}
+                Kind::Entry(Entry::Negator { .. }) => {}
                 _ => break,
             }
         }
@@ -860,17 +904,21 @@ fn score_sentence(items: &[Item], tokens: &[Token], language: Language, drivers:
             Some(c) if k > c => factor *= AFTER_CONTRAST,
             _ => {}
         }
-        let phrase = tokens[items[first].start..items[last].end]
-            .iter()
-            .filter(|t| t.end.is_none())
-            .map(|t| t.text.as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
         drivers.push(Driver {
-            phrase,
+            phrase: phrase_of(tokens, items[first].start, items[last].end),
             weight: weight * factor,
         });
     }
+}
+
+/// The words of tokens `start..end`, as normalised.
+fn phrase_of(tokens: &[Token], start: usize, end: usize) -> String {
+    tokens[start..end]
+        .iter()
+        .filter(|t| t.end.is_none())
+        .map(|t| t.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -993,6 +1041,76 @@ mod tests {
         // Fixed phrases with a negator in them are not negations.
         let s = analyze("No doubt the best pizza in town", Some(Language::English));
         assert_eq!(s.label, SentimentLabel::Positive, "{s:?}");
+    }
+
+    #[test]
+    fn a_negation_governing_no_polar_word_is_a_mild_complaint() {
+        let s = analyze("It does not open.", Some(Language::English));
+        assert_eq!(s.label, SentimentLabel::Negative, "{s:?}");
+        assert_eq!(s.drivers.len(), 1);
+        assert_eq!(
+            (s.drivers[0].phrase.as_str(), s.drivers[0].weight),
+            ("not", NEGATION_ALONE)
+        );
+        // Once a clause, and not on top of a negation that governs a polar word.
+        let s = analyze(
+            "It doesn't open and doesn't charge",
+            Some(Language::English),
+        );
+        assert_eq!(s.drivers.len(), 1, "{s:?}");
+        let s = analyze(
+            "It doesn't open, it doesn't charge",
+            Some(Language::English),
+        );
+        assert_eq!(s.drivers.len(), 2, "{s:?}");
+        let s = analyze("The case is not good", Some(Language::English));
+        assert_eq!(s.drivers.len(), 1, "{s:?}");
+        assert_eq!(s.drivers[0].phrase, "not good");
+        assert_eq!(
+            label("O pedido não chegou", Language::Portuguese),
+            SentimentLabel::Negative
+        );
+        assert_eq!(
+            label("El pedido no llegó", Language::Spanish),
+            SentimentLabel::Negative
+        );
+        // Negators that are no complaint by themselves.
+        for text in ["I set it up without the manual", "I never used the manual"] {
+            let s = analyze(text, Some(Language::English));
+            assert_eq!(s.label, SentimentLabel::Neutral, "{s:?}");
+        }
+        // Vietnamese `không` also ends a yes/no question.
+        assert_eq!(
+            label("Shop có bán size lớn không?", Language::Vietnamese),
+            SentimentLabel::Neutral
+        );
+    }
+
+    #[test]
+    fn negation_reaches_the_polar_words_right_after_its_target() {
+        let s = analyze("Not a good bargain", Some(Language::English));
+        assert_eq!(s.label, SentimentLabel::Negative, "{s:?}");
+        assert!(s.drivers.iter().all(|d| d.weight < 0.0), "{s:?}");
+        // A word between them ends the reach.
+        let s = analyze("Not good at first, a bargain", Some(Language::English));
+        assert!(s.drivers.iter().any(|d| d.weight > 0.0), "{s:?}");
+    }
+
+    #[test]
+    fn negation_raised_over_think_reaches_the_clause_after_it() {
+        assert_eq!(
+            label("I don't think we will be back", Language::English),
+            SentimentLabel::Negative
+        );
+        assert_eq!(
+            label("I do not believe it is worth it", Language::English),
+            SentimentLabel::Negative
+        );
+        // Astonishment, not negation.
+        assert_eq!(
+            label("I could not believe how dirty it was", Language::English),
+            SentimentLabel::Negative
+        );
     }
 
     #[test]
