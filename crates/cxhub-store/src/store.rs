@@ -39,6 +39,10 @@ pub const AUDIT_FILE_SUFFIX: &str = "-audit";
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long opening a PostgreSQL connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A pooled PostgreSQL connection idle for this long is pinged before it is handed out (one
+/// that was not is used as it is). sqlx's default pings on every acquire: a round trip more
+/// per statement outside a transaction, the whole cost of a `GetCustomer`'s query again.
+const POSTGRES_PING_IF_IDLE: Duration = Duration::from_secs(30);
 
 /// How to connect.
 #[derive(Clone, Debug, Default)]
@@ -382,6 +386,13 @@ pub(crate) async fn rollback(txn: DatabaseTransaction) {
     }
 }
 
+/// A pool of SQLite connections. sqlx pings a pooled connection before each use by default; on
+/// SQLite the ping is one more hand-off to the connection's worker thread and back (a quarter
+/// of a `GetCustomer`), and a connection to a local file cannot go stale, so none is sent.
+fn sqlite_pool() -> SqlitePoolOptions {
+    SqlitePoolOptions::new().test_before_acquire(false)
+}
+
 async fn connect_sqlite(url: &str, options: &StoreOptions) -> Result<Store> {
     let base = SqliteConnectOptions::from_str(url)
         .map_err(|err| Error::invalid_field("database_url", format!("not a SQLite URL: {err}")))?
@@ -397,7 +408,7 @@ async fn connect_sqlite(url: &str, options: &StoreOptions) -> Result<Store> {
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
     // The writer: exactly one connection, opened first so that it creates the file.
     // An in-memory database lives as long as its connection: never let the pool close it.
-    let writer = SqlitePoolOptions::new()
+    let writer = sqlite_pool()
         .min_connections(1)
         .max_connections(1)
         .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -410,7 +421,7 @@ async fn connect_sqlite(url: &str, options: &StoreOptions) -> Result<Store> {
     let reader = if in_memory {
         writer.clone()
     } else {
-        let pool = SqlitePoolOptions::new()
+        let pool = sqlite_pool()
             .max_connections(options.max_connections.unwrap_or(SQLITE_READERS).max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(base.clone())
@@ -423,7 +434,7 @@ async fn connect_sqlite(url: &str, options: &StoreOptions) -> Result<Store> {
     } else {
         let mut path = base.get_filename().as_os_str().to_owned();
         path.push(AUDIT_FILE_SUFFIX);
-        let pool = SqlitePoolOptions::new()
+        let pool = sqlite_pool()
             .min_connections(1)
             .max_connections(1)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -476,6 +487,7 @@ async fn connect_postgres(url: &str, options: &StoreOptions) -> Result<Store> {
     .min_connections(0)
     .connect_timeout(CONNECT_TIMEOUT)
     .acquire_timeout(ACQUIRE_TIMEOUT)
+    .test_before_acquire_if_idle_for(POSTGRES_PING_IF_IDLE)
     .sqlx_logging(false)
     // sqlx prepares every statement and PostgreSQL then switches to a generic plan after five
     // runs; a generic plan made while a table was small (a fresh database) keeps scanning it
