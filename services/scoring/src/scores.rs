@@ -208,6 +208,7 @@ impl Scores {
     /// The full recompute; see the module documentation.
     pub async fn recompute_all(&self) -> Result<Recomputed> {
         let as_of = now();
+        let started = std::time::Instant::now();
         // Changes up to here are covered by the facts read below.
         let head = self.log.read_changes(0, 0).await?.head;
         // Signals back to the windows of the churn fit's reference time (one read serves the
@@ -227,8 +228,11 @@ impl Scores {
             .max()
             .unwrap_or(0)
             + 1;
+        let read = started.elapsed();
         let models = fit_models(&facts, as_of, version);
+        let clv_fit = started.elapsed() - read;
         let churn = Arc::new(self.decide_churn_model(&facts, as_of, version));
+        let churn_fit = started.elapsed() - read - clv_fit;
         self.churn_models.save_churn_model(&churn).await?;
         self.repo
             .save_models(
@@ -239,9 +243,14 @@ impl Scores {
                 },
             )
             .await?;
+        let written_from = started.elapsed();
         let (scored, with_clv) = self.write(&facts, &models, &churn, as_of).await?;
         let deleted = self.repo.delete_scores_before(as_of).await?;
         tracing::info!(
+            read_ms = read.as_millis(),
+            clv_fit_ms = clv_fit.as_millis(),
+            churn_fit_ms = churn_fit.as_millis(),
+            write_ms = (started.elapsed() - written_from).as_millis(),
             customers = scored,
             with_clv,
             deleted,
