@@ -10,6 +10,7 @@
 use sea_orm_migration::prelude::*;
 
 /// Re-exported so callers can run [`Migrator`] without depending on sea-orm-migration.
+pub use m20261123_000011_customer_scores::SCORE_INDEXES;
 pub use sea_orm_migration::MigratorTrait;
 
 mod m20261123_000001_touchpoints;

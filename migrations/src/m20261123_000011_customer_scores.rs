@@ -15,6 +15,36 @@ use crate::m20261123_000001_touchpoints::byte_ordered;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
+/// The secondary indexes of `customer_scores`, by name and columns: the listings (highest churn
+/// first, optionally within a band, category or segment; highest CLV first within a currency;
+/// each ending with the id for a stable keyset) and `computed_at`, by which a full recompute
+/// deletes what it did not rewrite (customers merged away or erased). A full recompute drops
+/// and rebuilds them (the store's `pause_score_indexes`), which is why they are listed here
+/// once. Never change an entry: this migration has run.
+pub const SCORE_INDEXES: &[(&str, &[&str])] = &[
+    (
+        "customer_scores_churn_idx",
+        &["churn_probability", "customer_id"],
+    ),
+    (
+        "customer_scores_band_churn_idx",
+        &["churn_band", "churn_probability", "customer_id"],
+    ),
+    (
+        "customer_scores_category_churn_idx",
+        &["category", "churn_probability", "customer_id"],
+    ),
+    (
+        "customer_scores_segment_churn_idx",
+        &["rfm_segment", "churn_probability", "customer_id"],
+    ),
+    (
+        "customer_scores_clv_idx",
+        &["clv_currency", "clv_minor", "customer_id"],
+    ),
+    ("customer_scores_computed_idx", &["computed_at"]),
+];
+
 #[derive(DeriveIden)]
 enum CustomerScores {
     Table,
@@ -100,64 +130,15 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        // Listings: highest churn first (optionally within a band, category or segment), or
-        // highest CLV first within a currency; each ends with the id for a stable keyset.
-        let indexes: [(&str, Vec<CustomerScores>); 5] = [
-            (
-                "customer_scores_churn_idx",
-                vec![CustomerScores::ChurnProbability, CustomerScores::CustomerId],
-            ),
-            (
-                "customer_scores_band_churn_idx",
-                vec![
-                    CustomerScores::ChurnBand,
-                    CustomerScores::ChurnProbability,
-                    CustomerScores::CustomerId,
-                ],
-            ),
-            (
-                "customer_scores_category_churn_idx",
-                vec![
-                    CustomerScores::Category,
-                    CustomerScores::ChurnProbability,
-                    CustomerScores::CustomerId,
-                ],
-            ),
-            (
-                "customer_scores_segment_churn_idx",
-                vec![
-                    CustomerScores::RfmSegment,
-                    CustomerScores::ChurnProbability,
-                    CustomerScores::CustomerId,
-                ],
-            ),
-            (
-                "customer_scores_clv_idx",
-                vec![
-                    CustomerScores::ClvCurrency,
-                    CustomerScores::ClvMinor,
-                    CustomerScores::CustomerId,
-                ],
-            ),
-        ];
-        for (name, columns) in indexes {
+        // The listing indexes and the one a full recompute deletes by (see `SCORE_INDEXES`).
+        for (name, columns) in SCORE_INDEXES {
             let mut index = Index::create();
-            index.name(name).table(CustomerScores::Table);
-            for c in columns {
-                index.col(c);
+            index.name(*name).table(CustomerScores::Table);
+            for c in *columns {
+                index.col(Alias::new(*c));
             }
             manager.create_index(index.to_owned()).await?;
         }
-        // A full recompute deletes what it did not rewrite (customers merged away or erased).
-        manager
-            .create_index(
-                Index::create()
-                    .name("customer_scores_computed_idx")
-                    .table(CustomerScores::Table)
-                    .col(CustomerScores::ComputedAt)
-                    .to_owned(),
-            )
-            .await?;
 
         manager
             .create_table(

@@ -229,6 +229,13 @@ async fn recompute(name: &str, url: &str, options: StoreOptions, records: &[pb::
 }
 
 fn main() {
+    // `RUST_LOG=cxhub_scoring=info` shows the recompute's own phases (read, fits, write).
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let customers: u64 = std::env::var("CXHUB_BENCH_CUSTOMERS")
         .ok()
         .and_then(|s| s.parse().ok())

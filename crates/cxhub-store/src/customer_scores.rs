@@ -28,7 +28,7 @@ use cxhub_domain::scoring::{
     OPEN_CASE_OUTCOMES, SIGNAL_OUTCOMES, ScoreFilter, ScoreOrder, ScorePosition, Signal,
     SurveyComment, segment_text,
 };
-use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult, Value};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult, TransactionTrait, Value};
 
 use crate::error::{DbResultExt, corrupt};
 use crate::sql::{Sql, int, text, time};
@@ -119,6 +119,27 @@ impl CustomerScoreRepo for Store {
             .await
             .db()?
             .rows_affected())
+    }
+
+    async fn pause_score_indexes(&self) -> Result<()> {
+        let txn = self.writer.begin().await.db()?;
+        let dropped = async {
+            lock_score_indexes(&txn).await?;
+            for (name, _) in cxhub_migrations::SCORE_INDEXES {
+                txn.execute_unprepared(&format!("DROP INDEX IF EXISTS {name}"))
+                    .await
+                    .db()?;
+            }
+            Ok(())
+        }
+        .await;
+        finish(txn, dropped).await
+    }
+
+    async fn restore_score_indexes(&self) -> Result<()> {
+        let txn = self.writer.begin().await.db()?;
+        let built = restore_score_indexes(&txn).await;
+        finish(txn, built).await
     }
 
     async fn customer_scores(
@@ -221,6 +242,46 @@ fn parse_id(s: &str) -> Result<CustomerId> {
 
 fn ids(customers: &[CustomerId]) -> impl Iterator<Item = String> + '_ {
     customers.iter().map(ToString::to_string)
+}
+
+/// Commits `txn` when `outcome` is a success, else rolls it back; answers the outcome.
+async fn finish(txn: DatabaseTransaction, outcome: Result<()>) -> Result<()> {
+    match outcome {
+        Ok(()) => txn.commit().await.db(),
+        Err(err) => {
+            crate::store::rollback(txn).await;
+            Err(err)
+        }
+    }
+}
+
+/// On PostgreSQL, serialises the dropping and building of the score indexes across processes
+/// (two `CREATE INDEX IF NOT EXISTS` of one name at once can fail on the catalogue's unique
+/// key); SQLite's single writer does that already.
+async fn lock_score_indexes(txn: &DatabaseTransaction) -> Result<()> {
+    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        txn.execute_unprepared(
+            "SELECT pg_advisory_xact_lock(hashtext('cxhub.score_indexes.' || current_schema()))",
+        )
+        .await
+        .db()?;
+    }
+    Ok(())
+}
+
+/// Creates the secondary indexes of `customer_scores` that are missing (see
+/// `CustomerScoreRepo::pause_score_indexes`), in `txn`.
+pub(crate) async fn restore_score_indexes(txn: &DatabaseTransaction) -> Result<()> {
+    lock_score_indexes(txn).await?;
+    for (name, columns) in cxhub_migrations::SCORE_INDEXES {
+        txn.execute_unprepared(&format!(
+            "CREATE INDEX IF NOT EXISTS {name} ON customer_scores ({})",
+            columns.join(", ")
+        ))
+        .await
+        .db()?;
+    }
+    Ok(())
 }
 
 async fn live_customers(

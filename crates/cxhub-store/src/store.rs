@@ -227,7 +227,9 @@ impl Store {
         outcome.map_err(|err| {
             tracing::error!(error = %err, "migration failed");
             Error::internal("migration failed")
-        })
+        })?;
+        // A process stopped during a full recompute of the scores leaves their indexes dropped.
+        cxhub_domain::scoring::CustomerScoreRepo::restore_score_indexes(self).await
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -801,6 +803,46 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(attached.len(), 1, "detached again");
+    }
+
+    #[tokio::test]
+    async fn score_indexes_paused_for_a_recompute_come_back_and_a_restart_repairs_them() {
+        use cxhub_domain::scoring::CustomerScoreRepo;
+        async fn indexes(store: &Store) -> Vec<String> {
+            let rows = store
+                .reader
+                .query_all_raw(sea_orm::Statement::from_string(
+                    DbBackend::Sqlite,
+                    "SELECT name FROM sqlite_master WHERE type = 'index' \
+                     AND tbl_name = 'customer_scores' AND sql IS NOT NULL ORDER BY name",
+                ))
+                .await
+                .unwrap();
+            rows.iter()
+                .map(|r| r.try_get_by_index::<String>(0).unwrap())
+                .collect()
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("cxhub.db").display());
+        let store = Store::connect(&url, StoreOptions::default()).await.unwrap();
+        store.migrate().await.unwrap();
+        let mut all: Vec<String> = cxhub_migrations::SCORE_INDEXES
+            .iter()
+            .map(|(name, _)| (*name).to_owned())
+            .collect();
+        all.sort();
+        assert_eq!(indexes(&store).await, all, "as the migration made them");
+        store.pause_score_indexes().await.unwrap();
+        assert!(indexes(&store).await.is_empty());
+        store.restore_score_indexes().await.unwrap();
+        store.restore_score_indexes().await.unwrap();
+        assert_eq!(indexes(&store).await, all);
+        // A process stopped between the two: the next start builds them.
+        store.pause_score_indexes().await.unwrap();
+        drop(store);
+        let reopened = Store::connect(&url, StoreOptions::default()).await.unwrap();
+        reopened.migrate().await.unwrap();
+        assert_eq!(indexes(&reopened).await, all);
     }
 
     #[tokio::test]

@@ -180,28 +180,42 @@ impl Scores {
     }
 
     /// Scores `facts` with `models` and the `churn` model and writes them in batches; answers
-    /// (written, with CLV).
+    /// (written, with CLV). The scoring runs on a blocking thread one batch ahead of the
+    /// writes: a batch is scored while the one before it is written by the database.
     async fn write(
         &self,
-        facts: &[CustomerFacts],
+        facts: Vec<CustomerFacts>,
         models: &[FittedModels],
         churn: &ChurnModel,
         as_of: DateTime<Utc>,
     ) -> Result<(u64, u64)> {
         let config = churn.config(&self.config);
+        let (models, churn) = (models.to_vec(), churn.clone());
+        let (batches, mut scored_batches) = tokio::sync::mpsc::channel(1);
+        let scorer = tokio::task::spawn_blocking(move || {
+            for chunk in facts.chunks(WRITE_BATCH) {
+                let scores: Vec<CustomerScores> = chunk
+                    .iter()
+                    .map(|f| {
+                        let mut s = score_customer(f, &models, as_of, &config);
+                        churn.stamp(&mut s);
+                        s
+                    })
+                    .collect();
+                // The receiver is gone when a write failed: stop scoring.
+                if batches.blocking_send(scores).is_err() {
+                    break;
+                }
+            }
+        });
         let (mut scored, mut with_clv) = (0, 0);
-        for chunk in facts.chunks(WRITE_BATCH) {
-            let scores: Vec<CustomerScores> = chunk
-                .iter()
-                .map(|f| {
-                    let mut s = score_customer(f, models, as_of, &config);
-                    churn.stamp(&mut s);
-                    s
-                })
-                .collect();
+        while let Some(scores) = scored_batches.recv().await {
             with_clv += scores.iter().filter(|s| s.clv.is_some()).count() as u64;
             scored += self.repo.save_scores(&scores).await?;
         }
+        scorer
+            .await
+            .map_err(|err| cxhub_domain::Error::internal(format!("scoring failed: {err}")))?;
         Ok((scored, with_clv))
     }
 
@@ -244,8 +258,17 @@ impl Scores {
             )
             .await?;
         let written_from = started.elapsed();
-        let (scored, with_clv) = self.write(&facts, &models, &churn, as_of).await?;
-        let deleted = self.repo.delete_scores_before(as_of).await?;
+        // Every row is rewritten: the indexes are built once afterwards, not row by row.
+        self.repo.pause_score_indexes().await?;
+        let written = async {
+            let (scored, with_clv) = self.write(facts, &models, &churn, as_of).await?;
+            let deleted = self.repo.delete_scores_before(as_of).await?;
+            Ok::<_, cxhub_domain::Error>((scored, with_clv, deleted))
+        }
+        .await;
+        let restored = self.repo.restore_score_indexes().await;
+        let (scored, with_clv, deleted) = written?;
+        restored?;
         tracing::info!(
             read_ms = read.as_millis(),
             clv_fit_ms = clv_fit.as_millis(),
@@ -294,7 +317,7 @@ impl Scores {
                 .await?;
             let live: BTreeSet<CustomerId> = facts.iter().map(|f| f.customer).collect();
             gone.extend(chunk.iter().filter(|c| !live.contains(c)).copied());
-            rescored += self.write(&facts, models, churn, as_of).await?.0;
+            rescored += self.write(facts, models, churn, as_of).await?.0;
         }
         let deleted = self.repo.delete_scores(&gone).await?;
         Ok((rescored, deleted))
@@ -337,7 +360,7 @@ impl Scores {
             let facts = self
                 .all_facts(as_of, self.config.signal_window_days())
                 .await?;
-            let (rescored, _) = self.write(&facts, &models, &churn, as_of).await?;
+            let (rescored, _) = self.write(facts, &models, &churn, as_of).await?;
             let deleted = self.repo.delete_scores_before(as_of).await?;
             self.repo
                 .save_score_position(ScorePosition {

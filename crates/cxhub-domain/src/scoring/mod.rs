@@ -597,6 +597,17 @@ pub trait CustomerScoreRepo: Send + Sync {
     /// merged away or erased since); answers how many went.
     async fn delete_scores_before(&self, before: DateTime<Utc>) -> Result<u64>;
 
+    /// Drops the secondary indexes of the stored scores (the listings' and the one
+    /// [`delete_scores_before`](Self::delete_scores_before) reads) before a full recompute
+    /// rewrites every row: building them once afterwards costs less than keeping them up to
+    /// date row by row. Listings stay correct meanwhile, only slower.
+    async fn pause_score_indexes(&self) -> Result<()>;
+
+    /// Builds the indexes [`pause_score_indexes`](Self::pause_score_indexes) dropped (those
+    /// missing; nothing when all exist). Also run when the store starts, in case a process
+    /// stopped in between.
+    async fn restore_score_indexes(&self) -> Result<()>;
+
     /// The scores of a customer, following merges to the survivor: the live id and its
     /// scores (`None` when not scored yet). `NOT_FOUND` for an unknown or erased customer.
     async fn customer_scores(
