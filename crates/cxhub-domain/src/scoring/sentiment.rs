@@ -46,7 +46,7 @@ use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
 
 /// The version of the analyzer and its lexicons; to be stored beside every score.
-pub const SENTIMENT_MODEL_VERSION: &str = "sentiment-lexicon-1";
+pub const SENTIMENT_MODEL_VERSION: &str = "sentiment-lexicon-2";
 /// A score at or above this is positive.
 pub const POSITIVE_THRESHOLD: f64 = 0.05;
 /// A score at or below this is negative.
