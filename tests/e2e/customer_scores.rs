@@ -939,7 +939,7 @@ async fn a_comment_decides_the_category_when_no_recent_nps_or_csat_does() {
         ),
         "{g:?}"
     );
-    let comment = g.latest_comment.expect("comment sentiment");
+    let comment = g.latest_comment.clone().expect("comment sentiment");
     assert!(comment.score < 0.0, "{comment:?}");
     assert_eq!(comment.label, pb::SentimentLabel::Negative as i32);
     assert!(g.explanation.contains("negative comment"), "{g:?}");

@@ -1188,3 +1188,177 @@ async fn scopes_guard_reads_and_writes() {
     assert_eq!(total.response_count, 0);
     assert!(total.nps.is_none(), "no answers: no score, not a zero");
 }
+
+/// The phrases of a sentiment's drivers, in order.
+fn phrases(s: &pb::CommentSentiment) -> Vec<&str> {
+    s.drivers.iter().map(|d| d.phrase.as_str()).collect()
+}
+
+/// The weight of the driver with `phrase`.
+#[track_caller]
+fn weight(s: &pb::CommentSentiment, phrase: &str) -> f64 {
+    s.drivers
+        .iter()
+        .find(|d| d.phrase == phrase)
+        .unwrap_or_else(|| panic!("no driver `{phrase}` in {s:?}"))
+        .weight
+}
+
+#[tokio::test]
+async fn every_stored_comment_answers_its_sentiment_with_its_language_and_drivers() {
+    let hub = TestHub::builder().demo().start().await;
+    let mut c = client(&hub).await;
+    let ids = customers(&hub, 4).await;
+    // Asked in pt-PT (the default) and en.
+    create(
+        &mut c,
+        survey(
+            VISIT,
+            vec![question("recommend", pb::QuestionKind::Nps)],
+            &[TELLER],
+        ),
+    )
+    .await;
+    let with = |id: &str, who: usize, nps: i32, comment: &str, language: &str| pb::ResponseInput {
+        comment: comment.into(),
+        language: language.into(),
+        ..response(
+            id,
+            &ids[who],
+            VISIT,
+            TELLER,
+            &[("recommend", nps)],
+            at(11, 2, 10),
+        )
+    };
+    let english = with("cs-en", 0, 6, "not very friendly staff", "en");
+    let portuguese = with("cs-pt", 1, 6, "não gostei do atendimento", "");
+    let praise = with("cs-praise", 3, 9, "Atendimento excelente!", "pt-PT");
+    let results = submit(
+        &mut c,
+        vec![
+            english.clone(),
+            portuguese.clone(),
+            with("cs-none", 2, 8, "", ""),
+            praise,
+            // Out of the NPS scale: rejected, so its comment is not scored.
+            with("cs-bad", 2, 11, "Excellent, thank you!", "en"),
+        ],
+    )
+    .await;
+    use pb::ResponseOutcome::{Conflict, Created, Rejected, Unchanged};
+    assert_eq!(
+        outcomes(&results),
+        [Created, Created, Created, Created, Rejected],
+        "{results:?}"
+    );
+    let sentiment = |i: usize| {
+        results[i]
+            .comment_sentiment
+            .clone()
+            .unwrap_or_else(|| panic!("response {i} has a comment: {:?}", results[i]))
+    };
+    let version = cxhub_domain::scoring::sentiment::SENTIMENT_MODEL_VERSION;
+
+    // English, as the response says: the negated, intensified word drives it.
+    let en = sentiment(0);
+    assert_eq!(en.label, pb::SentimentLabel::Negative as i32, "{en:?}");
+    assert!(en.score < 0.0 && en.score >= -1.0, "{en:?}");
+    assert_eq!(en.language, "en");
+    assert_eq!(
+        en.language_source,
+        pb::SentimentLanguageSource::Given as i32
+    );
+    assert_eq!(en.language_confidence, 0.0);
+    assert_eq!(phrases(&en), ["not very friendly"], "{en:?}");
+    assert!(weight(&en, "not very friendly") < 0.0, "{en:?}");
+    assert_eq!(en.model_version, version);
+    assert_eq!(en.answer_time, at(11, 2, 10));
+
+    // Portuguese, detected (the response names no language).
+    let pt = sentiment(1);
+    assert_eq!(pt.label, pb::SentimentLabel::Negative as i32, "{pt:?}");
+    assert!(pt.score < 0.0, "{pt:?}");
+    assert_eq!(pt.language, "pt", "{pt:?}");
+    assert_eq!(
+        pt.language_source,
+        pb::SentimentLanguageSource::Detected as i32
+    );
+    assert!(
+        pt.language_confidence > 0.0 && pt.language_confidence <= 1.0,
+        "{pt:?}"
+    );
+    assert_eq!(phrases(&pt), ["não gostei"], "{pt:?}");
+    assert!(weight(&pt, "não gostei") < 0.0, "{pt:?}");
+    assert_eq!(pt.model_version, version);
+
+    // No comment, no sentiment; a regional tag is scored with its language's lexicon.
+    assert_eq!(results[2].comment_sentiment, None, "{:?}", results[2]);
+    let praised = sentiment(3);
+    assert_eq!(praised.label, pb::SentimentLabel::Positive as i32);
+    assert!(praised.score > 0.0, "{praised:?}");
+    assert_eq!(
+        (praised.language.as_str(), praised.language_source),
+        ("pt", pb::SentimentLanguageSource::Given as i32)
+    );
+    assert!(weight(&praised, "excelente") > 0.0, "{praised:?}");
+    // Rejected: nothing stored, nothing scored.
+    assert_eq!(results[4].comment_sentiment, None, "{:?}", results[4]);
+
+    // Sent again: unchanged answers the same sentiment; a conflict answers none.
+    let again = submit(
+        &mut c,
+        vec![
+            portuguese,
+            pb::ResponseInput {
+                comment: "Very friendly staff".into(),
+                ..english
+            },
+        ],
+    )
+    .await;
+    assert_eq!(outcomes(&again), [Unchanged, Conflict], "{again:?}");
+    assert_eq!(again[0].comment_sentiment, Some(pt.clone()));
+    assert_eq!(again[1].comment_sentiment, None, "{:?}", again[1]);
+
+    // The category inputs carry the same explanation of the latest comment. A response that
+    // named no language is stored in the survey's default (pt-PT), so the rules score it as
+    // given Portuguese.
+    c.recompute_scores(pb::RecomputeScoresRequest { request_id: rid() })
+        .await
+        .expect("recomputed");
+    let mut latest = async |who: usize| {
+        c.get_customer_scores(pb::GetCustomerScoresRequest {
+            customer_id: ids[who].clone(),
+        })
+        .await
+        .expect("scores")
+        .into_inner()
+        .scores
+        .and_then(|s| s.category)
+        .and_then(|c| c.latest_comment)
+        .unwrap_or_else(|| panic!("customer {who} has a latest comment"))
+    };
+    let stored_en = latest(0).await;
+    assert_eq!(stored_en.drivers, en.drivers);
+    assert_eq!(
+        (stored_en.label, stored_en.language.as_str()),
+        (en.label, "en")
+    );
+    assert!(
+        (stored_en.score - en.score).abs() <= 0.0005,
+        "{stored_en:?}"
+    );
+    assert_eq!(
+        stored_en.language_source,
+        pb::SentimentLanguageSource::Given as i32
+    );
+    assert_eq!(stored_en.model_version, version);
+    let stored_pt = latest(1).await;
+    assert_eq!(phrases(&stored_pt), ["não gostei"], "{stored_pt:?}");
+    assert_eq!(
+        (stored_pt.language.as_str(), stored_pt.language_source),
+        ("pt", pb::SentimentLanguageSource::Given as i32)
+    );
+    assert_eq!(stored_pt.label, pb::SentimentLabel::Negative as i32);
+}

@@ -6,9 +6,13 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use cxhub_domain::identifier::CustomerId;
 use cxhub_domain::record::{ContentHash, check_unix_timestamp};
+use cxhub_domain::scoring::category::DatedComment;
 use cxhub_domain::scoring::metrics::CustomerCategory;
 use cxhub_domain::scoring::metrics::{
     CesScore, Change, ChangeTest, CsatScore, Estimate, MetricOptions, NpsScore, SurveyKind,
+};
+use cxhub_domain::scoring::sentiment::{
+    self, Driver, Language, LanguageSource, SENTIMENT_MODEL_VERSION, Sentiment, SentimentLabel,
 };
 use cxhub_domain::scoring::survey::{
     self as sv, Dimension, GroupKey, NewResponse, NewSurvey, Question, ReportCategory, Survey,
@@ -430,5 +434,85 @@ pub fn change_to_pb(c: Change) -> pb::MetricChange {
             ChangeTest::WelchT { df } => df,
             ChangeTest::NpsZ | ChangeTest::TwoProportionZ => 0.0,
         },
+    }
+}
+
+fn label_to_pb(label: SentimentLabel) -> pb::SentimentLabel {
+    match label {
+        SentimentLabel::Negative => pb::SentimentLabel::Negative,
+        SentimentLabel::Neutral => pb::SentimentLabel::Neutral,
+        SentimentLabel::Positive => pb::SentimentLabel::Positive,
+    }
+}
+
+/// The wire language source and detection confidence (0 unless detected).
+fn language_source_to_pb(source: LanguageSource) -> (pb::SentimentLanguageSource, f64) {
+    match source {
+        LanguageSource::Given => (pb::SentimentLanguageSource::Given, 0.0),
+        LanguageSource::Detected { confidence } => {
+            (pb::SentimentLanguageSource::Detected, confidence)
+        }
+        LanguageSource::Default => (pb::SentimentLanguageSource::Default, 0.0),
+    }
+}
+
+fn drivers_to_pb(drivers: &[Driver]) -> Vec<pb::SentimentDriver> {
+    drivers
+        .iter()
+        .map(|d| pb::SentimentDriver {
+            phrase: d.phrase.clone(),
+            weight: d.weight,
+        })
+        .collect()
+}
+
+/// The sentiment of a submitted response's comment, written at `answer_time`: in the
+/// response's `language` if it names one the analyzer knows, else in the detected language.
+pub fn comment_sentiment(
+    comment: &str,
+    language: &str,
+    answer_time: Option<prost_types::Timestamp>,
+) -> pb::CommentSentiment {
+    sentiment_to_pb(
+        &sentiment::analyze(comment, Language::parse(language)),
+        answer_time,
+    )
+}
+
+/// The wire form of a comment's sentiment, written at `answer_time`.
+pub fn sentiment_to_pb(
+    s: &Sentiment,
+    answer_time: Option<prost_types::Timestamp>,
+) -> pb::CommentSentiment {
+    let (source, confidence) = language_source_to_pb(s.language_source);
+    pb::CommentSentiment {
+        score: s.score,
+        label: label_to_pb(s.label) as i32,
+        answer_time,
+        drivers: drivers_to_pb(&s.drivers),
+        language: s.language.code().to_owned(),
+        language_source: source as i32,
+        language_confidence: confidence,
+        model_version: SENTIMENT_MODEL_VERSION.to_owned(),
+    }
+}
+
+/// The wire form of the sentiment the category rules stored (drivers, language and model
+/// version empty when it was stored before they were kept).
+pub fn dated_comment_to_pb(c: &DatedComment) -> pb::CommentSentiment {
+    let (source, confidence) = c
+        .language_source
+        .map_or((pb::SentimentLanguageSource::Unspecified, 0.0), |s| {
+            language_source_to_pb(s)
+        });
+    pb::CommentSentiment {
+        score: f64::from(c.score_milli) / 1000.0,
+        label: label_to_pb(c.label) as i32,
+        answer_time: Some(timestamp(c.answered_at)),
+        drivers: drivers_to_pb(&c.drivers),
+        language: c.language.map(|l| l.code().to_owned()).unwrap_or_default(),
+        language_source: source as i32,
+        language_confidence: confidence,
+        model_version: c.model_version.clone(),
     }
 }

@@ -17,14 +17,13 @@ use cxhub_domain::change::{ChangeKind, ChangeLogRepo};
 use cxhub_domain::identifier::CustomerId;
 use cxhub_domain::money::Money;
 use cxhub_domain::page::{Page, PageRequest};
-use cxhub_domain::scoring::category::{CategoryRule, DatedAnswer, DatedComment};
+use cxhub_domain::scoring::category::{CategoryRule, DatedAnswer};
 use cxhub_domain::scoring::churn::{ChurnBand, Coefficients, Contribution};
 use cxhub_domain::scoring::churn_fit::{
     ChurnFitConfig, ChurnFitReport, ChurnModel, ChurnModelRepo, example, fit_churn_model,
 };
 use cxhub_domain::scoring::metrics::CustomerCategory;
 use cxhub_domain::scoring::rfm::RfmSegment;
-use cxhub_domain::scoring::sentiment::SentimentLabel;
 use cxhub_domain::scoring::{
     CustomerFacts, CustomerScoreRepo, CustomerScores, FittedModels, ScoreConfig, ScoreFilter,
     ScoreOrder, ScorePosition, fit_models, score_customer,
@@ -536,18 +535,6 @@ fn answer(a: Option<DatedAnswer>) -> Option<pb::DatedAnswer> {
     })
 }
 
-fn comment(c: Option<DatedComment>) -> Option<pb::CommentSentiment> {
-    c.map(|c| pb::CommentSentiment {
-        score: f64::from(c.score_milli) / 1000.0,
-        label: match c.label {
-            SentimentLabel::Negative => pb::SentimentLabel::Negative,
-            SentimentLabel::Neutral => pb::SentimentLabel::Neutral,
-            SentimentLabel::Positive => pb::SentimentLabel::Positive,
-        } as i32,
-        answer_time: Some(timestamp(c.answered_at)),
-    })
-}
-
 fn reason(c: &Contribution) -> pb::ChurnReason {
     pb::ChurnReason {
         factor: c.factor.as_str().to_owned(),
@@ -572,7 +559,11 @@ pub fn scores_to_pb(s: &CustomerScores) -> pb::CustomerScores {
             latest_csat: answer(c.inputs.latest_csat),
             open_cases: c.inputs.open_cases,
             recent_cases: c.inputs.recent_cases,
-            latest_comment: comment(c.inputs.latest_comment),
+            latest_comment: c
+                .inputs
+                .latest_comment
+                .as_ref()
+                .map(crate::convert::dated_comment_to_pb),
         }),
         churn: Some(pb::ChurnScore {
             probability: churn.probability,

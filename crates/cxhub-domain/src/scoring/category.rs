@@ -21,7 +21,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::metrics::{CustomerCategory, NpsCategory};
-use super::sentiment::SentimentLabel;
+use super::sentiment::{Driver, Language, LanguageSource, SentimentLabel};
 use crate::text_enum::text_enum;
 
 text_enum!(
@@ -70,7 +70,10 @@ pub struct DatedAnswer {
 }
 
 /// The sentiment of a survey comment and when it was written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// The fields after `answered_at` explain the score; they are absent from scores stored before
+/// they were kept, which read back with them empty until the customer is rescored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatedComment {
     /// The sentiment score in thousandths, −1000 to 1000.
     pub score_milli: i32,
@@ -78,10 +81,22 @@ pub struct DatedComment {
     pub label: SentimentLabel,
     /// When the comment was written (the response's answer time).
     pub answered_at: DateTime<Utc>,
+    /// The language whose lexicon scored it.
+    #[serde(default)]
+    pub language: Option<Language>,
+    /// How that language was settled.
+    #[serde(default)]
+    pub language_source: Option<LanguageSource>,
+    /// The phrases that drove the score, strongest first.
+    #[serde(default)]
+    pub drivers: Vec<Driver>,
+    /// The analyzer's version ([`super::sentiment::SENTIMENT_MODEL_VERSION`] when scored).
+    #[serde(default)]
+    pub model_version: String,
 }
 
 /// What the category rules look at.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CategoryInputs {
     /// The customer's latest NPS answer (0–10) at or before the as-of time.
     pub latest_nps: Option<DatedAnswer>,
@@ -125,7 +140,7 @@ impl Default for CategoryConfig {
 }
 
 /// A category, the rule that decided it, its inputs, and the decision in words.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CategoryDecision {
     /// The category.
     pub category: CustomerCategory,
@@ -160,7 +175,7 @@ pub fn categorise(
     let decided = |category, rule, explanation: String| CategoryDecision {
         category,
         rule,
-        inputs: *inputs,
+        inputs: inputs.clone(),
         explanation,
     };
     if let Some(nps) = inputs
@@ -199,7 +214,7 @@ pub fn categorise(
             ),
         );
     }
-    if let Some(comment) = inputs.latest_comment.filter(|c| {
+    if let Some(comment) = inputs.latest_comment.as_ref().filter(|c| {
         c.answered_at <= as_of
             && as_of - c.answered_at <= Duration::days(config.comment_window_days)
     }) {
@@ -259,7 +274,19 @@ mod tests {
             score_milli,
             label: SentimentLabel::of(f64::from(score_milli) / 1000.0),
             answered_at: day(d),
+            language: None,
+            language_source: None,
+            drivers: Vec::new(),
+            model_version: String::new(),
         })
+    }
+
+    #[test]
+    fn a_comment_stored_before_its_drivers_were_kept_reads_back_without_them() {
+        let stored =
+            r#"{"score_milli":-600,"label":"Negative","answered_at":"2026-06-25T12:00:00Z"}"#;
+        let read: DatedComment = serde_json::from_str(stored).unwrap();
+        assert_eq!(read, comment(-600, 25).unwrap());
     }
 
     #[test]

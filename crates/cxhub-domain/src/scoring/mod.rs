@@ -100,8 +100,9 @@ pub struct CustomerFacts {
 pub struct SurveyComment {
     /// The text.
     pub text: String,
-    /// The response's language tag (`pt-BR`, `de`…), empty when not given: the language is
-    /// then detected from the text.
+    /// The language tag stored with the response (`pt-BR`, `de`…): the one it named, else its
+    /// survey's default. A tag without a lexicon, or an empty one, has the language detected
+    /// from the text.
     pub language: String,
     /// When it was written.
     pub answered_at: DateTime<Utc>,
@@ -117,6 +118,10 @@ impl SurveyComment {
             score_milli,
             label: analysed.label,
             answered_at: self.answered_at,
+            language: Some(analysed.language),
+            language_source: Some(analysed.language_source),
+            drivers: analysed.drivers,
+            model_version: sentiment::SENTIMENT_MODEL_VERSION.to_owned(),
         }
     }
 }
