@@ -426,14 +426,16 @@ async fn facts(
             }
         }
     }
-    // The latest comment of each, under the same ids; ties: the latest response id.
+    // The latest comment of each, under the same ids; ties: the latest response id. A response
+    // that named no language hands the rule none (an empty tag), not its survey's default: the
+    // language is detected from the text, as `SubmitResponses` did when it answered.
     let mut comments: BTreeMap<CustomerId, (DateTime<Utc>, String, SurveyComment)> =
         BTreeMap::new();
     for chunk in owned.chunks(IN_LIST_CHUNK) {
         let mut sql = Sql::new(
             backend,
-            "SELECT customer_id, response_id, comment, language, answered_at FROM survey_responses \
-             WHERE comment <> '' AND answered_at <= ",
+            "SELECT customer_id, response_id, comment, language, language_given, answered_at \
+             FROM survey_responses WHERE comment <> '' AND answered_at <= ",
         );
         sql.bind(time(as_of))
             .push(" AND customer_id")
@@ -449,9 +451,14 @@ async fn facts(
                 .get(&id)
                 .is_none_or(|(t, r, _)| (at, &response) > (*t, r));
             if newer {
+                let given: bool = get(&row, "language_given")?;
                 let comment = SurveyComment {
                     text: get(&row, "comment")?,
-                    language: get(&row, "language")?,
+                    language: if given {
+                        get(&row, "language")?
+                    } else {
+                        String::new()
+                    },
                     answered_at: at,
                 };
                 comments.insert(id, (at, response, comment));

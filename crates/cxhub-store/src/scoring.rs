@@ -37,12 +37,14 @@ use crate::IN_LIST_CHUNK;
 use crate::error::{DbResultExt, corrupt};
 use crate::idempotency::idempotent;
 use crate::sql::{
-    Column, Inserts, Pg, Sql, bytes, col, int, nullable, text, text_opt, time, time_opt,
+    Column, Inserts, Pg, Sql, boolean, bytes, col, int, nullable, text, text_opt, time, time_opt,
 };
 use crate::store::{Store, snapshot};
 
-/// The columns of `survey_responses`, in the order rows are built.
-const RESPONSE_COLUMNS: [Column; 10] = [
+/// The columns of `survey_responses`, in the order rows are built. `language` is the one the
+/// response named, else its survey's default; `language_given` says which (the category rule
+/// detects the language of a comment whose response named none, as `SubmitResponses` does).
+const RESPONSE_COLUMNS: [Column; 11] = [
     col("response_id", Pg::Text),
     col("survey_id", Pg::Text),
     col("customer_id", Pg::Text),
@@ -53,6 +55,7 @@ const RESPONSE_COLUMNS: [Column; 10] = [
     col("answered_at", Pg::Time),
     col("received_at", Pg::Time),
     col("content_hash", Pg::Bytes),
+    col("language_given", Pg::Bool),
 ];
 
 /// The columns of `survey_answers`, in the order rows are built.
@@ -473,6 +476,7 @@ async fn submit(txn: &DatabaseTransaction, items: &[NewResponse]) -> Result<Vec<
             time(item.answered_at),
             time(received),
             bytes(item.hash.as_bytes().to_vec()),
+            boolean(item.language.is_some()),
         ]);
         let (day, month) = (epoch_day(item.answered_at), epoch_month(item.answered_at));
         for answer in checked {
@@ -707,6 +711,7 @@ pub(crate) async fn write_feed_responses(
             time(r.answered_at),
             time(now),
             bytes(item.version.hash.as_bytes().to_vec()),
+            boolean(r.language.is_some()),
         ]);
         let (day, month) = (epoch_day(r.answered_at), epoch_month(r.answered_at));
         for answer in &checked.answers {
@@ -734,7 +739,8 @@ pub(crate) async fn write_feed_responses(
              customer_id = excluded.customer_id, touchpoint_id = excluded.touchpoint_id, \
              interaction_id = excluded.interaction_id, language = excluded.language, \
              comment = excluded.comment, answered_at = excluded.answered_at, \
-             received_at = excluded.received_at, content_hash = excluded.content_hash",
+             received_at = excluded.received_at, content_hash = excluded.content_hash, \
+             language_given = excluded.language_given",
         )
         .await
         .db()?;
