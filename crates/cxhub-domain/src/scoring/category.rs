@@ -7,8 +7,10 @@
 //!    negative, 7–8 (passive) neutral, 9–10 (promoter) advocate.
 //! 2. **Latest CSAT** within `csat_window_days`: 1–2 negative, 3 neutral, 4–5 advocate.
 //! 3. **Comment sentiment**: the latest survey comment within `comment_window_days`, analysed
-//!    in its language ([`super::sentiment`]): a negative comment is negative, a positive one
-//!    advocate; a neutral comment decides nothing and the next rule looks.
+//!    ([`super::sentiment`]) in the language its response named, or else in the language
+//!    detected from its text (as `SubmitResponses` answers it, never in the survey's default):
+//!    a negative comment is negative, a positive one advocate; a neutral comment decides
+//!    nothing and the next rule looks.
 //! 4. **Complaints**: a support case still open or pending, or at least
 //!    `complaints_for_negative` cases opened within `complaint_window_days`: negative.
 //! 5. **No signal**: neutral (every customer has a category; the rule says it is a default).

@@ -351,7 +351,8 @@ pub struct NewResponse {
     pub answers: Vec<(String, i32)>,
     /// The comment.
     pub comment: Option<String>,
-    /// The language; `None` means the survey's default.
+    /// The language; `None` means the survey's default (stored as the response's language,
+    /// with the fact that it named none: its comment's language is then detected).
     pub language: Option<String>,
     /// When the customer answered.
     pub answered_at: DateTime<Utc>,
