@@ -1321,9 +1321,8 @@ async fn every_stored_comment_answers_its_sentiment_with_its_language_and_driver
     assert_eq!(again[0].comment_sentiment, Some(pt.clone()));
     assert_eq!(again[1].comment_sentiment, None, "{:?}", again[1]);
 
-    // The category inputs carry the same explanation of the latest comment. A response that
-    // named no language is stored in the survey's default (pt-PT), so the rules score it as
-    // given Portuguese.
+    // The category inputs carry the same explanation of the latest comment, the language
+    // settled the same way: a response that named no language is detected there too.
     c.recompute_scores(pb::RecomputeScoresRequest { request_id: rid() })
         .await
         .expect("recomputed");
@@ -1355,10 +1354,195 @@ async fn every_stored_comment_answers_its_sentiment_with_its_language_and_driver
     );
     assert_eq!(stored_en.model_version, version);
     let stored_pt = latest(1).await;
+    assert_same_sentiment(&stored_pt, &pt);
     assert_eq!(phrases(&stored_pt), ["não gostei"], "{stored_pt:?}");
+    assert_eq!(stored_pt.language, "pt");
     assert_eq!(
-        (stored_pt.language.as_str(), stored_pt.language_source),
-        ("pt", pb::SentimentLanguageSource::Given as i32)
+        stored_pt.language_source,
+        pb::SentimentLanguageSource::Detected as i32
     );
-    assert_eq!(stored_pt.label, pb::SentimentLabel::Negative as i32);
+}
+
+/// Asserts that the sentiment the category rules kept (`stored`, score in thousandths) is the
+/// one `SubmitResponses` answered (`answered`): language and how it was settled, drivers,
+/// label, score, model version.
+#[track_caller]
+fn assert_same_sentiment(stored: &pb::CommentSentiment, answered: &pb::CommentSentiment) {
+    assert_eq!(
+        (
+            stored.language.as_str(),
+            stored.language_source,
+            stored.language_confidence
+        ),
+        (
+            answered.language.as_str(),
+            answered.language_source,
+            answered.language_confidence
+        ),
+        "stored {stored:?}, answered {answered:?}"
+    );
+    assert_eq!(stored.drivers, answered.drivers, "{stored:?}");
+    assert_eq!(stored.label, answered.label, "{stored:?}");
+    assert!(
+        (stored.score - answered.score).abs() <= 0.0005,
+        "stored {stored:?}, answered {answered:?}"
+    );
+    assert_eq!(stored.model_version, answered.model_version);
+    assert_eq!(stored.answer_time, answered.answer_time);
+}
+
+/// A comment whose response names no language is scored in the language detected from its
+/// text twice alike: when `SubmitResponses` answers, and when the category rule reads it back
+/// at a full recompute (not in the survey's default language, English here) — sent through
+/// `SubmitResponses` or as a survey response feed record. A replay is still UNCHANGED.
+#[tokio::test]
+async fn a_comment_in_no_named_language_is_detected_alike_when_submitted_and_categorised() {
+    let hub = TestHub::builder().demo().start().await;
+    let mut c = client(&hub).await;
+    let ids = customers(&hub, 3).await;
+    // Asked in en (the default) and pt-PT; effort only, so the comment decides the category.
+    create(
+        &mut c,
+        pb::Survey {
+            default_language: "en".into(),
+            ..survey(
+                VISIT,
+                vec![question("effort", pb::QuestionKind::Ces)],
+                &[TELLER],
+            )
+        },
+    )
+    .await;
+    let comment = "não gostei do atendimento";
+    // The English lexicon finds nothing in it: the survey's default would make it neutral.
+    let in_english = cxhub_domain::scoring::sentiment::analyze(
+        comment,
+        Some(cxhub_domain::scoring::sentiment::Language::English),
+    );
+    assert!(in_english.drivers.is_empty(), "{in_english:?}");
+    // An hour ago, well within the comment window of the recompute.
+    let answered = Utc::now() - chrono::Duration::hours(1);
+    let answered = Some(Timestamp {
+        seconds: answered.timestamp(),
+        nanos: 0,
+    });
+    let input = pb::ResponseInput {
+        comment: comment.into(),
+        ..response(
+            "nolang-pt",
+            &ids[0],
+            VISIT,
+            TELLER,
+            &[("effort", 4)],
+            answered,
+        )
+    };
+    let named = pb::ResponseInput {
+        response_id: "named-en".into(),
+        customer_id: ids[2].clone(),
+        language: "en".into(),
+        ..input.clone()
+    };
+    let results = submit(&mut c, vec![input.clone(), named]).await;
+    use pb::ResponseOutcome::{Created, Unchanged};
+    assert_eq!(outcomes(&results), [Created, Created], "{results:?}");
+    let submitted = results[0].comment_sentiment.clone().expect("a sentiment");
+    assert_eq!(
+        (submitted.language.as_str(), submitted.language_source),
+        ("pt", pb::SentimentLanguageSource::Detected as i32),
+        "{submitted:?}"
+    );
+    assert_eq!(submitted.label, pb::SentimentLabel::Negative as i32);
+    assert_eq!(phrases(&submitted), ["não gostei"], "{submitted:?}");
+    // Named English: English it is, and nothing polar in it.
+    let given = results[1].comment_sentiment.clone().expect("a sentiment");
+    assert_eq!(
+        (given.language.as_str(), given.language_source, given.label),
+        (
+            "en",
+            pb::SentimentLanguageSource::Given as i32,
+            pb::SentimentLabel::Neutral as i32
+        ),
+        "{given:?}"
+    );
+    // Sent again naming no language: the stored response is the same one.
+    let again = submit(&mut c, vec![input]).await;
+    assert_eq!(outcomes(&again), [Unchanged], "{again:?}");
+    assert_eq!(again[0].comment_sentiment.as_ref(), Some(&submitted));
+
+    // The same comment as a feed record of the second customer, naming no language either.
+    let fed = hub
+        .feeds()
+        .await
+        .ingest_records(feeds::IngestRecordsRequest {
+            records: vec![feeds::Record {
+                source: "crm".into(),
+                record_id: "survey-nolang".into(),
+                updated_at: answered,
+                customer: Some(common::SourceCustomer {
+                    source_customer_id: "c-1".into(),
+                    emails: Vec::new(),
+                    phones: Vec::new(),
+                }),
+                body: Some(feeds::record::Body::SurveyResponse(feeds::SurveyResponse {
+                    survey_key: VISIT.into(),
+                    touchpoint_key: TELLER.into(),
+                    answers: vec![feeds::SurveyAnswer {
+                        question_key: "effort".into(),
+                        value: 4,
+                    }],
+                    comment: comment.into(),
+                    answered_at: answered,
+                    ..Default::default()
+                })),
+            }],
+        })
+        .await
+        .expect("ingested")
+        .into_inner()
+        .results;
+    assert_eq!(fed[0].customer_id, ids[1], "{fed:?}");
+
+    c.recompute_scores(pb::RecomputeScoresRequest { request_id: rid() })
+        .await
+        .expect("recomputed");
+    let mut category = async |who: usize| {
+        c.get_customer_scores(pb::GetCustomerScoresRequest {
+            customer_id: ids[who].clone(),
+        })
+        .await
+        .expect("scores")
+        .into_inner()
+        .scores
+        .and_then(|s| s.category)
+        .unwrap_or_else(|| panic!("customer {who} has a category"))
+    };
+    for who in [0, 1] {
+        let scored = category(who).await;
+        let stored = scored
+            .latest_comment
+            .clone()
+            .unwrap_or_else(|| panic!("customer {who} has a latest comment: {scored:?}"));
+        assert_same_sentiment(&stored, &submitted);
+        assert_eq!(
+            (scored.rule, scored.category),
+            (
+                pb::CategoryRule::CommentSentiment as i32,
+                pb::CustomerCategory::Negative as i32
+            ),
+            "customer {who}: {scored:?}"
+        );
+    }
+    // The response that named English is still read in English: nothing decides.
+    let scored = category(2).await;
+    let stored = scored.latest_comment.clone().expect("a latest comment");
+    assert_same_sentiment(&stored, &given);
+    assert_eq!(
+        (scored.rule, scored.category),
+        (
+            pb::CategoryRule::NoSignal as i32,
+            pb::CustomerCategory::Neutral as i32
+        ),
+        "{scored:?}"
+    );
 }
