@@ -31,6 +31,7 @@ mod m20261124_000015_merged_into_partial_index;
 mod m20261124_000016_transaction_events;
 mod m20261124_000018_survey_answers_report_idx;
 mod m20261124_000019_churn_models;
+mod m20261124_000020_response_language_given;
 
 /// Every migration of cxhub, in the order they apply.
 #[derive(Debug)]
@@ -58,6 +59,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000016_transaction_events::Migration),
             Box::new(m20261124_000018_survey_answers_report_idx::Migration),
             Box::new(m20261124_000019_churn_models::Migration),
+            Box::new(m20261124_000020_response_language_given::Migration),
         ]
     }
 }

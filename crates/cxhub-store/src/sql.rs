@@ -135,6 +135,11 @@ pub(crate) fn int(i: i64) -> Value {
     Value::BigInt(Some(i))
 }
 
+/// A boolean value.
+pub(crate) fn boolean(b: bool) -> Value {
+    Value::Bool(Some(b))
+}
+
 /// A PostgreSQL `text[]` value.
 pub(crate) fn texts(values: impl IntoIterator<Item = String>) -> Value {
     array(
@@ -162,6 +167,8 @@ pub(crate) enum Pg {
     Bytes,
     /// `int8`.
     Int,
+    /// `boolean`.
+    Bool,
 }
 
 /// A column of [`insert_rows`].
@@ -325,6 +332,7 @@ fn push_unnest_insert(
             (true, Pg::Time) => format!("NULLIF(c{i}, '')::timestamptz"),
             (true, Pg::Bytes) => format!("decode(NULLIF(c{i}, ''), 'hex')"),
             (true, Pg::Int) => format!("NULLIF(c{i}, '')::int8"),
+            (true, Pg::Bool) => format!("NULLIF(c{i}, '')::boolean"),
         })
         .collect();
     sql.push(&head);
@@ -338,6 +346,7 @@ fn push_unnest_insert(
             (false, Pg::Time) => (ArrayType::ChronoDateTimeUtc, "timestamptz[]"),
             (false, Pg::Bytes) => (ArrayType::Bytes, "bytea[]"),
             (false, Pg::Int) => (ArrayType::BigInt, "int8[]"),
+            (false, Pg::Bool) => (ArrayType::Bool, "boolean[]"),
         };
         sql.bind(array(ty, values)).push("::").push(cast);
     }
@@ -353,6 +362,7 @@ fn nullable_as_text(value: Value) -> Value {
         Value::ChronoDateTimeUtc(t) => t.map(|t| t.to_rfc3339()).unwrap_or_default(),
         Value::BigInt(i) => i.map(|i| i.to_string()).unwrap_or_default(),
         Value::Bytes(b) => b.map(hex).unwrap_or_default(),
+        Value::Bool(b) => b.map(|b| b.to_string()).unwrap_or_default(),
         _ => String::new(),
     })
 }

@@ -100,9 +100,9 @@ pub struct CustomerFacts {
 pub struct SurveyComment {
     /// The text.
     pub text: String,
-    /// The language tag stored with the response (`pt-BR`, `de`…): the one it named, else its
-    /// survey's default. A tag without a lexicon, or an empty one, has the language detected
-    /// from the text.
+    /// The language tag the response named (`pt-BR`, `de`…), empty when it named none (not its
+    /// survey's default). A tag without a lexicon, or an empty one, has the language detected
+    /// from the text, as `SubmitResponses` does when it answers the comment's sentiment.
     pub language: String,
     /// When it was written.
     pub answered_at: DateTime<Utc>,
