@@ -5,8 +5,9 @@
 //! Facts are read per batch of customers in a handful of statements whatever the batch size
 //! (live customers, placed orders, signal interactions, the customers merged into them, their
 //! NPS/CSAT answers), each an `IN` list over the `(customer_id, …)` index of its table.
-//! Scores are written per batch in one multi-row upsert followed by one delete of the rows of
-//! customers that are no longer live (merged away or erased while the batch was computed), in
+//! Scores are written per batch in multi-row upserts (built on a blocking thread while the
+//! batch's stored bands are read) followed by one delete, `RETURNING` the customers, of the rows
+//! of customers that are no longer live (merged away or erased while the batch was computed), in
 //! one transaction. Listings read only live
 //! customers and page with a keyset on (churn probability or CLV, customer id), which the
 //! indexes of the `customer_scores` table serve.
@@ -75,7 +76,7 @@ impl CustomerScoreRepo for Store {
         snapshot!(self, |txn| fitted_models(&txn))
     }
 
-    async fn save_scores(&self, scores: &[CustomerScores]) -> Result<u64> {
+    async fn save_scores(&self, scores: Vec<CustomerScores>) -> Result<u64> {
         if scores.is_empty() {
             return Ok(0);
         }
@@ -595,7 +596,7 @@ async fn fitted_models(conn: &impl ConnectionTrait) -> Result<Vec<FittedModels>>
     Ok(out)
 }
 
-/// The values of one `customer_scores` row, in the column order of [`save_scores`].
+/// The values of one `customer_scores` row, in the order of [`SCORE_COLUMNS_WRITTEN`].
 fn score_row(s: &CustomerScores, computed_at: DateTime<Utc>) -> Result<Vec<Value>> {
     let clv = s.clv.as_ref();
     let rfm = s.rfm.as_ref();
@@ -624,83 +625,109 @@ fn score_row(s: &CustomerScores, computed_at: DateTime<Utc>) -> Result<Vec<Value
     ])
 }
 
-async fn save_scores(txn: &DatabaseTransaction, scores: &[CustomerScores]) -> Result<u64> {
-    const COLUMNS: [&str; 21] = [
-        "customer_id",
-        "as_of",
-        "computed_at",
-        "model_version",
-        "category",
-        "category_rule",
-        "category_json",
-        "churn_probability",
-        "churn_band",
-        "churn_json",
-        "clv_currency",
-        "clv_minor",
-        "expected_purchases",
-        "p_alive",
-        "expected_spend_minor",
-        "clv_json",
-        "rfm_r",
-        "rfm_f",
-        "rfm_m",
-        "rfm_segment",
-        "rfm_json",
-    ];
-    let backend = txn.get_database_backend();
-    let computed_at = now();
-    let updates: Vec<String> = COLUMNS[1..]
+/// The columns of `customer_scores` in the order of [`score_row`].
+const SCORE_COLUMNS_WRITTEN: [&str; 21] = [
+    "customer_id",
+    "as_of",
+    "computed_at",
+    "model_version",
+    "category",
+    "category_rule",
+    "category_json",
+    "churn_probability",
+    "churn_band",
+    "churn_json",
+    "clv_currency",
+    "clv_minor",
+    "expected_purchases",
+    "p_alive",
+    "expected_spend_minor",
+    "clv_json",
+    "rfm_r",
+    "rfm_f",
+    "rfm_m",
+    "rfm_segment",
+    "rfm_json",
+];
+
+/// The multi-row upserts that write `scores` (one per [`SCORES_PER_STATEMENT`]); CPU work
+/// (the explanations rendered as JSON, the values bound), done on a blocking thread.
+fn score_upserts(
+    backend: sea_orm::DbBackend,
+    scores: &[CustomerScores],
+    computed_at: DateTime<Utc>,
+) -> Result<Vec<sea_orm::Statement>> {
+    let updates: Vec<String> = SCORE_COLUMNS_WRITTEN[1..]
         .iter()
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
+    let head = format!(
+        "INSERT INTO customer_scores ({}) VALUES ",
+        SCORE_COLUMNS_WRITTEN.join(", ")
+    );
     let tail = format!(
         " ON CONFLICT (customer_id) DO UPDATE SET {}",
         updates.join(", ")
     );
+    scores
+        .chunks(SCORES_PER_STATEMENT)
+        .map(|chunk| {
+            let mut sql = Sql::new(backend, &head);
+            for (i, s) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.list(score_row(s, computed_at)?);
+            }
+            sql.push(&tail);
+            Ok(sql.build())
+        })
+        .collect()
+}
+
+/// Writes `scores` (the latest of each customer wins) in `txn`, except for customers no longer
+/// live, and appends a change of every customer whose category or churn band changed.
+///
+/// The statements are built on a blocking thread while the stored bands are read, and the
+/// rows of customers merged away or erased meanwhile are deleted with `RETURNING`, so a batch
+/// costs the database one read, its upserts and one delete.
+async fn save_scores(txn: &DatabaseTransaction, scores: Vec<CustomerScores>) -> Result<u64> {
+    let backend = txn.get_database_backend();
+    let computed_at = now();
     // Later scores of one customer win within a call.
-    let mut last: BTreeMap<CustomerId, &CustomerScores> = BTreeMap::new();
+    let mut last: BTreeMap<CustomerId, CustomerScores> = BTreeMap::new();
     for s in scores {
         last.insert(s.customer, s);
     }
-    let unique: Vec<&CustomerScores> = last.into_values().collect();
-    let before = stored_bands(txn, &unique).await?;
-    for chunk in unique.chunks(SCORES_PER_STATEMENT) {
-        let mut sql = Sql::new(
-            backend,
-            &format!(
-                "INSERT INTO customer_scores ({}) VALUES ",
-                COLUMNS.join(", ")
-            ),
-        );
-        for (i, s) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.list(score_row(s, computed_at)?);
-        }
-        sql.push(&tail);
-        txn.execute_raw(sql.build()).await.db()?;
+    let ids: Vec<CustomerId> = last.keys().copied().collect();
+    let unique: Vec<CustomerScores> = last.into_values().collect();
+    let building = tokio::task::spawn_blocking(move || {
+        score_upserts(backend, &unique, computed_at).map(|statements| (statements, unique))
+    });
+    let before = stored_bands(txn, &ids).await?;
+    let (statements, unique) = building
+        .await
+        .map_err(|err| Error::internal(format!("building the score upserts failed: {err}")))??;
+    for statement in statements {
+        txn.execute_raw(statement).await.db()?;
     }
     // Customers merged away or erased while their scores were computed keep none.
-    let mut removed = 0;
-    for chunk in unique.chunks(IN_LIST_CHUNK) {
+    let mut removed = BTreeSet::new();
+    for chunk in ids.chunks(IN_LIST_CHUNK) {
         let mut sql = Sql::new(backend, "DELETE FROM customer_scores WHERE customer_id");
-        sql.in_texts(chunk.iter().map(|s| s.customer.to_string()))
-            .push(
-                " AND NOT EXISTS (SELECT 1 FROM customers c \
-                 WHERE c.id = customer_scores.customer_id AND c.merged_into IS NULL)",
-            );
-        removed += txn.execute_raw(sql.build()).await.db()?.rows_affected();
+        sql.in_texts(chunk.iter().map(ToString::to_string)).push(
+            " AND NOT EXISTS (SELECT 1 FROM customers c \
+             WHERE c.id = customer_scores.customer_id AND c.merged_into IS NULL) \
+             RETURNING customer_id",
+        );
+        for row in txn.query_all_raw(sql.build()).await.db()? {
+            removed.insert(parse_id(&get::<String>(&row, "customer_id")?)?);
+        }
     }
     // A new category or churn band is a change of the customer (rules react to it); the
     // customers removed just above have no row left to compare.
-    let kept = stored_bands(txn, &unique).await?;
     let mut changes = Vec::new();
-    for s in &unique {
-        if !kept.contains_key(&s.customer) {
-            continue;
-        }
+    for s in unique.iter().filter(|s| !removed.contains(&s.customer)) {
         let old = before.get(&s.customer);
         let mut fields = Vec::new();
         if old.map(|(c, _)| c.as_str()) != Some(category_text(s.category.category)) {
@@ -716,21 +743,21 @@ async fn save_scores(txn: &DatabaseTransaction, scores: &[CustomerScores]) -> Re
     if !changes.is_empty() {
         crate::changes::append(txn, &changes, computed_at).await?;
     }
-    Ok(unique.len() as u64 - removed)
+    Ok((unique.len() - removed.len()) as u64)
 }
 
-/// The stored category and churn band of each of `scores`' customers that has a row.
+/// The stored category and churn band of each of `customers` that has a row.
 async fn stored_bands(
     txn: &DatabaseTransaction,
-    scores: &[&CustomerScores],
+    customers: &[CustomerId],
 ) -> Result<BTreeMap<CustomerId, (String, String)>> {
     let mut stored = BTreeMap::new();
-    for chunk in scores.chunks(IN_LIST_CHUNK) {
+    for chunk in customers.chunks(IN_LIST_CHUNK) {
         let mut sql = Sql::new(
             txn.get_database_backend(),
             "SELECT customer_id, category, churn_band FROM customer_scores WHERE customer_id",
         );
-        sql.in_texts(chunk.iter().map(|s| s.customer.to_string()));
+        sql.in_texts(chunk.iter().map(ToString::to_string));
         for row in txn.query_all_raw(sql.build()).await.db()? {
             let id: String = get(&row, "customer_id")?;
             stored.insert(

@@ -593,7 +593,7 @@ pub trait CustomerScoreRepo: Send + Sync {
 
     /// Writes scores (replacing earlier ones) of customers that are still live; answers how
     /// many were written.
-    async fn save_scores(&self, scores: &[CustomerScores]) -> Result<u64>;
+    async fn save_scores(&self, scores: Vec<CustomerScores>) -> Result<u64>;
 
     /// Deletes the scores of `customers`; answers how many went.
     async fn delete_scores(&self, customers: &[CustomerId]) -> Result<u64>;

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use cxhub_domain::Error;
+use cxhub_domain::change::ChangeLogRepo;
 use cxhub_domain::feed::{
     CasePriority, CaseStatus, ContactFields, FeedRecord, IngestItem, Order, OrderLine, OrderStatus,
     Payment, PaymentStatus, RecordBody, SourceCustomer, SupportCase, TouchpointMap, derive,
@@ -297,14 +298,14 @@ pub async fn scores_are_computed_from_the_ledger_answers_and_interactions(store:
     // Written and read back as computed; a second write replaces the first.
     assert_eq!(
         store
-            .save_scores(std::slice::from_ref(&scores))
+            .save_scores(vec![scores.clone()])
             .await
             .expect("saved"),
         1
     );
     assert_eq!(
         store
-            .save_scores(std::slice::from_ref(&scores))
+            .save_scores(vec![scores.clone()])
             .await
             .expect("saved"),
         1
@@ -374,7 +375,7 @@ async fn list_all(
         seen.extend(page.items.iter().map(|s| s.customer));
         if let Some(extra) = between_pages(page_no) {
             store
-                .save_scores(&[extra])
+                .save_scores(vec![extra])
                 .await
                 .expect("written between pages");
         }
@@ -413,7 +414,7 @@ pub async fn score_listings_filter_order_and_page_stably_and_follow_merges(store
             )
         })
         .collect();
-    assert_eq!(store.save_scores(&scores).await.expect("saved"), 8);
+    assert_eq!(store.save_scores(scores.clone()).await.expect("saved"), 8);
 
     // Highest churn first, ties by id; a customer scored between pages, at a probability
     // already passed, is not listed and nothing repeats or goes missing.
@@ -526,9 +527,11 @@ pub async fn score_listings_filter_order_and_page_stably_and_follow_merges(store
     .await;
     assert_eq!(all.len(), 8);
     assert!(!all.contains(&absorbed));
-    // Writing scores for a merged-away customer keeps none.
+    // Writing scores for a merged-away customer keeps none, and logs no change of it.
+    let head = store.read_changes(0, 0).await.expect("log").head;
     let stale = scored(facts_of(absorbed, 0, as_of), as_of, None);
-    assert_eq!(store.save_scores(&[stale]).await.expect("saved"), 0);
+    assert_eq!(store.save_scores(vec![stale]).await.expect("saved"), 0);
+    assert_eq!(store.read_changes(0, 0).await.expect("log").head, head);
 
     // Deleting by id and by age.
     assert_eq!(store.delete_scores(&[ids[0]]).await.expect("deleted"), 1);
@@ -670,7 +673,7 @@ pub async fn scores_of_absorbed_and_erased_customers_are_deleted(store: Store) {
         .iter()
         .map(|id| scored(facts_of(*id, 1, as_of), as_of, Some(500)))
         .collect();
-    assert_eq!(store.save_scores(&scores).await.expect("saved"), 2);
+    assert_eq!(store.save_scores(scores.clone()).await.expect("saved"), 2);
     assert!(has_score_row(&store, ids[0]).await && has_score_row(&store, ids[1]).await);
 
     // B's source now also names A's e-mail: one of them absorbs the other, whose row goes.
@@ -738,7 +741,7 @@ pub async fn new_categories_and_churn_bands_are_change_log_entries(store: Store)
         .iter()
         .map(|id| scored(facts_of(*id, 0, as_of), as_of, None))
         .collect();
-    store.save_scores(&calm).await.expect("saved");
+    store.save_scores(calm.clone()).await.expect("saved");
     let (mut first, seen) = rescored_after(&store, start).await;
     first.sort();
     let mut want: Vec<(CustomerId, Vec<String>)> =
@@ -752,7 +755,7 @@ pub async fn new_categories_and_churn_bands_are_change_log_entries(store: Store)
         .iter()
         .map(|id| scored(facts_of(*id, 0, later), later, Some(700)))
         .collect();
-    store.save_scores(&again).await.expect("saved");
+    store.save_scores(again.clone()).await.expect("saved");
     let (none, seen) = rescored_after(&store, seen).await;
     assert_eq!(none, []);
 
@@ -760,7 +763,7 @@ pub async fn new_categories_and_churn_bands_are_change_log_entries(store: Store)
     let risky = scored(facts_of(ids[0], 3, later), later, None);
     assert_eq!(risky.category.category, calm[0].category.category);
     assert_ne!(risky.churn.band, calm[0].churn.band);
-    store.save_scores(&[risky]).await.expect("saved");
+    store.save_scores(vec![risky]).await.expect("saved");
     let (band, _) = rescored_after(&store, seen).await;
     assert_eq!(band, [(ids[0], vec!["churn_band".to_owned()])]);
 }
