@@ -24,7 +24,7 @@
 //! CXHUB_BENCH_ONLY=report [CXHUB_BENCH_POSTGRES_URL=…] …        # the report, SQLite then PostgreSQL
 //! CXHUB_BENCH_RESPONSES=100000 …                                # fewer responses (default 1,000,000)
 //! CXHUB_BENCH_REPORT_ONLY=sqlite|postgres …                     # the report on one backend
-//! CXHUB_BENCH_KEEP=/some/dir …                                  # keep the report's databases
+//! CXHUB_BENCH_KEEP=/some/dir …                                  # keep the databases (SQLite file in that dir)
 //! ```
 //!
 //! For the report on PostgreSQL use the Unix socket
@@ -258,8 +258,11 @@ fn main() {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
+    // `CXHUB_BENCH_KEEP=/some/dir` keeps the SQLite database there, to look at afterwards.
+    let keep = std::env::var_os("CXHUB_BENCH_KEEP").map(std::path::PathBuf::from);
+    let db_dir = keep.as_deref().unwrap_or(dir.path());
     if only.is_empty() || only == "sqlite" {
-        let url = format!("sqlite://{}", dir.path().join("scoring.db").display());
+        let url = format!("sqlite://{}", db_dir.join("scoring.db").display());
         runtime.block_on(recompute("SQLite", &url, StoreOptions::default(), &records));
     }
     if only == "sqlite" {
