@@ -328,7 +328,7 @@ mod report {
     /// Bind parameters per statement (SQLite's limit is 32,766).
     const PARAMS: usize = 30_000;
 
-    const RESPONSE_COLUMNS: [&str; 10] = [
+    const RESPONSE_COLUMNS: [&str; 11] = [
         "response_id",
         "survey_id",
         "customer_id",
@@ -339,6 +339,7 @@ mod report {
         "answered_at",
         "received_at",
         "content_hash",
+        "language_given",
     ];
     const ANSWER_COLUMNS: [&str; 11] = [
         "response_id",
@@ -452,6 +453,8 @@ mod report {
                 Value::from(at),
                 Value::from(received),
                 Value::from(hash),
+                // The responses name no language: stored with the survey's default.
+                Value::from(false),
             ]);
             answers.push(vec![
                 Value::from(id),
@@ -760,6 +763,7 @@ mod report {
                 Value::String(r.try_get::<Option<String>>("", "comment").unwrap()),
                 Value::from(r.try_get::<DateTime<Utc>>("", "answered_at").unwrap()),
                 Value::from(r.try_get::<Vec<u8>>("", "content_hash").unwrap()),
+                Value::from(r.try_get::<bool>("", "language_given").unwrap()),
             ]
         })
         .collect();
