@@ -794,12 +794,16 @@ pub(crate) struct StoredScores {
 
 /// The scores stored in `row`'s columns (read by [`scores_from_row`], and by the 360° view).
 pub(crate) fn scores_from_columns(row: StoredScores) -> Result<CustomerScores> {
+    let category = serde_json::from_str::<CategoryDecision>(&row.category_json).map_err(corrupt)?;
+    let mut churn = serde_json::from_str::<ChurnScore>(&row.churn_json).map_err(corrupt)?;
+    // Not stored twice: the churn inputs' category explanation is the category decision's.
+    churn.inputs.category_explanation = category.explanation.clone();
     Ok(CustomerScores {
         customer: parse_id(&row.customer)?,
         as_of: row.as_of,
         model_version: row.model_version,
-        category: serde_json::from_str::<CategoryDecision>(&row.category_json).map_err(corrupt)?,
-        churn: serde_json::from_str::<ChurnScore>(&row.churn_json).map_err(corrupt)?,
+        category,
+        churn,
         clv: row
             .clv_json
             .map(|s| serde_json::from_str(&s).map_err(corrupt))

@@ -101,16 +101,20 @@ pub struct DatedComment {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CategoryInputs {
     /// The customer's latest NPS answer (0–10) at or before the as-of time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_nps: Option<DatedAnswer>,
     /// The customer's latest CSAT answer (1–5) at or before the as-of time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_csat: Option<DatedAnswer>,
     /// The sentiment of the customer's latest survey comment at or before the as-of time
     /// (absent in scores stored before comments were read).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_comment: Option<DatedComment>,
     /// Support cases open or pending now.
+    #[serde(default, skip_serializing_if = "super::is_zero")]
     pub open_cases: u32,
     /// Support cases opened within the complaint window.
+    #[serde(default, skip_serializing_if = "super::is_zero")]
     pub recent_cases: u32,
 }
 

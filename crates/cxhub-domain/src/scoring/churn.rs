@@ -293,8 +293,10 @@ impl ChurnConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChurnInputs {
     /// Whole days since the last purchase; `None` when the customer never bought.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub days_since_last_purchase: Option<i64>,
     /// Median days between consecutive purchase days; `None` with fewer than two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usual_interval_days: Option<f64>,
     /// Purchase occasions (days with a placed order).
     pub purchase_occasions: u32,
@@ -304,19 +306,27 @@ pub struct ChurnInputs {
     pub spend_before_minor: i64,
     /// The customer's category.
     pub category: CustomerCategory,
-    /// The category decision in words.
+    /// The category decision in words. Not serialized: it is the explanation of the category
+    /// decision stored beside the churn score, which the store puts back on read.
+    #[serde(default, skip_serializing)]
     pub category_explanation: String,
     /// Support cases open now.
+    #[serde(default, skip_serializing_if = "super::is_zero")]
     pub open_cases: u32,
     /// Failed payments in the failed-payment window.
+    #[serde(default, skip_serializing_if = "super::is_zero")]
     pub failed_payments: u32,
     /// Subscription downgrades in the event window.
+    #[serde(default, skip_serializing_if = "super::is_zero")]
     pub downgrades: u32,
     /// Subscription cancellations in the event window.
+    #[serde(default, skip_serializing_if = "super::is_zero")]
     pub cancellations: u32,
     /// Late or failed deliveries in the event window.
+    #[serde(default, skip_serializing_if = "super::is_zero")]
     pub late_deliveries: u32,
     /// Returns in the event window.
+    #[serde(default, skip_serializing_if = "super::is_zero")]
     pub returns: u32,
 }
 
@@ -755,5 +765,43 @@ mod tests {
         assert_eq!(config.band(0.30), ChurnBand::Medium);
         assert_eq!(config.band(0.5999), ChurnBand::Medium);
         assert_eq!(config.band(0.60), ChurnBand::High);
+    }
+
+    #[test]
+    fn stored_inputs_leave_out_empty_counts_and_the_category_explanation_and_read_old_rows() {
+        let quiet = quiet();
+        let json = serde_json::to_string(&quiet).unwrap();
+        assert_eq!(
+            json,
+            r#"{"purchase_occasions":0,"spend_recent_minor":0,"spend_before_minor":0,"category":"Neutral"}"#
+        );
+        let back: ChurnInputs = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            back,
+            ChurnInputs {
+                category_explanation: String::new(),
+                ..quiet.clone()
+            }
+        );
+        // A row stored with every key, as before, reads as it was written.
+        let old = r#"{"days_since_last_purchase":null,"usual_interval_days":null,"purchase_occasions":0,"spend_recent_minor":0,"spend_before_minor":0,"category":"Neutral","category_explanation":"no signal","open_cases":0,"failed_payments":0,"downgrades":0,"cancellations":0,"late_deliveries":0,"returns":0}"#;
+        assert_eq!(serde_json::from_str::<ChurnInputs>(old).unwrap(), quiet);
+        // Counts that are not zero are kept.
+        let busy = ChurnInputs {
+            failed_payments: 2,
+            returns: 1,
+            ..quiet
+        };
+        let json = serde_json::to_string(&busy).unwrap();
+        assert!(
+            json.contains(r#""failed_payments":2"#) && json.contains(r#""returns":1"#),
+            "{json}"
+        );
+        assert_eq!(
+            serde_json::from_str::<ChurnInputs>(&json)
+                .unwrap()
+                .failed_payments,
+            2
+        );
     }
 }

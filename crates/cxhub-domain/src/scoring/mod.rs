@@ -304,6 +304,11 @@ pub fn main_currency(orders: &[LedgerOrder]) -> Option<Currency> {
     best.map(|(_, c)| c)
 }
 
+/// Whether a count is zero: stored explanations leave zero counts out (they read back as zero).
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 fn epoch_day(date: NaiveDate) -> f64 {
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
     (date - epoch).num_days() as f64
