@@ -1327,16 +1327,10 @@ async fn every_stored_comment_answers_its_sentiment_with_its_language_and_driver
         .await
         .expect("recomputed");
     let mut latest = async |who: usize| {
-        c.get_customer_scores(pb::GetCustomerScoresRequest {
-            customer_id: ids[who].clone(),
-        })
-        .await
-        .expect("scores")
-        .into_inner()
-        .scores
-        .and_then(|s| s.category)
-        .and_then(|c| c.latest_comment)
-        .unwrap_or_else(|| panic!("customer {who} has a latest comment"))
+        category_of(&mut c, &ids[who])
+            .await
+            .latest_comment
+            .unwrap_or_else(|| panic!("customer {who} has a latest comment"))
     };
     let stored_en = latest(0).await;
     assert_eq!(stored_en.drivers, en.drivers);
@@ -1361,6 +1355,19 @@ async fn every_stored_comment_answers_its_sentiment_with_its_language_and_driver
         stored_pt.language_source,
         pb::SentimentLanguageSource::Detected as i32
     );
+}
+
+/// The category decision of `customer`'s scores (GetCustomerScores); panics without one.
+async fn category_of(c: &mut Client, customer: &str) -> pb::CategoryScore {
+    c.get_customer_scores(pb::GetCustomerScoresRequest {
+        customer_id: customer.to_owned(),
+    })
+    .await
+    .expect("scores")
+    .into_inner()
+    .scores
+    .and_then(|s| s.category)
+    .unwrap_or_else(|| panic!("customer {customer} has a category"))
 }
 
 /// Asserts that the sentiment the category rules kept (`stored`, score in thousandths) is the
@@ -1506,19 +1513,8 @@ async fn a_comment_in_no_named_language_is_detected_alike_when_submitted_and_cat
     c.recompute_scores(pb::RecomputeScoresRequest { request_id: rid() })
         .await
         .expect("recomputed");
-    let mut category = async |who: usize| {
-        c.get_customer_scores(pb::GetCustomerScoresRequest {
-            customer_id: ids[who].clone(),
-        })
-        .await
-        .expect("scores")
-        .into_inner()
-        .scores
-        .and_then(|s| s.category)
-        .unwrap_or_else(|| panic!("customer {who} has a category"))
-    };
     for who in [0, 1] {
-        let scored = category(who).await;
+        let scored = category_of(&mut c, &ids[who]).await;
         let stored = scored
             .latest_comment
             .clone()
@@ -1534,7 +1530,7 @@ async fn a_comment_in_no_named_language_is_detected_alike_when_submitted_and_cat
         );
     }
     // The response that named English is still read in English: nothing decides.
-    let scored = category(2).await;
+    let scored = category_of(&mut c, &ids[2]).await;
     let stored = scored.latest_comment.clone().expect("a latest comment");
     assert_same_sentiment(&stored, &given);
     assert_eq!(
