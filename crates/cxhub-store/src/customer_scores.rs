@@ -6,9 +6,9 @@
 //! (live customers, placed orders, signal interactions, the customers merged into them, their
 //! NPS/CSAT answers), each an `IN` list over the `(customer_id, …)` index of its table.
 //! Scores are written per batch in multi-row upserts (built on a blocking thread while the
-//! batch's stored bands are read) followed by one delete, `RETURNING` the customers, of the rows
-//! of customers that are no longer live (merged away or erased while the batch was computed), in
-//! one transaction. Listings read only live
+//! batch's stored bands are read), then the rows of customers that are no longer live (merged
+//! away or erased while the batch was computed; looked up in `customers`) are deleted, in one
+//! transaction. Listings read only live
 //! customers and page with a keyset on (churn probability or CLV, customer id), which the
 //! indexes of the `customer_scores` table serve.
 
@@ -29,10 +29,12 @@ use cxhub_domain::scoring::{
     OPEN_CASE_OUTCOMES, SIGNAL_OUTCOMES, ScoreFilter, ScoreOrder, ScorePosition, Signal,
     SurveyComment, segment_text,
 };
-use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult, TransactionTrait, Value};
+use sea_orm::{
+    ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult, TransactionTrait, Value,
+};
 
 use crate::error::{DbResultExt, corrupt};
-use crate::sql::{Sql, int, text, time};
+use crate::sql::{Sql, int, text, texts, time};
 use crate::store::{Store, snapshot};
 use crate::{IN_LIST_CHUNK, now};
 
@@ -688,9 +690,9 @@ fn score_upserts(
 /// Writes `scores` (the latest of each customer wins) in `txn`, except for customers no longer
 /// live, and appends a change of every customer whose category or churn band changed.
 ///
-/// The statements are built on a blocking thread while the stored bands are read, and the
-/// rows of customers merged away or erased meanwhile are deleted with `RETURNING`, so a batch
-/// costs the database one read, its upserts and one delete.
+/// The statements are built on a blocking thread while the stored bands are read; then the
+/// upserts, and a look in `customers` for customers merged away or erased meanwhile, whose rows
+/// are deleted (usually none).
 async fn save_scores(txn: &DatabaseTransaction, scores: Vec<CustomerScores>) -> Result<u64> {
     let backend = txn.get_database_backend();
     let computed_at = now();
@@ -711,18 +713,14 @@ async fn save_scores(txn: &DatabaseTransaction, scores: Vec<CustomerScores>) -> 
     for statement in statements {
         txn.execute_raw(statement).await.db()?;
     }
-    // Customers merged away or erased while their scores were computed keep none.
-    let mut removed = BTreeSet::new();
-    for chunk in ids.chunks(IN_LIST_CHUNK) {
+    // Customers merged away or erased while their scores were computed keep none. Found in
+    // `customers` (small rows), not by a delete over every written row: usually there are
+    // none to delete.
+    let removed = not_live(txn, &ids).await?;
+    if !removed.is_empty() {
         let mut sql = Sql::new(backend, "DELETE FROM customer_scores WHERE customer_id");
-        sql.in_texts(chunk.iter().map(ToString::to_string)).push(
-            " AND NOT EXISTS (SELECT 1 FROM customers c \
-             WHERE c.id = customer_scores.customer_id AND c.merged_into IS NULL) \
-             RETURNING customer_id",
-        );
-        for row in txn.query_all_raw(sql.build()).await.db()? {
-            removed.insert(parse_id(&get::<String>(&row, "customer_id")?)?);
-        }
+        sql.in_texts(removed.iter().map(ToString::to_string));
+        txn.execute_raw(sql.build()).await.db()?;
     }
     // A new category or churn band is a change of the customer (rules react to it); the
     // customers removed just above have no row left to compare.
@@ -744,6 +742,46 @@ async fn save_scores(txn: &DatabaseTransaction, scores: Vec<CustomerScores>) -> 
         crate::changes::append(txn, &changes, computed_at).await?;
     }
     Ok((unique.len() - removed.len()) as u64)
+}
+
+/// Those of `customers` that are no longer live (merged away or erased). Read in the
+/// transaction that writes their scores, which holds the identity lock merges and erasures
+/// take, so none changes before it commits.
+async fn not_live(
+    txn: &DatabaseTransaction,
+    customers: &[CustomerId],
+) -> Result<BTreeSet<CustomerId>> {
+    let backend = txn.get_database_backend();
+    let mut gone = BTreeSet::new();
+    for chunk in customers.chunks(IN_LIST_CHUNK) {
+        let ids = chunk.iter().map(ToString::to_string);
+        let mut sql = match backend {
+            DbBackend::Postgres => {
+                let mut sql = Sql::new(backend, "SELECT v.id FROM unnest(");
+                sql.bind(texts(ids)).push("::text[]) AS v (id)");
+                sql
+            }
+            _ => {
+                let mut sql = Sql::new(backend, "WITH v (id) AS (VALUES ");
+                for (i, id) in ids.enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.push("(").bind(text(id)).push(")");
+                }
+                sql.push(") SELECT v.id FROM v");
+                sql
+            }
+        };
+        sql.push(
+            " WHERE NOT EXISTS (SELECT 1 FROM customers c \
+             WHERE c.id = v.id AND c.merged_into IS NULL)",
+        );
+        for row in txn.query_all_raw(sql.build()).await.db()? {
+            gone.insert(parse_id(&get::<String>(&row, "id")?)?);
+        }
+    }
+    Ok(gone)
 }
 
 /// The stored category and churn band of each of `customers` that has a row.
