@@ -29,12 +29,10 @@ use cxhub_domain::scoring::{
     OPEN_CASE_OUTCOMES, SIGNAL_OUTCOMES, ScoreFilter, ScoreOrder, ScorePosition, Signal,
     SurveyComment, segment_text,
 };
-use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult, TransactionTrait, Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult, TransactionTrait, Value};
 
 use crate::error::{DbResultExt, corrupt};
-use crate::sql::{Sql, int, text, texts, time};
+use crate::sql::{Sql, int, text, time};
 use crate::store::{Store, snapshot};
 use crate::{IN_LIST_CHUNK, now};
 
@@ -315,28 +313,21 @@ async fn facts(
     signal_days: i64,
 ) -> Result<Vec<CustomerFacts>> {
     let backend = conn.get_database_backend();
-    let mut by_id: BTreeMap<CustomerId, CustomerFacts> = BTreeMap::new();
-    for chunk in customers.chunks(IN_LIST_CHUNK) {
-        let mut sql = Sql::new(
-            backend,
-            "SELECT id FROM customers WHERE merged_into IS NULL AND id",
-        );
-        sql.in_texts(ids(chunk));
-        for row in conn.query_all_raw(sql.build()).await.db()? {
-            let id = parse_id(&get::<String>(&row, "id")?)?;
-            by_id.insert(
-                id,
-                CustomerFacts {
-                    customer: id,
-                    orders: Vec::new(),
-                    latest_nps: None,
-                    latest_csat: None,
-                    latest_comment: None,
-                    signals: Vec::new(),
-                },
-            );
-        }
-    }
+    let mut by_id: BTreeMap<CustomerId, CustomerFacts> = live_among(conn, customers)
+        .await?
+        .into_iter()
+        .map(|id| {
+            let facts = CustomerFacts {
+                customer: id,
+                orders: Vec::new(),
+                latest_nps: None,
+                latest_csat: None,
+                latest_comment: None,
+                signals: Vec::new(),
+            };
+            (id, facts)
+        })
+        .collect();
     let live: Vec<CustomerId> = by_id.keys().copied().collect();
     for chunk in live.chunks(IN_LIST_CHUNK) {
         let mut sql = Sql::new(
@@ -715,8 +706,14 @@ async fn save_scores(txn: &DatabaseTransaction, scores: Vec<CustomerScores>) -> 
     }
     // Customers merged away or erased while their scores were computed keep none. Found in
     // `customers` (small rows), not by a delete over every written row: usually there are
-    // none to delete.
-    let removed = not_live(txn, &ids).await?;
+    // none to delete. The transaction holds the identity lock merges and erasures take, so
+    // none changes before it commits.
+    let live = live_among(txn, &ids).await?;
+    let removed: BTreeSet<CustomerId> = ids
+        .iter()
+        .filter(|id| !live.contains(id))
+        .copied()
+        .collect();
     if !removed.is_empty() {
         let mut sql = Sql::new(backend, "DELETE FROM customer_scores WHERE customer_id");
         sql.in_texts(removed.iter().map(ToString::to_string));
@@ -744,44 +741,23 @@ async fn save_scores(txn: &DatabaseTransaction, scores: Vec<CustomerScores>) -> 
     Ok((unique.len() - removed.len()) as u64)
 }
 
-/// Those of `customers` that are no longer live (merged away or erased). Read in the
-/// transaction that writes their scores, which holds the identity lock merges and erasures
-/// take, so none changes before it commits.
-async fn not_live(
-    txn: &DatabaseTransaction,
+/// Those of `customers` that are live (neither merged away nor erased).
+async fn live_among(
+    conn: &impl ConnectionTrait,
     customers: &[CustomerId],
 ) -> Result<BTreeSet<CustomerId>> {
-    let backend = txn.get_database_backend();
-    let mut gone = BTreeSet::new();
+    let mut live = BTreeSet::new();
     for chunk in customers.chunks(IN_LIST_CHUNK) {
-        let ids = chunk.iter().map(ToString::to_string);
-        let mut sql = match backend {
-            DbBackend::Postgres => {
-                let mut sql = Sql::new(backend, "SELECT v.id FROM unnest(");
-                sql.bind(texts(ids)).push("::text[]) AS v (id)");
-                sql
-            }
-            _ => {
-                let mut sql = Sql::new(backend, "WITH v (id) AS (VALUES ");
-                for (i, id) in ids.enumerate() {
-                    if i > 0 {
-                        sql.push(", ");
-                    }
-                    sql.push("(").bind(text(id)).push(")");
-                }
-                sql.push(") SELECT v.id FROM v");
-                sql
-            }
-        };
-        sql.push(
-            " WHERE NOT EXISTS (SELECT 1 FROM customers c \
-             WHERE c.id = v.id AND c.merged_into IS NULL)",
+        let mut sql = Sql::new(
+            conn.get_database_backend(),
+            "SELECT id FROM customers WHERE merged_into IS NULL AND id",
         );
-        for row in txn.query_all_raw(sql.build()).await.db()? {
-            gone.insert(parse_id(&get::<String>(&row, "id")?)?);
+        sql.in_texts(ids(chunk));
+        for row in conn.query_all_raw(sql.build()).await.db()? {
+            live.insert(parse_id(&get::<String>(&row, "id")?)?);
         }
     }
-    Ok(gone)
+    Ok(live)
 }
 
 /// The stored category and churn band of each of `customers` that has a row.
