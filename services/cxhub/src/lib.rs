@@ -24,6 +24,11 @@ use serde::Deserialize;
 
 mod points_tasks;
 
+/// The allocator of every binary that links the hub (the `cxhub` command, the tests and the
+/// benches that run a hub inside them).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Every service this build of the hub can serve, by its `--services` name.
 pub const SERVICES: &[&str] = &[
     cxhub_touchpoint_registry::SHORT_NAME,
