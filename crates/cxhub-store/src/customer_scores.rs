@@ -681,9 +681,11 @@ fn score_upserts(
 /// Writes `scores` (the latest of each customer wins) in `txn`, except for customers no longer
 /// live, and appends a change of every customer whose category or churn band changed.
 ///
-/// The statements are built on a blocking thread while the stored bands are read; then the
-/// upserts, and a look in `customers` for customers merged away or erased meanwhile, whose rows
-/// are deleted (usually none).
+/// The statements are built on a blocking thread while one query finds which customers are
+/// still live and their stored category and band. The transaction holds the identity lock that
+/// merges and erasures take, so none changes before it commits: the rows of customers merged
+/// away or erased while their scores were computed (usually none) are deleted after the
+/// upserts.
 async fn save_scores(txn: &DatabaseTransaction, scores: Vec<CustomerScores>) -> Result<u64> {
     let backend = txn.get_database_backend();
     let computed_at = now();
@@ -697,21 +699,17 @@ async fn save_scores(txn: &DatabaseTransaction, scores: Vec<CustomerScores>) -> 
     let building = tokio::task::spawn_blocking(move || {
         score_upserts(backend, &unique, computed_at).map(|statements| (statements, unique))
     });
-    let before = stored_bands(txn, &ids).await?;
+    let before = live_with_bands(txn, &ids).await?;
     let (statements, unique) = building
         .await
         .map_err(|err| Error::internal(format!("building the score upserts failed: {err}")))??;
     for statement in statements {
         txn.execute_raw(statement).await.db()?;
     }
-    // Customers merged away or erased while their scores were computed keep none. Found in
-    // `customers` (small rows), not by a delete over every written row: usually there are
-    // none to delete. The transaction holds the identity lock merges and erasures take, so
-    // none changes before it commits.
-    let live = live_among(txn, &ids).await?;
-    let removed: BTreeSet<CustomerId> = ids
+    // Customers merged away or erased meanwhile keep no row (written above or not).
+    let removed: Vec<CustomerId> = ids
         .iter()
-        .filter(|id| !live.contains(id))
+        .filter(|id| !before.contains_key(id))
         .copied()
         .collect();
     if !removed.is_empty() {
@@ -719,11 +717,10 @@ async fn save_scores(txn: &DatabaseTransaction, scores: Vec<CustomerScores>) -> 
         sql.in_texts(removed.iter().map(ToString::to_string));
         txn.execute_raw(sql.build()).await.db()?;
     }
-    // A new category or churn band is a change of the customer (rules react to it); the
-    // customers removed just above have no row left to compare.
+    // A new category or churn band is a change of the customer (rules react to it).
     let mut changes = Vec::new();
-    for s in unique.iter().filter(|s| !removed.contains(&s.customer)) {
-        let old = before.get(&s.customer);
+    for s in unique.iter().filter(|s| before.contains_key(&s.customer)) {
+        let old = before.get(&s.customer).and_then(Option::as_ref);
         let mut fields = Vec::new();
         if old.map(|(c, _)| c.as_str()) != Some(category_text(s.category.category)) {
             fields.push(change::CATEGORY);
@@ -739,6 +736,36 @@ async fn save_scores(txn: &DatabaseTransaction, scores: Vec<CustomerScores>) -> 
         crate::changes::append(txn, &changes, computed_at).await?;
     }
     Ok((unique.len() - removed.len()) as u64)
+}
+
+/// Those of `customers` that are live (neither merged away nor erased), each with its stored
+/// category and churn band (`None` without a score row): one query over `customers` joined to
+/// `customer_scores`.
+async fn live_with_bands(
+    txn: &DatabaseTransaction,
+    customers: &[CustomerId],
+) -> Result<BTreeMap<CustomerId, Option<(String, String)>>> {
+    let mut live = BTreeMap::new();
+    for chunk in customers.chunks(IN_LIST_CHUNK) {
+        let mut sql = Sql::new(
+            txn.get_database_backend(),
+            "SELECT c.id, s.category, s.churn_band FROM customers c \
+             LEFT JOIN customer_scores s ON s.customer_id = c.id \
+             WHERE c.merged_into IS NULL AND c.id",
+        );
+        sql.in_texts(ids(chunk));
+        for row in txn.query_all_raw(sql.build()).await.db()? {
+            let stored = match (
+                get::<Option<String>>(&row, "category")?,
+                get::<Option<String>>(&row, "churn_band")?,
+            ) {
+                (Some(category), Some(band)) => Some((category, band)),
+                _ => None,
+            };
+            live.insert(parse_id(&get::<String>(&row, "id")?)?, stored);
+        }
+    }
+    Ok(live)
 }
 
 /// Those of `customers` that are live (neither merged away nor erased).
@@ -758,29 +785,6 @@ async fn live_among(
         }
     }
     Ok(live)
-}
-
-/// The stored category and churn band of each of `customers` that has a row.
-async fn stored_bands(
-    txn: &DatabaseTransaction,
-    customers: &[CustomerId],
-) -> Result<BTreeMap<CustomerId, (String, String)>> {
-    let mut stored = BTreeMap::new();
-    for chunk in customers.chunks(IN_LIST_CHUNK) {
-        let mut sql = Sql::new(
-            txn.get_database_backend(),
-            "SELECT customer_id, category, churn_band FROM customer_scores WHERE customer_id",
-        );
-        sql.in_texts(chunk.iter().map(ToString::to_string));
-        for row in txn.query_all_raw(sql.build()).await.db()? {
-            let id: String = get(&row, "customer_id")?;
-            stored.insert(
-                parse_id(&id)?,
-                (get(&row, "category")?, get(&row, "churn_band")?),
-            );
-        }
-    }
-    Ok(stored)
 }
 
 fn scores_from_row(row: &QueryResult) -> Result<CustomerScores> {
