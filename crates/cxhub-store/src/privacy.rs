@@ -875,6 +875,9 @@ async fn rows_of<T>(
 const AUDIT_BACKLOG: usize = 4096;
 /// Most requests written by one statement.
 const AUDIT_GROUP: usize = 512;
+/// Times the writer lets the tasks beside it run, while they keep queueing events, before it
+/// writes a group: more events per commit (at 16 reads in flight, about 7 instead of 3).
+const AUDIT_YIELDS: usize = 2;
 
 /// One read's events, and who to tell once they are durable.
 struct AuditJob {
@@ -935,11 +938,17 @@ async fn write_audit(
     writer: sea_orm::DatabaseConnection,
     mut jobs: tokio::sync::mpsc::Receiver<AuditJob>,
 ) {
+    let written = checkpoint_beside(&writer).await;
     while let Some(first) = jobs.recv().await {
         let mut group = vec![first];
+        let mut yields = 0;
         while group.len() < AUDIT_GROUP {
             match jobs.try_recv() {
                 Ok(job) => group.push(job),
+                Err(_) if yields < AUDIT_YIELDS => {
+                    yields += 1;
+                    tokio::task::yield_now().await;
+                }
                 Err(_) => break,
             }
         }
@@ -952,10 +961,87 @@ async fn write_audit(
         let outcome = write_group(&writer, &rows)
             .await
             .map_err(|err| format!("writing audit events failed: {err}"));
+        if outcome.is_ok()
+            && let Some(written) = &written
+        {
+            written.store(true, Ordering::Relaxed);
+        }
         for done in waiting {
             let _ = done.send(outcome.clone());
         }
     }
+}
+
+/// How often the audit file's WAL is checkpointed beside the writer.
+const AUDIT_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+/// WAL frames after which the audit writer checkpoints the rest itself: the bound on the WAL
+/// (4 KiB pages: 40 MiB; somewhat more when the writer's checkpoint meets the one beside it and
+/// waits for its next commit — 55 MB at most in the profile bench).
+const AUDIT_WAL_FRAMES: u32 = 10_000;
+
+/// On a SQLite file in WAL mode, moves checkpoints of the audit file off the writer's path:
+/// a connection of its own copies the WAL into the file (a `PASSIVE` checkpoint, which never
+/// blocks the writer) every [`AUDIT_CHECKPOINT_EVERY`] while events are written, and the
+/// writer's own automatic checkpoint waits for [`AUDIT_WAL_FRAMES`] (by then it finds most
+/// frames copied; it restarts the WAL, which a checkpoint beside a busy writer cannot). A
+/// checkpoint on the writer's path, at SQLite's default of every 1,000 frames (about 110
+/// groups of events), held every read waiting for its events for the copy and the `fsync`
+/// (profile bench, 10,000 customers: the p99 of `GetCustomer` 9 ms, and a fifth of its
+/// throughput). Returns the flag the writer raises after each commit, `None` when nothing
+/// checkpoints beside it (PostgreSQL, an in-memory database, or no second connection).
+async fn checkpoint_beside(
+    writer: &sea_orm::DatabaseConnection,
+) -> Option<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use sea_orm::sqlx::Connection as _;
+    if writer.get_database_backend() != DbBackend::Sqlite {
+        return None;
+    }
+    let mode = writer
+        .query_one_raw(sea_orm::Statement::from_string(
+            DbBackend::Sqlite,
+            "PRAGMA journal_mode",
+        ))
+        .await
+        .ok()
+        .flatten()
+        .and_then(|row| row.try_get_by_index::<String>(0).ok());
+    if !mode.is_some_and(|m| m.eq_ignore_ascii_case("wal")) {
+        return None;
+    }
+    let options = writer.get_sqlite_connection_pool().connect_options();
+    let mut checkpointer = match sea_orm::sqlx::SqliteConnection::connect_with(&options).await {
+        Ok(conn) => conn,
+        Err(err) => {
+            tracing::warn!(error = %err, "no connection to checkpoint the audit file beside its writer");
+            return None;
+        }
+    };
+    if let Err(err) = writer
+        .execute_unprepared(&format!("PRAGMA wal_autocheckpoint = {AUDIT_WAL_FRAMES}"))
+        .await
+    {
+        tracing::warn!(error = %err, "the audit writer checkpoints as often as SQLite's default");
+    }
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::downgrade(&written);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(AUDIT_CHECKPOINT_EVERY).await;
+            // Ends with the writer.
+            let Some(raised) = flag.upgrade() else { break };
+            if !raised.swap(false, Ordering::Relaxed) {
+                continue;
+            }
+            if let Err(err) = sea_orm::sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&mut checkpointer)
+                .await
+            {
+                tracing::warn!(error = %err, "checkpointing the audit file failed");
+            }
+        }
+        let _ = checkpointer.close().await;
+    });
+    Some(written)
 }
 
 /// One audit event: who read which customer through which RPC, and when.
