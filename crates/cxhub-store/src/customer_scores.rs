@@ -719,8 +719,12 @@ async fn save_scores(txn: &DatabaseTransaction, scores: Vec<CustomerScores>) -> 
     }
     // A new category or churn band is a change of the customer (rules react to it).
     let mut changes = Vec::new();
-    for s in unique.iter().filter(|s| before.contains_key(&s.customer)) {
-        let old = before.get(&s.customer).and_then(Option::as_ref);
+    for s in &unique {
+        // Customers removed just above have no row left to compare.
+        let Some(old) = before.get(&s.customer) else {
+            continue;
+        };
+        let old = old.as_ref();
         let mut fields = Vec::new();
         if old.map(|(c, _)| c.as_str()) != Some(category_text(s.category.category)) {
             fields.push(change::CATEGORY);
