@@ -973,10 +973,10 @@ async fn write_audit(
 }
 
 /// How often the audit file's WAL is checkpointed beside the writer.
-const AUDIT_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+const AUDIT_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(25);
 /// WAL frames after which the audit writer checkpoints the rest itself: the bound on the WAL
 /// (4 KiB pages: 40 MiB; somewhat more when the writer's checkpoint meets the one beside it and
-/// waits for its next commit — 55 MB at most in the profile bench).
+/// waits for its next commit — 49 MB at most in the profile bench).
 const AUDIT_WAL_FRAMES: u32 = 10_000;
 
 /// On a SQLite file in WAL mode, moves checkpoints of the audit file off the writer's path:
