@@ -977,13 +977,14 @@ const AUDIT_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_mi
 /// WAL frames after which the audit writer checkpoints the rest itself: the bound on the WAL
 /// (4 KiB pages: 40 MiB; somewhat more when the writer's checkpoint meets the one beside it and
 /// waits for its next commit — 49 MB at most in the profile bench).
-const AUDIT_WAL_FRAMES: u32 = 10_000;
+pub(crate) const AUDIT_WAL_FRAMES: u32 = 10_000;
 
 /// On a SQLite file in WAL mode, moves checkpoints of the audit file off the writer's path:
 /// a connection of its own copies the WAL into the file (a `PASSIVE` checkpoint, which never
 /// blocks the writer) every [`AUDIT_CHECKPOINT_EVERY`] while events are written, and the
 /// writer's own automatic checkpoint waits for [`AUDIT_WAL_FRAMES`] (by then it finds most
-/// frames copied; it restarts the WAL, which a checkpoint beside a busy writer cannot). A
+/// frames copied; it restarts the WAL, which a checkpoint beside a busy writer cannot; set in
+/// the audit connection's options, so a reopened connection keeps it). A
 /// checkpoint on the writer's path, at SQLite's default of every 1,000 frames (about 110
 /// groups of events), held every read waiting for its events for the copy and the `fsync`
 /// (profile bench, 10,000 customers: the p99 of `GetCustomer` 9 ms, and a fifth of its
@@ -1016,12 +1017,6 @@ async fn checkpoint_beside(
             return None;
         }
     };
-    if let Err(err) = writer
-        .execute_unprepared(&format!("PRAGMA wal_autocheckpoint = {AUDIT_WAL_FRAMES}"))
-        .await
-    {
-        tracing::warn!(error = %err, "the audit writer checkpoints as often as SQLite's default");
-    }
     let written = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = std::sync::Arc::downgrade(&written);
     tokio::spawn(async move {

@@ -457,7 +457,12 @@ async fn connect_sqlite(url: &str, options: &StoreOptions) -> Result<Store> {
                 base.clone()
                     .filename(path)
                     .synchronous(SqliteSynchronous::Normal)
-                    .pragma("cache_size", "-2048"),
+                    .pragma("cache_size", "-2048")
+                    // Checkpoints run beside the writer; its own only bounds the WAL.
+                    .pragma(
+                        "wal_autocheckpoint",
+                        crate::privacy::AUDIT_WAL_FRAMES.to_string(),
+                    ),
             )
             .await
             .map_err(unavailable)?;
@@ -768,6 +773,11 @@ mod tests {
         );
         assert_eq!(pragma(&store.audit_db, "synchronous").await, "1", "NORMAL");
         assert_eq!(pragma(&store.audit_db, "journal_mode").await, "wal");
+        assert_eq!(
+            pragma(&store.audit_db, "wal_autocheckpoint").await,
+            crate::privacy::AUDIT_WAL_FRAMES.to_string(),
+            "checkpoints run beside the audit writer"
+        );
         assert_eq!(pragma(&store.writer, "synchronous").await, "2", "FULL");
         assert!(dir.path().join("cxhub.db-audit").exists());
         drop(store);
