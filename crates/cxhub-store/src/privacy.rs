@@ -964,7 +964,8 @@ async fn write_audit(
         if outcome.is_ok()
             && let Some(written) = &written
         {
-            written.store(true, Ordering::Relaxed);
+            // One signal waiting is enough: the checkpoint copies every commit before it.
+            let _ = written.try_send(());
         }
         for done in waiting {
             let _ = done.send(outcome.clone());
@@ -988,11 +989,13 @@ pub(crate) const AUDIT_WAL_FRAMES: u32 = 10_000;
 /// checkpoint on the writer's path, at SQLite's default of every 1,000 frames (about 110
 /// groups of events), held every read waiting for its events for the copy and the `fsync`
 /// (profile bench, 10,000 customers: the p99 of `GetCustomer` 9 ms, and a fifth of its
-/// throughput). Returns the flag the writer raises after each commit, `None` when nothing
-/// checkpoints beside it (PostgreSQL, an in-memory database, or no second connection).
+/// throughput). Returns where the writer signals each commit (the checkpointer sleeps until
+/// one arrives, so an idle hub does not wake it, and ends when the writer drops it), `None`
+/// when nothing checkpoints beside it (PostgreSQL, an in-memory database, or no second
+/// connection).
 async fn checkpoint_beside(
     writer: &sea_orm::DatabaseConnection,
-) -> Option<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+) -> Option<tokio::sync::mpsc::Sender<()>> {
     use sea_orm::sqlx::Connection as _;
     if writer.get_database_backend() != DbBackend::Sqlite {
         return None;
@@ -1017,16 +1020,11 @@ async fn checkpoint_beside(
             return None;
         }
     };
-    let written = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = std::sync::Arc::downgrade(&written);
+    let (written, mut commits) = tokio::sync::mpsc::channel::<()>(1);
     tokio::spawn(async move {
-        loop {
+        // A checkpoint at most every `AUDIT_CHECKPOINT_EVERY`, after commits arrived.
+        while commits.recv().await.is_some() {
             tokio::time::sleep(AUDIT_CHECKPOINT_EVERY).await;
-            // Ends with the writer.
-            let Some(raised) = flag.upgrade() else { break };
-            if !raised.swap(false, Ordering::Relaxed) {
-                continue;
-            }
             if let Err(err) = sea_orm::sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
                 .execute(&mut checkpointer)
                 .await
