@@ -30,6 +30,7 @@ mod loyalty_effect;
 mod loyalty_events;
 mod loyalty_rules;
 mod privacy;
+mod readers;
 mod repo;
 mod scoring;
 mod sql;

@@ -17,6 +17,7 @@ use sea_orm::{
 };
 
 use crate::error::DbResultExt;
+use crate::readers::{Own, OwnReaders, Reader};
 
 /// Readers of a SQLite file database when [`StoreOptions::max_connections`] is not given.
 const SQLITE_READERS: u32 = 4;
@@ -60,7 +61,9 @@ pub struct StoreOptions {
     /// a fresh schema each; ignored on SQLite.
     pub schema: Option<String>,
     /// Most pooled connections: the reader pool on a SQLite file (4 by default; the writer
-    /// always has exactly one), the one pool on PostgreSQL (10 by default).
+    /// always has exactly one), the one pool on PostgreSQL (10 by default). The store's own
+    /// connections for single-statement reads (see `readers.rs`) are as many again, opened
+    /// when first needed.
     pub max_connections: Option<u32>,
 }
 
@@ -86,7 +89,9 @@ pub(crate) enum Backend {
 #[derive(Clone)]
 pub struct Store {
     pub(crate) writer: DatabaseConnection,
-    pub(crate) reader: DatabaseConnection,
+    /// Single-statement reads; on a SQLite file through the store's own connections (see
+    /// [`crate::readers`]).
+    pub(crate) reader: crate::readers::Reader,
     /// Where audit events are written and read: on a SQLite file, a database of its own (see
     /// [`AUDIT_FILE_SUFFIX`]); otherwise the writer.
     pub(crate) audit_db: DatabaseConnection,
@@ -252,16 +257,17 @@ impl Store {
     /// Checks that the database answers (`Unavailable` if not).
     pub async fn ping(&self) -> Result<()> {
         self.writer.ping().await.db()?;
-        self.reader.ping().await.db()
+        self.reader.pool.ping().await.db()
     }
 
     /// Begins a read transaction on the reader pool: one snapshot for all its queries (a
     /// deferred transaction on SQLite; `REPEATABLE READ, READ ONLY` on PostgreSQL).
     pub(crate) async fn begin_read(&self) -> Result<DatabaseTransaction> {
         match self.kind {
-            Backend::Sqlite => self.reader.begin().await.db(),
+            Backend::Sqlite => self.reader.pool.begin().await.db(),
             Backend::Postgres => self
                 .reader
+                .pool
                 .begin_with_config(
                     Some(IsolationLevel::RepeatableRead),
                     Some(AccessMode::ReadOnly),
@@ -432,15 +438,25 @@ async fn connect_sqlite(url: &str, options: &StoreOptions) -> Result<Store> {
         .map_err(unavailable)?;
     let writer = SqlxSqliteConnector::from_sqlx_sqlite_pool(writer);
     let reader = if in_memory {
-        writer.clone()
+        Reader::pooled(writer.clone())
     } else {
+        let readers = options.max_connections.unwrap_or(SQLITE_READERS).max(1);
         let pool = sqlite_pool()
-            .max_connections(options.max_connections.unwrap_or(SQLITE_READERS).max(1))
+            .max_connections(readers)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(base.clone())
             .await
             .map_err(unavailable)?;
-        SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
+        Reader::with_own(
+            SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
+            Own::Sqlite(OwnReaders::new(
+                base.clone(),
+                || (),
+                readers,
+                ACQUIRE_TIMEOUT,
+                None,
+            )),
+        )
     };
     let audit_db = if in_memory {
         writer.clone()
@@ -507,24 +523,13 @@ async fn connect_postgres(url: &str, options: &StoreOptions) -> Result<Store> {
     .acquire_timeout(ACQUIRE_TIMEOUT)
     .test_before_acquire_if_idle_for(POSTGRES_PING_IF_IDLE)
     .sqlx_logging(false)
-    // sqlx prepares every statement and PostgreSQL then switches to a generic plan after five
-    // runs; a generic plan made while a table was small (a fresh database) keeps scanning it
-    // sequentially once it is large (ingest lookups went from 1 ms to 1 s at 100k records).
-    // Batch statements are few and large: planning each with its parameters costs little.
+    // Startup options: see `postgres_startup`.
     .map_sqlx_postgres_opts({
-        // The schema (checked above: `[a-z_][a-z0-9_]*`, nothing to quote) is a startup
-        // option too, not sea-orm's `set_schema_search_path`: that one is an `after_connect`
-        // of the pool, which the `TCP_NODELAY` hook below would replace.
         let schema = options.schema.clone();
-        move |o| {
-            let mut startup = vec![("plan_cache_mode", "force_custom_plan".to_owned())];
-            if let Some(schema) = &schema {
-                startup.push(("search_path", schema.clone()));
-            }
-            o.options(startup)
-        }
+        move |o| postgres_startup(o, schema.as_deref(), true)
     });
-    if let Some(port) = tcp_port(url) {
+    let tcp_port = tcp_port(url);
+    if let Some(port) = tcp_port {
         opts.map_sqlx_postgres_pool_opts(move |pool| {
             pool.after_connect(move |_, _| {
                 Box::pin(async move {
@@ -535,16 +540,62 @@ async fn connect_postgres(url: &str, options: &StoreOptions) -> Result<Store> {
         });
     }
     let db = Database::connect(opts).await.map_err(unavailable)?;
+    let own = OwnReaders::new(
+        postgres_startup(
+            url.parse().map_err(|err| {
+                Error::invalid_field("database_url", format!("not a PostgreSQL URL: {err}"))
+            })?,
+            options.schema.as_deref(),
+            false,
+        ),
+        move || {
+            if let Some(port) = tcp_port {
+                set_tcp_nodelay(port);
+            }
+        },
+        options
+            .max_connections
+            .unwrap_or(POSTGRES_CONNECTIONS)
+            .max(1),
+        ACQUIRE_TIMEOUT,
+        Some(POSTGRES_PING_IF_IDLE),
+    );
     tracing::info!(schema = options.schema.as_deref(), "connected to postgres");
     Ok(Store {
         writer: db.clone(),
         audit_db: db.clone(),
         audit_apart: false,
-        reader: db,
+        reader: Reader::with_own(db, Own::Postgres(own)),
         kind: Backend::Postgres,
         growth: Default::default(),
         audit: Default::default(),
     })
+}
+
+/// The options every PostgreSQL connection of the hub starts with. sqlx prepares every
+/// statement and PostgreSQL then switches to a generic plan after five runs; a generic plan
+/// made while a table was small (a fresh database) keeps scanning it sequentially once it is
+/// large (ingest lookups went from 1 ms to 1 s at 100k records). Batch statements are few and
+/// large: planning each with its parameters costs little, so the pool's connections
+/// (`custom_plans`) plan every statement. The store's own readers do not: their statements are
+/// small and many, planning was 38 % of the server's CPU under `GetCustomer`, and `ANALYZE`
+/// (which [`Growth`] runs as tables grow, and autovacuum) replaces cached plans. The schema (checked by
+/// [`check_schema_name`]: `[a-z_][a-z0-9_]*`, nothing to quote) is a startup option too, not
+/// sea-orm's `set_schema_search_path`: that one is an `after_connect` of the pool, which the
+/// `TCP_NODELAY` hook would replace.
+fn postgres_startup(
+    options: sea_orm::sqlx::postgres::PgConnectOptions,
+    schema: Option<&str>,
+    custom_plans: bool,
+) -> sea_orm::sqlx::postgres::PgConnectOptions {
+    let mut startup = Vec::new();
+    if custom_plans {
+        startup.push(("plan_cache_mode", "force_custom_plan".to_owned()));
+    }
+    if let Some(schema) = schema {
+        startup.push(("search_path", schema.to_owned()));
+    }
+    options.options(startup)
 }
 
 /// The PostgreSQL server's TCP port, or `None` when `url` names a Unix socket (or does not
@@ -664,7 +715,7 @@ mod tests {
 
     use super::*;
 
-    async fn pragma(db: &DatabaseConnection, name: &str) -> String {
+    async fn pragma(db: &impl ConnectionTrait, name: &str) -> String {
         let row = db
             .query_one_raw(sea_orm::Statement::from_string(
                 db.get_database_backend(),
@@ -701,12 +752,16 @@ mod tests {
         let store = Store::connect(&url, StoreOptions::default()).await.unwrap();
         assert_eq!(store.backend(), "sqlite");
         store.migrate().await.unwrap();
-        for db in [&store.writer, &store.reader] {
+        // The writer, the reader pool and the store's own reader connections alike.
+        async fn durable(db: &impl ConnectionTrait) {
             assert_eq!(pragma(db, "journal_mode").await, "wal");
             assert_eq!(pragma(db, "synchronous").await, "2", "synchronous = FULL");
             assert_eq!(pragma(db, "foreign_keys").await, "1");
             assert_eq!(pragma(db, "mmap_size").await, SQLITE_MMAP_BYTES);
         }
+        durable(&store.writer).await;
+        durable(&store.reader.pool).await;
+        durable(&store.reader).await;
         let req = RequestKey::new("t", "m", "r1", b"x").unwrap();
         let created = store
             .create_touchpoints(&req, vec![item("branch")])
@@ -902,8 +957,10 @@ mod tests {
         );
     }
 
-    /// Every pooled connection to PostgreSQL over TCP has `TCP_NODELAY`, and the schema given
-    /// as a startup option is the one its statements use.
+    /// Every connection to PostgreSQL over TCP, pooled or the store's own reader, has
+    /// `TCP_NODELAY`, and the schema given as a startup option is the one its statements use.
+    /// The pool plans every statement with its parameters; the own readers let PostgreSQL
+    /// cache generic plans.
     #[cfg(target_os = "linux")]
     #[tokio::test]
     #[ignore = "needs PostgreSQL: set CXHUB_TEST_POSTGRES_URL and pass --include-ignored"]
@@ -938,9 +995,35 @@ mod tests {
             assert_eq!(row.try_get::<String>("", "s").unwrap(), schema);
             open.push(txn);
         }
+        let settings = |conn: &'static str| {
+            Statement::from_string(
+                DbBackend::Postgres,
+                format!(
+                    "SELECT current_schema() AS s, current_setting('plan_cache_mode') AS plans, \
+                     '{conn}' AS conn"
+                ),
+            )
+        };
+        let pooled = open[0]
+            .query_one_raw(settings("pool"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            pooled.try_get::<String>("", "plans").unwrap(),
+            "force_custom_plan"
+        );
+        let own = store
+            .reader
+            .query_one_raw(settings("own"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(own.try_get::<String>("", "s").unwrap(), schema);
+        assert_eq!(own.try_get::<String>("", "plans").unwrap(), "auto");
         let sockets = crate::tcp_nodelay::sockets_to(port).unwrap();
         assert!(
-            sockets.len() >= 3,
+            sockets.len() >= 4,
             "{} sockets to port {port}",
             sockets.len()
         );
