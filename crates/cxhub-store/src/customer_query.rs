@@ -9,13 +9,22 @@
 //!   `customer_identities` primary key (`kind`, `value`, `customer_id`) for e-mails and phones,
 //!   scanned from the prefix (or the page token) to [`prefix_upper_bound`], joined to
 //!   `customers` by id; a customer matching under several keys is listed at its smallest only
-//!   (checked on `customer_name_keys_customer_idx` / `customer_identities_customer_idx`);
+//!   (checked on `customer_name_keys_customer_idx` / `customer_identities_customer_cover_idx`);
 //! - stage-only search: `customers_lifecycle_idx` (`lifecycle_stage`, `id`);
-//! - interactions and transactions: `interactions_customer_time_idx` and
-//!   `transactions_customer_time_idx` (`customer_id`, `occurred_at`), newest first, keyset on
-//!   (`occurred_at`, `source`, `record_type`, `record_id`);
-//! - cases and subscriptions: `feed_records_customer_idx` (`customer_id`, `record_type`),
-//!   then the primary keys of `support_cases` and `subscription_events`.
+//! - interactions and transactions: `interactions_customer_cover_idx` and
+//!   `transactions_customer_cover_idx` (`customer_id`, `occurred_at`, `source`, `record_type`,
+//!   `record_id`, then every other column read), newest first, keyset on (`occurred_at`,
+//!   `source`, `record_type`, `record_id`);
+//! - a customer's identities and records: `customer_identities_customer_cover_idx`
+//!   (`customer_id`, `kind`, `value`) and `feed_records_customer_cover_idx` (`customer_id`,
+//!   `record_type`, `source`, `record_id`, `source_customer_id`); cases and subscriptions then
+//!   join the primary keys of `support_cases` and `subscription_events`.
+//!
+//! On SQLite the `*_customer_cover_idx` indexes hold every column these reads take of a row,
+//! so a read by customer visits no table row but its own (see the 360's plan test). PostgreSQL
+//! keeps the narrow `customer_identities_customer_idx`, `feed_records_customer_idx`,
+//! `interactions_customer_time_idx` and `transactions_customer_time_idx` (migration
+//! `m20261125_000021_customer_cover_indexes` says why).
 
 use chrono::{DateTime, Duration, Utc};
 use cxhub_domain::customer_query::{
@@ -706,6 +715,102 @@ fn currency(row: &QueryResult) -> Result<Currency> {
 // ------------------------------------------------------------------------------------------------
 // 360
 
+/// The statement of [`customer_360`] for one hop: the row of `customer` (a `customers c` row)
+/// with every list of the view as JSON rows. On SQLite every list but the cases' and
+/// subscriptions' state is read from a covering index by `customer_id` (migration
+/// `m20261125_000021_customer_cover_indexes`): no table row is visited but the customer's.
+fn statement_360(backend: DbBackend, customer: &str, recent: u32, now: DateTime<Utc>) -> Sql {
+    let since = now - Duration::days(FAILED_PAYMENT_WINDOW_DAYS);
+    let mut sql = Sql::new(backend, "SELECT ");
+    customer_columns(&mut sql, backend);
+    sql.push(", ");
+    open_json_rows(&mut sql, backend, "source, source_customer_id, n");
+    sql.push(
+        "SELECT source, source_customer_id, COUNT(*) AS n FROM feed_records \
+         WHERE customer_id = c.id GROUP BY source, source_customer_id",
+    );
+    close_json_rows(&mut sql, "sources_json");
+    sql.push(", ");
+    open_json_rows(
+        &mut sql,
+        backend,
+        "source, record_type, record_id, touchpoint_key, channel, occurred_at, outcome",
+    );
+    sql.push(
+        "SELECT source, record_type, record_id, touchpoint_key, channel, occurred_at, outcome \
+         FROM interactions WHERE customer_id = c.id \
+         ORDER BY occurred_at DESC, source DESC, record_type DESC, record_id DESC",
+    )
+    .limit(u64::from(recent));
+    close_json_rows(&mut sql, "interactions_json");
+    sql.push(", ");
+    // SUM of int8 is numeric on PostgreSQL: cast back.
+    open_json_rows(
+        &mut sql,
+        backend,
+        "kind, status, currency_code, n, total, overdue_n, overdue_total, recent_n",
+    );
+    sql.push(
+        "SELECT kind, status, currency_code, COUNT(*) AS n, \
+         CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) AS total, \
+         CAST(COALESCE(SUM(CASE WHEN due_at < ",
+    )
+    .bind(time(now))
+    .push(" THEN 1 ELSE 0 END), 0) AS BIGINT) AS overdue_n, CAST(COALESCE(SUM(CASE WHEN due_at < ")
+    .bind(time(now))
+    .push(" THEN amount_minor ELSE 0 END), 0) AS BIGINT) AS overdue_total, CAST(COALESCE(SUM(CASE WHEN occurred_at >= ")
+    .bind(time(since))
+    .push(
+        " THEN 1 ELSE 0 END), 0) AS BIGINT) AS recent_n FROM transactions \
+         WHERE customer_id = c.id GROUP BY kind, status, currency_code",
+    );
+    close_json_rows(&mut sql, "ledger_json");
+    sql.push(
+        ", (SELECT MAX(occurred_at) FROM transactions \
+         WHERE customer_id = c.id AND kind = 'order' AND status = 'placed') AS last_purchase_at, ",
+    );
+    open_json_rows(
+        &mut sql,
+        backend,
+        "source, record_id, status, priority, category, channel, opened_at",
+    );
+    sql.push(
+        "SELECT s.source, s.record_id, s.status, s.priority, s.category, s.channel, s.opened_at \
+         FROM feed_records f CROSS JOIN support_cases s \
+         WHERE f.customer_id = c.id AND f.record_type = 'support_case' \
+         AND s.source = f.source AND s.record_id = f.record_id AND s.status IN ('open', 'pending')",
+    );
+    close_json_rows(&mut sql, "cases_json");
+    sql.push(", ");
+    open_json_rows(
+        &mut sql,
+        backend,
+        "source, record_id, subscription_id, kind, occurred_at, plan, amount_minor, currency_code",
+    );
+    sql.push(
+        "SELECT s.source, s.record_id, s.subscription_id, s.kind, s.occurred_at, s.plan, \
+         s.amount_minor, s.currency_code \
+         FROM feed_records f CROSS JOIN subscription_events s \
+         WHERE f.customer_id = c.id AND f.record_type = 'subscription_event' \
+         AND s.source = f.source AND s.record_id = f.record_id",
+    );
+    close_json_rows(&mut sql, "subscriptions_json");
+    sql.push(", ");
+    open_json_rows(
+        &mut sql,
+        backend,
+        "customer_id, as_of, model_version, category_json, churn_json, clv_json, rfm_json",
+    );
+    sql.push(
+        "SELECT customer_id, as_of, model_version, category_json, churn_json, clv_json, \
+         rfm_json FROM customer_scores WHERE customer_id = c.id",
+    );
+    close_json_rows(&mut sql, "scores_json");
+    sql.push(" FROM customers c WHERE c.id = ")
+        .bind(text(customer));
+    sql
+}
+
 /// The 360° view (see [`Customer360`]) in one statement per redirect hop: the customer's
 /// row, identities and record count ([`customer_columns`]) and, as JSON rows, its record
 /// counts per source id, its latest interactions, its ledger per (kind, status, currency), its
@@ -717,95 +822,8 @@ pub(crate) async fn customer_360(
     now: DateTime<Utc>,
 ) -> Result<Customer360> {
     let backend = conn.get_database_backend();
-    let since = now - Duration::days(FAILED_PAYMENT_WINDOW_DAYS);
     let (live_id, row) = live_row(conn, id, |customer| {
-        let mut sql = Sql::new(backend, "SELECT ");
-        customer_columns(&mut sql, backend);
-        sql.push(", ");
-        open_json_rows(&mut sql, backend, "source, source_customer_id, n");
-        sql.push(
-            "SELECT source, source_customer_id, COUNT(*) AS n FROM feed_records \
-             WHERE customer_id = c.id GROUP BY source, source_customer_id",
-        );
-        close_json_rows(&mut sql, "sources_json");
-        sql.push(", ");
-        open_json_rows(
-            &mut sql,
-            backend,
-            "source, record_type, record_id, touchpoint_key, channel, occurred_at, outcome",
-        );
-        sql.push(
-            "SELECT source, record_type, record_id, touchpoint_key, channel, occurred_at, outcome \
-             FROM interactions WHERE customer_id = c.id \
-             ORDER BY occurred_at DESC, source DESC, record_type DESC, record_id DESC",
-        )
-        .limit(u64::from(recent));
-        close_json_rows(&mut sql, "interactions_json");
-        sql.push(", ");
-        // SUM of int8 is numeric on PostgreSQL: cast back.
-        open_json_rows(
-            &mut sql,
-            backend,
-            "kind, status, currency_code, n, total, overdue_n, overdue_total, recent_n",
-        );
-        sql.push(
-            "SELECT kind, status, currency_code, COUNT(*) AS n, \
-             CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) AS total, \
-             CAST(COALESCE(SUM(CASE WHEN due_at < ",
-        )
-        .bind(time(now))
-        .push(" THEN 1 ELSE 0 END), 0) AS BIGINT) AS overdue_n, CAST(COALESCE(SUM(CASE WHEN due_at < ")
-        .bind(time(now))
-        .push(" THEN amount_minor ELSE 0 END), 0) AS BIGINT) AS overdue_total, CAST(COALESCE(SUM(CASE WHEN occurred_at >= ")
-        .bind(time(since))
-        .push(
-            " THEN 1 ELSE 0 END), 0) AS BIGINT) AS recent_n FROM transactions \
-             WHERE customer_id = c.id GROUP BY kind, status, currency_code",
-        );
-        close_json_rows(&mut sql, "ledger_json");
-        sql.push(
-            ", (SELECT MAX(occurred_at) FROM transactions \
-             WHERE customer_id = c.id AND kind = 'order' AND status = 'placed') AS last_purchase_at, ",
-        );
-        open_json_rows(
-            &mut sql,
-            backend,
-            "source, record_id, status, priority, category, channel, opened_at",
-        );
-        sql.push(
-            "SELECT s.source, s.record_id, s.status, s.priority, s.category, s.channel, s.opened_at \
-             FROM feed_records f CROSS JOIN support_cases s \
-             WHERE f.customer_id = c.id AND f.record_type = 'support_case' \
-             AND s.source = f.source AND s.record_id = f.record_id AND s.status IN ('open', 'pending')",
-        );
-        close_json_rows(&mut sql, "cases_json");
-        sql.push(", ");
-        open_json_rows(
-            &mut sql,
-            backend,
-            "source, record_id, subscription_id, kind, occurred_at, plan, amount_minor, currency_code",
-        );
-        sql.push(
-            "SELECT s.source, s.record_id, s.subscription_id, s.kind, s.occurred_at, s.plan, \
-             s.amount_minor, s.currency_code \
-             FROM feed_records f CROSS JOIN subscription_events s \
-             WHERE f.customer_id = c.id AND f.record_type = 'subscription_event' \
-             AND s.source = f.source AND s.record_id = f.record_id",
-        );
-        close_json_rows(&mut sql, "subscriptions_json");
-        sql.push(", ");
-        open_json_rows(
-            &mut sql,
-            backend,
-            "customer_id, as_of, model_version, category_json, churn_json, clv_json, rfm_json",
-        );
-        sql.push(
-            "SELECT customer_id, as_of, model_version, category_json, churn_json, clv_json, \
-             rfm_json FROM customer_scores WHERE customer_id = c.id",
-        );
-        close_json_rows(&mut sql, "scores_json");
-        sql.push(" FROM customers c WHERE c.id = ").bind(text(customer));
-        sql
+        statement_360(backend, customer, recent, now)
     })
     .await?;
     let customer = customer_view(&row, live_id, id)?;
@@ -1081,5 +1099,45 @@ mod tests {
         let plan = plan(&store, search_statement(backend, &filter, None, 20)).await;
         assert!(plan.contains("customers_lifecycle_idx"), "{plan}");
         assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+
+    /// The 360 (and `GetCustomer`, whose columns it includes) reads a customer's identities,
+    /// records, interactions and ledger from the covering indexes alone: looking up a table row
+    /// for every index entry was most of its SQLite work. Only the customer's row, the state of
+    /// its cases and subscriptions and its scores are table reads.
+    #[tokio::test]
+    async fn the_360_reads_its_lists_from_covering_indexes() {
+        let store = Store::connect("sqlite::memory:", StoreOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let backend = store.reader.get_database_backend();
+        let plan = plan(&store, statement_360(backend, "c1", 10, Utc::now())).await;
+        for index in [
+            "customer_identities_customer_cover_idx",
+            "feed_records_customer_cover_idx",
+            "interactions_customer_cover_idx",
+            "transactions_customer_cover_idx",
+        ] {
+            assert!(
+                plan.contains(&format!("USING COVERING INDEX {index}")),
+                "{index}: {plan}"
+            );
+        }
+        for line in plan
+            .lines()
+            .filter(|l| l.starts_with("SEARCH") && !l.contains("COVERING INDEX"))
+        {
+            assert!(
+                ["SEARCH c ", "SEARCH s ", "SEARCH customer_scores "]
+                    .iter()
+                    .any(|table| line.starts_with(table)),
+                "a table row looked up: {line}\n{plan}"
+            );
+        }
+        assert!(
+            !plan.contains("ORDER BY"),
+            "the latest interactions come in index order, unsorted: {plan}"
+        );
     }
 }
