@@ -8,7 +8,9 @@
 //! The connection cannot serve the next read until it is done. Here a connection goes straight
 //! back to the idle list when its statement ran to the end, is pinged (then returned, or
 //! dropped) only when the caller gave up on it midway, and is closed when an error says it is
-//! broken (the next read opens a new one).
+//! broken (the next read opens a new one). A connection idle for longer than the store's idle
+//! timeout is closed by a background task, as sqlx's pool closes its own, so a hub that served
+//! a burst of reads does not keep every connection of the burst open.
 //!
 //! The hot reads (`GetCustomer`, `LookupCustomer`, `SearchCustomers`, `GetCustomer360`, score
 //! reads) use these through [`Reader`]; transactions, pings and everything else keep sqlx's
@@ -94,6 +96,19 @@ struct Inner<C: ReadConnection> {
     ping_if_idle_for: Option<Duration>,
 }
 
+/// How the store's own reader connections are kept.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReaderLimits {
+    /// At most this many connections, and statements at a time.
+    pub(crate) size: u32,
+    /// How long a read waits for a free connection.
+    pub(crate) acquire_timeout: Duration,
+    /// See [`Inner::ping_if_idle_for`].
+    pub(crate) ping_if_idle_for: Option<Duration>,
+    /// A connection idle for longer than this is closed.
+    pub(crate) close_if_idle_for: Duration,
+}
+
 impl<C: ReadConnection> Inner<C> {
     fn put_back(&self, conn: C) {
         self.idle
@@ -101,25 +116,63 @@ impl<C: ReadConnection> Inner<C> {
             .unwrap_or_else(|e| e.into_inner())
             .push((conn, Instant::now()));
     }
+
+    /// Takes out the connections idle for longer than `limit`. The list is in the order the
+    /// connections came back (a lease takes the last), so they are at its front.
+    fn take_idle_for(&self, limit: Duration) -> Vec<C> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let stale = idle
+            .iter()
+            .take_while(|(_, since)| since.elapsed() > limit)
+            .count();
+        idle.drain(..stale).map(|(conn, _)| conn).collect()
+    }
+}
+
+/// Closes the connections of `readers` idle for longer than `limit`, checking every half of
+/// it, until the readers are dropped.
+async fn close_idle<C: ReadConnection>(readers: std::sync::Weak<Inner<C>>, limit: Duration) {
+    let mut every = tokio::time::interval(limit / 2);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(inner) = readers.upgrade() else {
+            return;
+        };
+        let stale = inner.take_idle_for(limit);
+        drop(inner);
+        for conn in stale {
+            // Closing tells a server goodbye; an error leaves nothing to do (the connection
+            // is gone either way).
+            let _ = conn.close().await;
+        }
+    }
 }
 
 impl<C: ReadConnection> OwnReaders<C> {
+    /// Readers opening connections with `options` (then `after_connect`). Called from within
+    /// the runtime, where the task closing idle connections is spawned.
     pub(crate) fn new(
         options: C::Options,
         after_connect: impl Fn() + Send + Sync + 'static,
-        size: u32,
-        acquire_timeout: Duration,
-        ping_if_idle_for: Option<Duration>,
+        limits: ReaderLimits,
     ) -> Self {
-        let size = size.max(1) as usize;
-        OwnReaders(Arc::new(Inner {
+        let size = limits.size.max(1) as usize;
+        let inner = Arc::new(Inner {
             options,
             after_connect: Box::new(after_connect),
             permits: Arc::new(Semaphore::new(size)),
             idle: Mutex::new(Vec::with_capacity(size)),
-            acquire_timeout,
-            ping_if_idle_for,
-        }))
+            acquire_timeout: limits.acquire_timeout,
+            ping_if_idle_for: limits.ping_if_idle_for,
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(close_idle(
+                Arc::downgrade(&inner),
+                limits.close_if_idle_for.max(Duration::from_millis(2)),
+            ));
+        }
+        OwnReaders(inner)
     }
 
     /// A connection for one statement: an idle one, or a new one if none is idle. Waits at
@@ -309,7 +362,10 @@ mod tests {
 
     type SqliteReaders = OwnReaders<SqliteConnection>;
 
-    async fn readers(size: u32) -> (tempfile::TempDir, SqliteReaders) {
+    async fn readers_closing_after(
+        size: u32,
+        close_if_idle_for: Duration,
+    ) -> (tempfile::TempDir, SqliteReaders) {
         let dir = tempfile::tempdir().unwrap();
         let options = SqliteConnectOptions::new()
             .filename(dir.path().join("r.db"))
@@ -328,8 +384,21 @@ mod tests {
         .await
         .unwrap();
         setup.close().await.unwrap();
-        let readers = SqliteReaders::new(options, || (), size, Duration::from_millis(300), None);
+        let readers = SqliteReaders::new(
+            options,
+            || (),
+            ReaderLimits {
+                size,
+                acquire_timeout: Duration::from_millis(300),
+                ping_if_idle_for: None,
+                close_if_idle_for,
+            },
+        );
         (dir, readers)
+    }
+
+    async fn readers(size: u32) -> (tempfile::TempDir, SqliteReaders) {
+        readers_closing_after(size, Duration::from_secs(600)).await
     }
 
     fn idle(readers: &SqliteReaders) -> usize {
@@ -419,6 +488,36 @@ mod tests {
             }
         }
         assert_eq!(idle(&readers), 1, "one connection, reused after the check");
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_closed_and_busy_ones_kept() {
+        let (_dir, readers) = readers_closing_after(2, Duration::from_millis(200)).await;
+        // Two reads at once open two connections.
+        let one = stmt("SELECT 1 AS one", vec![]);
+        let (a, b) = tokio::join!(
+            readers.query_one(one.clone()),
+            readers.query_one(one.clone())
+        );
+        a.unwrap().unwrap();
+        b.unwrap().unwrap();
+        assert_eq!(idle(&readers), 2);
+        // A connection lent out past the limit is kept; the idle one goes.
+        let mut busy = readers.lease().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(idle(&readers), 0, "the idle connection was closed");
+        busy.finish(None);
+        drop(busy);
+        assert_eq!(idle(&readers), 1, "the busy one came back");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(
+            idle(&readers),
+            0,
+            "closed once idle for longer than the limit"
+        );
+        // The next read opens a connection again.
+        readers.query_one(one).await.unwrap().unwrap();
+        assert_eq!(idle(&readers), 1);
     }
 
     #[tokio::test]

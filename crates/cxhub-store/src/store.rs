@@ -17,7 +17,7 @@ use sea_orm::{
 };
 
 use crate::error::DbResultExt;
-use crate::readers::{Own, OwnReaders, Reader};
+use crate::readers::{Own, OwnReaders, Reader, ReaderLimits};
 
 /// Readers of a SQLite file database when [`StoreOptions::max_connections`] is not given.
 const SQLITE_READERS: u32 = 4;
@@ -53,6 +53,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// that was not is used as it is). sqlx's default pings on every acquire: a round trip more
 /// per statement outside a transaction, the whole cost of a `GetCustomer`'s query again.
 const POSTGRES_PING_IF_IDLE: Duration = Duration::from_secs(30);
+/// The store's own reader connections idle for longer than this are closed, as sqlx's pool
+/// closes its own (its default `idle_timeout`, 10 minutes).
+const READER_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// How to connect.
 #[derive(Clone, Debug, Default)]
@@ -452,9 +455,12 @@ async fn connect_sqlite(url: &str, options: &StoreOptions) -> Result<Store> {
             Own::Sqlite(OwnReaders::new(
                 base.clone(),
                 || (),
-                readers,
-                ACQUIRE_TIMEOUT,
-                None,
+                ReaderLimits {
+                    size: readers,
+                    acquire_timeout: ACQUIRE_TIMEOUT,
+                    ping_if_idle_for: None,
+                    close_if_idle_for: READER_IDLE_TIMEOUT,
+                },
             )),
         )
     };
@@ -553,12 +559,15 @@ async fn connect_postgres(url: &str, options: &StoreOptions) -> Result<Store> {
                 set_tcp_nodelay(port);
             }
         },
-        options
-            .max_connections
-            .unwrap_or(POSTGRES_CONNECTIONS)
-            .max(1),
-        ACQUIRE_TIMEOUT,
-        Some(POSTGRES_PING_IF_IDLE),
+        ReaderLimits {
+            size: options
+                .max_connections
+                .unwrap_or(POSTGRES_CONNECTIONS)
+                .max(1),
+            acquire_timeout: ACQUIRE_TIMEOUT,
+            ping_if_idle_for: Some(POSTGRES_PING_IF_IDLE),
+            close_if_idle_for: READER_IDLE_TIMEOUT,
+        },
     );
     tracing::info!(schema = options.schema.as_deref(), "connected to postgres");
     Ok(Store {
