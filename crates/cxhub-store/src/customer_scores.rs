@@ -21,8 +21,7 @@ use cxhub_domain::error::{Error, Result};
 use cxhub_domain::identifier::CustomerId;
 use cxhub_domain::money::{Currency, Money};
 use cxhub_domain::page::{Page, PageRequest};
-use cxhub_domain::scoring::category::{CategoryDecision, DatedAnswer, category_text};
-use cxhub_domain::scoring::churn::ChurnScore;
+use cxhub_domain::scoring::category::{DatedAnswer, category_text};
 use cxhub_domain::scoring::churn_fit::{ChurnModel, ChurnModelRepo};
 use cxhub_domain::scoring::{
     CustomerFacts, CustomerScoreRepo, CustomerScores, FittedModels, LedgerOrder,
@@ -600,22 +599,266 @@ fn score_row(s: &CustomerScores, computed_at: DateTime<Utc>) -> Result<Vec<Value
         text(s.model_version.as_str()),
         text(category_text(s.category.category)),
         text(s.category.rule.as_str()),
-        text(json(&s.category)?),
+        text(compact::category(&s.category)?),
         Value::Double(Some(s.churn.probability)),
         text(s.churn.band.as_str()),
-        text(json(&s.churn)?),
+        text(compact::churn(&s.churn)?),
         Value::String(clv.map(|c| c.currency.code().to_owned())),
         Value::BigInt(clv.map(|c| c.value_minor)),
         Value::Double(clv.map(|c| c.expected_purchases)),
         Value::Double(clv.map(|c| c.p_alive)),
         Value::BigInt(clv.map(|c| c.expected_spend_minor)),
-        Value::String(clv.map(json).transpose()?),
+        Value::String(clv.map(compact::clv).transpose()?),
         Value::Int(rfm.map(|r| i32::from(r.r))),
         Value::Int(rfm.map(|r| i32::from(r.f))),
         Value::Int(rfm.map(|r| i32::from(r.m))),
         Value::String(rfm.map(|r| segment_text(r.segment).to_owned())),
-        Value::String(rfm.map(json).transpose()?),
+        Value::String(rfm.map(compact::rfm).transpose()?),
     ])
+}
+
+/// The explanation columns of `customer_scores` (`category_json`, `churn_json`, `clv_json`,
+/// `rfm_json`) as written: JSON arrays, each field at a fixed position (no field names; about
+/// half the bytes of the objects). Rows written before are JSON objects (the serde form of the
+/// domain types); both read back, told apart by their first character.
+mod compact {
+    use cxhub_domain::error::Result;
+    use cxhub_domain::money::Currency;
+    use cxhub_domain::scoring::category::{CategoryDecision, CategoryInputs, CategoryRule};
+    use cxhub_domain::scoring::churn::{
+        ChurnBand, ChurnFactor, ChurnInputs, ChurnScore, Contribution,
+    };
+    use cxhub_domain::scoring::clv::CustomerSummary;
+    use cxhub_domain::scoring::metrics::CustomerCategory;
+    use cxhub_domain::scoring::rfm::{RfmInput, RfmSegment};
+    use cxhub_domain::scoring::{ClvPart, RfmPart};
+    use serde::de::DeserializeOwned;
+
+    use crate::error::corrupt;
+
+    fn write<T: serde::Serialize>(value: &T) -> Result<String> {
+        serde_json::to_string(value).map_err(corrupt)
+    }
+
+    /// `stored` in either form: `compact` reads an array, `object` the serde form.
+    fn read<C: DeserializeOwned, T: DeserializeOwned>(
+        stored: &str,
+        compact: impl FnOnce(C) -> T,
+    ) -> Result<T> {
+        if stored.trim_start().starts_with('[') {
+            serde_json::from_str(stored).map(compact).map_err(corrupt)
+        } else {
+            serde_json::from_str(stored).map_err(corrupt)
+        }
+    }
+
+    /// `[category, rule, inputs, explanation]`; the inputs as an object (mostly `{}`).
+    pub(super) fn category(c: &CategoryDecision) -> Result<String> {
+        write(&(c.category, c.rule, &c.inputs, &c.explanation))
+    }
+
+    pub(super) fn read_category(stored: &str) -> Result<CategoryDecision> {
+        type Row = (CustomerCategory, CategoryRule, CategoryInputs, String);
+        read(stored, |(category, rule, inputs, explanation): Row| {
+            CategoryDecision {
+                category,
+                rule,
+                inputs,
+                explanation,
+            }
+        })
+    }
+
+    /// The churn inputs without the category explanation (read back from the category's):
+    /// `[days since last purchase, usual interval, purchase occasions, spend recent, spend
+    /// before, category, open cases, failed payments, downgrades, cancellations, late
+    /// deliveries, returns]`.
+    type Inputs = (
+        Option<i64>,
+        Option<f64>,
+        u32,
+        i64,
+        i64,
+        CustomerCategory,
+        u32,
+        u32,
+        u32,
+        u32,
+        u32,
+        u32,
+    );
+
+    /// `[probability, band, intercept, [[factor, contribution, reason], …], inputs, model
+    /// version]`.
+    pub(super) fn churn(c: &ChurnScore) -> Result<String> {
+        let i = &c.inputs;
+        let inputs: Inputs = (
+            i.days_since_last_purchase,
+            i.usual_interval_days,
+            i.purchase_occasions,
+            i.spend_recent_minor,
+            i.spend_before_minor,
+            i.category,
+            i.open_cases,
+            i.failed_payments,
+            i.downgrades,
+            i.cancellations,
+            i.late_deliveries,
+            i.returns,
+        );
+        let contributions: Vec<(ChurnFactor, f64, &str)> = c
+            .contributions
+            .iter()
+            .map(|c| (c.factor, c.contribution, c.reason.as_str()))
+            .collect();
+        write(&(
+            c.probability,
+            c.band,
+            c.intercept,
+            contributions,
+            inputs,
+            &c.model_version,
+        ))
+    }
+
+    pub(super) fn read_churn(stored: &str) -> Result<ChurnScore> {
+        type Row = (
+            f64,
+            ChurnBand,
+            f64,
+            Vec<(ChurnFactor, f64, String)>,
+            Inputs,
+            String,
+        );
+        read(
+            stored,
+            |(probability, band, intercept, contributions, i, model_version): Row| ChurnScore {
+                probability,
+                band,
+                intercept,
+                contributions: contributions
+                    .into_iter()
+                    .map(|(factor, contribution, reason)| Contribution {
+                        factor,
+                        contribution,
+                        reason,
+                    })
+                    .collect(),
+                inputs: ChurnInputs {
+                    days_since_last_purchase: i.0,
+                    usual_interval_days: i.1,
+                    purchase_occasions: i.2,
+                    spend_recent_minor: i.3,
+                    spend_before_minor: i.4,
+                    category: i.5,
+                    category_explanation: String::new(),
+                    open_cases: i.6,
+                    failed_payments: i.7,
+                    downgrades: i.8,
+                    cancellations: i.9,
+                    late_deliveries: i.10,
+                    returns: i.11,
+                },
+                model_version,
+            },
+        )
+    }
+
+    /// `[currency, horizon weeks, annual discount rate, fit version, [x, t_x, T, m], P(alive),
+    /// expected purchases, expected spend, value]`.
+    type Clv = (Currency, f64, f64, i64, [f64; 4], f64, f64, i64, i64);
+
+    pub(super) fn clv(c: &ClvPart) -> Result<String> {
+        let s = &c.summary;
+        let row: Clv = (
+            c.currency,
+            c.horizon_weeks,
+            c.annual_discount_rate,
+            c.fit_version,
+            [s.frequency, s.recency, s.age, s.monetary],
+            c.p_alive,
+            c.expected_purchases,
+            c.expected_spend_minor,
+            c.value_minor,
+        );
+        write(&row)
+    }
+
+    pub(super) fn read_clv(stored: &str) -> Result<ClvPart> {
+        read(stored, |c: Clv| ClvPart {
+            currency: c.0,
+            horizon_weeks: c.1,
+            annual_discount_rate: c.2,
+            fit_version: c.3,
+            summary: CustomerSummary {
+                frequency: c.4[0],
+                recency: c.4[1],
+                age: c.4[2],
+                monetary: c.4[3],
+            },
+            p_alive: c.5,
+            expected_purchases: c.6,
+            expected_spend_minor: c.7,
+            value_minor: c.8,
+        })
+    }
+
+    /// `[[recency days, frequency, monetary], R, F, M, segment, segment rule, reasons, fit
+    /// version]`.
+    pub(super) fn rfm(r: &RfmPart) -> Result<String> {
+        let i = &r.input;
+        write(&(
+            (i.recency_days, i.frequency, i.monetary),
+            r.r,
+            r.f,
+            r.m,
+            r.segment,
+            &r.segment_rule,
+            &r.reasons,
+            r.fit_version,
+        ))
+    }
+
+    pub(super) fn read_rfm(stored: &str) -> Result<RfmPart> {
+        type Row = (
+            (u32, u64, f64),
+            u8,
+            u8,
+            u8,
+            RfmSegment,
+            String,
+            Vec<String>,
+            i64,
+        );
+        read(
+            stored,
+            |(
+                (recency_days, frequency, monetary),
+                r,
+                f,
+                m,
+                segment,
+                segment_rule,
+                reasons,
+                fit_version,
+            ): Row| {
+                RfmPart {
+                    input: RfmInput {
+                        recency_days,
+                        frequency,
+                        monetary,
+                    },
+                    r,
+                    f,
+                    m,
+                    segment,
+                    segment_rule,
+                    reasons,
+                    fit_version,
+                }
+            },
+        )
+    }
 }
 
 /// The columns of `customer_scores` in the order of [`score_row`].
@@ -816,8 +1059,8 @@ pub(crate) struct StoredScores {
 
 /// The scores stored in `row`'s columns (read by [`scores_from_row`], and by the 360° view).
 pub(crate) fn scores_from_columns(row: StoredScores) -> Result<CustomerScores> {
-    let category = serde_json::from_str::<CategoryDecision>(&row.category_json).map_err(corrupt)?;
-    let mut churn = serde_json::from_str::<ChurnScore>(&row.churn_json).map_err(corrupt)?;
+    let category = compact::read_category(&row.category_json)?;
+    let mut churn = compact::read_churn(&row.churn_json)?;
     // Not stored twice: the churn inputs' category explanation is the category decision's.
     churn.inputs.category_explanation = category.explanation.clone();
     Ok(CustomerScores {
@@ -826,14 +1069,8 @@ pub(crate) fn scores_from_columns(row: StoredScores) -> Result<CustomerScores> {
         model_version: row.model_version,
         category,
         churn,
-        clv: row
-            .clv_json
-            .map(|s| serde_json::from_str(&s).map_err(corrupt))
-            .transpose()?,
-        rfm: row
-            .rfm_json
-            .map(|s| serde_json::from_str(&s).map_err(corrupt))
-            .transpose()?,
+        clv: row.clv_json.as_deref().map(compact::read_clv).transpose()?,
+        rfm: row.rfm_json.as_deref().map(compact::read_rfm).transpose()?,
     })
 }
 
@@ -992,4 +1229,162 @@ async fn responding(
         .map(|row| parse_id(&get::<String>(row, "customer_id")?))
         .collect::<Result<_>>()?;
     Ok(found.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use cxhub_domain::scoring::clv::{BgNbd, GammaGamma};
+    use cxhub_domain::scoring::{ScoreConfig, fit_models, score_customer};
+
+    use super::*;
+
+    /// Scores of customers with every kind of input (orders in a fitted currency, answers, a
+    /// comment, open cases, failed payments), as a recompute computes them.
+    fn computed() -> Vec<CustomerScores> {
+        let as_of: DateTime<Utc> = "2026-11-24T12:00:00Z".parse().unwrap();
+        let days = |n: i64| as_of - Duration::days(n);
+        let usd = Currency::parse("USD").unwrap();
+        let facts: Vec<CustomerFacts> = (0..200)
+            .map(|i: i64| CustomerFacts {
+                customer: CustomerId::generate(),
+                orders: (0..(i % 7))
+                    .map(|k| LedgerOrder {
+                        at: days(400 - (29 + i % 13) * k - i),
+                        amount: Money::new(1_000 + (i * 7_919 + k * 104_729) % 9_000, usd),
+                    })
+                    .collect(),
+                latest_nps: (i % 3 == 0).then(|| DatedAnswer {
+                    value: i32::try_from(i % 11).unwrap(),
+                    answered_at: days(i),
+                }),
+                latest_csat: (i % 4 == 1).then(|| DatedAnswer {
+                    value: 2,
+                    answered_at: days(2 * i),
+                }),
+                latest_comment: (i % 6 == 2).then(|| SurveyComment {
+                    text: "não gostei, \"muito\" lento".to_owned(),
+                    language: if i % 12 == 2 { "pt" } else { "" }.to_owned(),
+                    answered_at: days(i),
+                }),
+                signals: (0..(i % 3))
+                    .map(|k| Signal {
+                        outcome: SIGNAL_OUTCOMES[usize::try_from(k).unwrap()].to_owned(),
+                        at: days(k + 1),
+                    })
+                    .collect(),
+            })
+            .collect();
+        // The thresholds of these customers, with the parameters published for CDNOW (a fit
+        // over so few customers need not converge).
+        let mut models = fit_models(&facts, as_of, 3);
+        models[0].bg_nbd = Some(BgNbd {
+            r: 0.243,
+            alpha: 4.414,
+            a: 0.793,
+            b: 2.426,
+        });
+        models[0].gamma_gamma = Some(GammaGamma {
+            p: 6.25,
+            q: 3.74,
+            gamma: 1_544.0,
+        });
+        facts
+            .iter()
+            .map(|f| score_customer(f, &models, as_of, &ScoreConfig::default()))
+            .collect()
+    }
+
+    fn read_back(
+        s: &CustomerScores,
+        category: String,
+        churn: String,
+        clv: Option<String>,
+        rfm: Option<String>,
+    ) -> CustomerScores {
+        scores_from_columns(StoredScores {
+            customer: s.customer.to_string(),
+            as_of: s.as_of,
+            model_version: s.model_version.clone(),
+            category_json: category,
+            churn_json: churn,
+            clv_json: clv,
+            rfm_json: rfm,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn scores_read_back_from_the_compact_and_the_earlier_object_form() {
+        let all = computed();
+        assert!(all.iter().any(|s| s.clv.is_some() && s.rfm.is_some()));
+        assert!(all.iter().any(|s| s.clv.is_none()));
+        assert!(
+            all.iter()
+                .any(|s| s.category.inputs.latest_comment.is_some())
+        );
+        assert!(all.iter().any(|s| s.churn.contributions.len() > 2));
+        for s in &all {
+            let compact = read_back(
+                s,
+                compact::category(&s.category).unwrap(),
+                compact::churn(&s.churn).unwrap(),
+                s.clv.as_ref().map(|c| compact::clv(c).unwrap()),
+                s.rfm.as_ref().map(|r| compact::rfm(r).unwrap()),
+            );
+            assert_eq!(&compact, s);
+            // As a hub before the compact form wrote them: the serde objects.
+            let object = read_back(
+                s,
+                json(&s.category).unwrap(),
+                json(&s.churn).unwrap(),
+                s.clv.as_ref().map(|c| json(c).unwrap()),
+                s.rfm.as_ref().map(|r| json(r).unwrap()),
+            );
+            assert_eq!(&object, s);
+        }
+    }
+
+    #[test]
+    fn a_row_written_by_an_earlier_hub_reads_as_it_did() {
+        // Copied from a `customer_scores` row written before the compact form.
+        let s = read_back(
+            &computed()[0],
+            r#"{"category":"Neutral","rule":"no_signal","inputs":{},"explanation":"no NPS in 180 days, no CSAT in 90 days and no complaint: neutral by default"}"#.to_owned(),
+            r#"{"probability":0.9539387886298625,"band":"high","intercept":-2.0,"contributions":[{"factor":"overdue","contribution":5.203915107791966,"reason":"no purchase in 10919 days vs usual 60 (one purchase day only: assumed)"},{"factor":"frequency","contribution":-0.17328679513998632,"reason":"1 purchase day"}],"inputs":{"days_since_last_purchase":10919,"purchase_occasions":1,"spend_recent_minor":0,"spend_before_minor":0,"category":"Neutral"},"model_version":"churn-logit-default-1"}"#.to_owned(),
+            Some(r#"{"currency":"USD","horizon_weeks":52.0,"annual_discount_rate":0.1,"fit_version":2,"summary":{"frequency":0.0,"recency":0.0,"age":1559.857142857143,"monetary":0.0},"p_alive":1.0,"expected_purchases":0.003755991477716973,"expected_spend_minor":3613,"value_minor":13}"#.to_owned()),
+            Some(r#"{"input":{"recency_days":10919,"frequency":1,"monetary":1177.0},"r":1,"f":1,"m":1,"segment":"Lost","segment_rule":"R 1 and F 1–2","reasons":["R 1: last purchase 10919 days ago, at least 10888","F 1: 1 purchases, at most 1","M 1: spend 1177, at most 1536"],"fit_version":2}"#.to_owned()),
+        );
+        assert_eq!(
+            s.category.explanation,
+            "no NPS in 180 days, no CSAT in 90 days and no complaint: neutral by default"
+        );
+        assert_eq!(s.churn.inputs.category_explanation, s.category.explanation);
+        assert_eq!(s.churn.probability, 0.9539387886298625);
+        assert_eq!(s.churn.contributions[1].contribution, -0.17328679513998632);
+        assert_eq!(s.churn.inputs.days_since_last_purchase, Some(10919));
+        assert_eq!(s.churn.inputs.usual_interval_days, None);
+        let clv = s.clv.as_ref().unwrap();
+        assert_eq!(
+            (clv.fit_version, clv.summary.age, clv.value_minor),
+            (2, 1559.857142857143, 13)
+        );
+        let rfm = s.rfm.as_ref().unwrap();
+        assert_eq!(rfm.reasons[2], "M 1: spend 1177, at most 1536");
+        // Written again in the compact form, it reads back the same, in fewer bytes.
+        let churn = compact::churn(&s.churn).unwrap();
+        assert!(
+            churn.len() * 2 < json(&s.churn).unwrap().len() + 100,
+            "{churn}"
+        );
+        let again = read_back(
+            &s,
+            compact::category(&s.category).unwrap(),
+            churn,
+            s.clv.as_ref().map(|c| compact::clv(c).unwrap()),
+            s.rfm.as_ref().map(|r| compact::rfm(r).unwrap()),
+        );
+        assert_eq!(again, s);
+    }
 }
