@@ -31,7 +31,7 @@ use cxhub_domain::scoring::{
 use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult, TransactionTrait, Value};
 
 use crate::error::{DbResultExt, corrupt};
-use crate::sql::{Sql, int, text, time};
+use crate::sql::{Sql, int, text, texts, time};
 use crate::store::{Store, snapshot};
 use crate::{IN_LIST_CHUNK, now};
 
@@ -986,21 +986,41 @@ async fn save_scores(txn: &DatabaseTransaction, scores: Vec<CustomerScores>) -> 
 }
 
 /// Those of `customers` that are live (neither merged away nor erased), each with its stored
-/// category and churn band (`None` without a score row): one query over `customers` joined to
-/// `customer_scores`.
+/// category and churn band (`None` without a score row): one query over `customers` and
+/// `customer_scores`. On PostgreSQL each id of the array is looked up by scalar subqueries
+/// (an index probe each): for a batch of 2,500 ids the planner answered `c.id = ANY(array)`
+/// with a (parallel) sequential scan of `customers`, and a join with `unnest(array)` with a
+/// hash of every customer, 20–25 ms a batch either way at 100,000 customers (about 1 s of a
+/// full recompute).
 async fn live_with_bands(
     txn: &DatabaseTransaction,
     customers: &[CustomerId],
 ) -> Result<BTreeMap<CustomerId, Option<(String, String)>>> {
+    let backend = txn.get_database_backend();
     let mut live = BTreeMap::new();
     for chunk in customers.chunks(IN_LIST_CHUNK) {
-        let mut sql = Sql::new(
-            txn.get_database_backend(),
-            "SELECT c.id, s.category, s.churn_band FROM customers c \
-             LEFT JOIN customer_scores s ON s.customer_id = c.id \
-             WHERE c.merged_into IS NULL AND c.id",
-        );
-        sql.in_texts(ids(chunk));
+        let mut sql;
+        if backend == sea_orm::DbBackend::Postgres {
+            sql = Sql::new(
+                backend,
+                "SELECT id, category, churn_band FROM (SELECT u.id, \
+                 (SELECT c.merged_into IS NULL FROM customers c WHERE c.id = u.id) AS live, \
+                 (SELECT s.category FROM customer_scores s WHERE s.customer_id = u.id) \
+                 AS category, \
+                 (SELECT s.churn_band FROM customer_scores s WHERE s.customer_id = u.id) \
+                 AS churn_band FROM unnest(",
+            );
+            sql.bind(texts(ids(chunk)))
+                .push("::text[]) AS u(id)) AS probed WHERE live");
+        } else {
+            sql = Sql::new(
+                backend,
+                "SELECT c.id, s.category, s.churn_band FROM customers c \
+                 LEFT JOIN customer_scores s ON s.customer_id = c.id \
+                 WHERE c.merged_into IS NULL AND c.id",
+            );
+            sql.in_texts(ids(chunk));
+        }
         for row in txn.query_all_raw(sql.build()).await.db()? {
             let stored = match (
                 get::<Option<String>>(&row, "category")?,
