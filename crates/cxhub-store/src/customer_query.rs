@@ -1043,12 +1043,18 @@ mod tests {
             .join("\n")
     }
 
-    #[tokio::test]
-    async fn prefix_searches_are_index_range_scans_in_index_order() {
+    /// A migrated in-memory SQLite store, for query plans.
+    async fn migrated_memory_store() -> Store {
         let store = Store::connect("sqlite::memory:", StoreOptions::default())
             .await
             .unwrap();
         store.migrate().await.unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn prefix_searches_are_index_range_scans_in_index_order() {
+        let store = migrated_memory_store().await;
         let backend = store.reader.get_database_backend();
         for (by, index) in [
             (
@@ -1107,10 +1113,7 @@ mod tests {
     /// its cases and subscriptions and its scores are table reads.
     #[tokio::test]
     async fn the_360_reads_its_lists_from_covering_indexes() {
-        let store = Store::connect("sqlite::memory:", StoreOptions::default())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
+        let store = migrated_memory_store().await;
         let backend = store.reader.get_database_backend();
         let plan = plan(&store, statement_360(backend, "c1", 10, Utc::now())).await;
         for index in [
