@@ -1876,7 +1876,7 @@ pub(crate) async fn insert_entry(
 }
 
 /// The programme in force, if one was set.
-async fn get_programme(conn: &impl ConnectionTrait) -> Result<Option<StoredProgramme>> {
+pub(crate) async fn get_programme(conn: &impl ConnectionTrait) -> Result<Option<StoredProgramme>> {
     let sql = Sql::new(
         conn.get_database_backend(),
         "SELECT version, programme_json, updated_at FROM loyalty_programme WHERE id = 1",

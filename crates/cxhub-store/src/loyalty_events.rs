@@ -345,10 +345,15 @@ async fn accrue(txn: &DatabaseTransaction, backend: Backend, max: u32) -> Result
     // tasks taking the same customers one by one in different orders could deadlock.
     let customers: Vec<CustomerId> = events.iter().filter_map(|e| e.customer).collect();
     crate::loyalty::lock_customers(txn, backend, &customers).await?;
+    // Without a programme no payment earns: each is passed over here, as `post` would refuse
+    // it (`NO_EARNING_RULE`) after reading the customer and their ledger — five queries a
+    // payment, most of a catch-up over a bulk load. (A programme once set is never removed,
+    // so there are no accrued lots whose expiry `post` would have posted first.)
+    let programme_set = crate::loyalty::get_programme(txn).await?.is_some();
     for e in &events {
         let posting = match posting_for(txn, e).await? {
-            Some(p) => p,
-            None => {
+            Some(p) if programme_set || !matches!(p.op, PointsOp::Earn { .. }) => p,
+            _ => {
                 pass.skipped += 1;
                 continue;
             }
