@@ -646,37 +646,39 @@ async fn seed(
 /// run, each of its commits making every SQLite reader drop its page cache). Prints how long
 /// each took.
 async fn catch_up(store: &Store) {
-    let started = Instant::now();
-    let mut events = 0;
-    loop {
-        let pass = store.accrue_points(ACCRUAL_BATCH).await.expect("accrual");
-        if pass.read == 0 {
-            break;
-        }
-        events += pass.read;
-    }
-    let took = started.elapsed().as_secs_f64();
-    println!(
-        "points accrual catch-up: {events} transaction events in {took:.1} s = {:.0} events/s",
-        events as f64 / took
-    );
-    let started = Instant::now();
+    drain("points accrual", "transaction events", || async {
+        store
+            .accrue_points(ACCRUAL_BATCH)
+            .await
+            .expect("accrual")
+            .read
+    })
+    .await;
     let guard = GuardConfig::default();
-    let mut changes = 0;
-    loop {
-        let pass = store
+    drain("loyalty rule follower", "changes", || async {
+        store
             .follow_rule_events(&guard, ACCRUAL_BATCH)
             .await
-            .expect("rule follower");
-        if pass.read == 0 {
-            break;
+            .expect("rule follower")
+            .read
+    })
+    .await;
+}
+
+/// Runs `pass` until it reads nothing, then prints what it read and how fast.
+async fn drain<F: Future<Output = u64>>(task: &str, what: &str, mut pass: impl FnMut() -> F) {
+    let started = Instant::now();
+    let mut read = 0;
+    loop {
+        match pass().await {
+            0 => break,
+            n => read += n,
         }
-        changes += pass.read;
     }
     let took = started.elapsed().as_secs_f64();
     println!(
-        "loyalty rule follower catch-up: {changes} changes in {took:.1} s = {:.0} changes/s",
-        changes as f64 / took
+        "{task} catch-up: {read} {what} in {took:.1} s = {:.0} {what}/s",
+        read as f64 / took
     );
 }
 
