@@ -373,16 +373,16 @@ fn customer_view(row: &QueryResult, id: CustomerId, requested: CustomerId) -> Re
 }
 
 /// The JSON array of arrays in `column` (see [`open_json_rows`]).
-fn json_rows(row: &QueryResult, column: &str) -> Result<Vec<Vec<serde_json::Value>>> {
+pub(crate) fn json_rows(row: &QueryResult, column: &str) -> Result<Vec<Vec<serde_json::Value>>> {
     let text: String = get(row, column)?;
     serde_json::from_str(&text).map_err(corrupt)
 }
 
 /// The cells of one JSON row, read in order.
-struct Cells(std::vec::IntoIter<serde_json::Value>);
+pub(crate) struct Cells(std::vec::IntoIter<serde_json::Value>);
 
 impl Cells {
-    fn new(cells: Vec<serde_json::Value>, width: usize) -> Result<Self> {
+    pub(crate) fn new(cells: Vec<serde_json::Value>, width: usize) -> Result<Self> {
         if cells.len() != width {
             return Err(corrupt(format!(
                 "a JSON row of {} cells where {width} were selected",
@@ -404,7 +404,7 @@ impl Cells {
         }
     }
 
-    fn text(&mut self) -> Result<String> {
+    pub(crate) fn text(&mut self) -> Result<String> {
         self.text_opt()?
             .ok_or_else(|| corrupt("expected text, found null"))
     }
@@ -420,14 +420,14 @@ impl Cells {
         }
     }
 
-    fn int(&mut self) -> Result<i64> {
+    pub(crate) fn int(&mut self) -> Result<i64> {
         self.int_opt()?
             .ok_or_else(|| corrupt("expected an integer, found null"))
     }
 
     /// A time: RFC 3339 text on both backends (how sqlx stores times in SQLite, how
     /// PostgreSQL writes a `timestamptz` in JSON).
-    fn time(&mut self) -> Result<DateTime<Utc>> {
+    pub(crate) fn time(&mut self) -> Result<DateTime<Utc>> {
         let text = self.text()?;
         DateTime::parse_from_rfc3339(&text)
             .map(|t| t.with_timezone(&Utc))
