@@ -219,19 +219,20 @@ pub fn hyp2f1_many(a: f64, b: f64, c: f64, zs: &[f64]) -> Vec<f64> {
             }
         }
     }
-    zs.iter()
-        .map(|&z| {
-            let series = coefficients
-                .iter()
-                .rev()
-                .fold(0.0_f64, |acc, &k| acc.mul_add(z, k));
-            if excess < 0.0 {
-                (1.0 - z).powf(excess) * series
-            } else {
-                series
-            }
-        })
-        .collect()
+    // Horner's rule at every point at once: the inner loop runs across the points, which the
+    // compiler vectorises (`mul_add` would be a library call per step without FMA enabled).
+    let mut series = vec![0.0_f64; zs.len()];
+    for &k in coefficients.iter().rev() {
+        for (s, &z) in series.iter_mut().zip(zs) {
+            *s = *s * z + k;
+        }
+    }
+    if excess < 0.0 {
+        for (s, &z) in series.iter_mut().zip(zs) {
+            *s *= (1.0 - z).powf(excess);
+        }
+    }
+    series
 }
 
 /// A fitted BG/NBD model of purchase counts and dropout (Fader, Hardie & Lee 2005).
@@ -481,8 +482,17 @@ pub fn clv(
         let step = 1.0 + weekly_discount_rate;
         let times: Vec<f64> = (1..=weeks).map(|k| (k as f64).min(horizon_weeks)).collect();
         let cumulative = bg.alive_expectations(c.frequency, c.age, &times);
-        for (t, cumulative) in times.into_iter().zip(cumulative) {
-            discounted += (cumulative - expected) / step.powf(t);
+        // stepᵗ as a running product over the whole weeks (one `powf` for a fractional last
+        // week, not one per week).
+        let mut whole = 1.0;
+        for (k, (t, cumulative)) in times.into_iter().zip(cumulative).enumerate() {
+            whole *= step;
+            let factor = if t == (k + 1) as f64 {
+                whole
+            } else {
+                step.powf(t)
+            };
+            discounted += (cumulative - expected) / factor;
             expected = cumulative;
         }
     }
