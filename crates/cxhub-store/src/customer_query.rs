@@ -396,7 +396,7 @@ impl Cells {
         self.0.next().unwrap_or(serde_json::Value::Null)
     }
 
-    fn text_opt(&mut self) -> Result<Option<String>> {
+    pub(crate) fn text_opt(&mut self) -> Result<Option<String>> {
         match self.next() {
             serde_json::Value::Null => Ok(None),
             serde_json::Value::String(s) => Ok(Some(s)),

@@ -82,8 +82,10 @@ impl CustomerScoreRepo for Store {
         if scores.is_empty() {
             return Ok(0);
         }
+        // The rows are built while the writer is awaited (another batch may hold it).
+        let building = build_scores(self.writer.get_database_backend(), scores);
         let txn = self.begin_scores_write().await?;
-        match save_scores(&txn, scores).await {
+        match save_scores(&txn, building).await {
             Ok(n) => txn.commit().await.db().map(|()| n),
             Err(err) => {
                 crate::store::rollback(txn).await;
@@ -1142,26 +1144,49 @@ fn pg_array_type(value: &Value) -> Result<(sea_orm::sea_query::ArrayType, &'stat
 /// merges and erasures take, so none changes before it commits: the rows of customers merged
 /// away or erased while their scores were computed (usually none) are deleted after the
 /// upserts.
-async fn save_scores(txn: &DatabaseTransaction, scores: Vec<CustomerScores>) -> Result<u64> {
-    let backend = txn.get_database_backend();
+/// The upserts of a batch of scores being built on a blocking thread (see [`build_scores`]).
+struct Building {
+    /// The customers, each once, in id order.
+    ids: Vec<CustomerId>,
+    computed_at: DateTime<Utc>,
+    statements: tokio::task::JoinHandle<Result<(Vec<sea_orm::Statement>, Vec<CustomerScores>)>>,
+}
+
+/// Starts building the upserts of `scores` on a blocking thread (the later scores of one
+/// customer win), for [`save_scores`] to run.
+fn build_scores(backend: sea_orm::DbBackend, scores: Vec<CustomerScores>) -> Building {
     let computed_at = now();
-    // Later scores of one customer win within a call.
     let mut last: BTreeMap<CustomerId, CustomerScores> = BTreeMap::new();
     for s in scores {
         last.insert(s.customer, s);
     }
     let ids: Vec<CustomerId> = last.keys().copied().collect();
     let unique: Vec<CustomerScores> = last.into_values().collect();
-    let building = tokio::task::spawn_blocking(move || {
+    let statements = tokio::task::spawn_blocking(move || {
         score_upserts(backend, &unique, computed_at).map(|statements| (statements, unique))
     });
+    Building {
+        ids,
+        computed_at,
+        statements,
+    }
+}
+
+async fn save_scores(txn: &DatabaseTransaction, building: Building) -> Result<u64> {
+    let backend = txn.get_database_backend();
+    let Building {
+        ids,
+        computed_at,
+        statements,
+    } = building;
     let before = live_with_bands(txn, &ids).await?;
-    let (statements, unique) = building
+    let (statements, unique) = statements
         .await
         .map_err(|err| Error::internal(format!("building the score upserts failed: {err}")))??;
     for statement in statements {
         txn.execute_raw(statement).await.db()?;
     }
+
     // Customers merged away or erased meanwhile keep no row (written above or not).
     let removed: Vec<CustomerId> = ids
         .iter()
@@ -1215,15 +1240,24 @@ async fn live_with_bands(
             }
             continue;
         }
+        // One row for the whole chunk (see `placed_orders` on what a row costs on SQLite).
         let mut sql = Sql::new(
             backend,
-            "SELECT c.id, s.category, s.churn_band FROM customers c \
-             LEFT JOIN customer_scores s ON s.customer_id = c.id \
+            "SELECT json_group_array(json_array(c.id, s.category, s.churn_band)) AS live \
+             FROM customers c LEFT JOIN customer_scores s ON s.customer_id = c.id \
              WHERE c.merged_into IS NULL AND c.id",
         );
         sql.in_texts(ids(chunk));
         for row in txn.query_all_raw(sql.build()).await.db()? {
-            live.insert(parse_id(&get::<String>(&row, "id")?)?, bands(&row)?);
+            for cells in json_rows(&row, "live")? {
+                let mut cells = Cells::new(cells, 3)?;
+                let id = parse_id(&cells.text()?)?;
+                let stored = match (cells.text_opt()?, cells.text_opt()?) {
+                    (Some(category), Some(band)) => Some((category, band)),
+                    _ => None,
+                };
+                live.insert(id, stored);
+            }
         }
     }
     Ok(live)

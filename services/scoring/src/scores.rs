@@ -101,6 +101,13 @@ fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
+/// A task that panicked or was cancelled while doing `what`, as an internal error.
+fn task_failed(
+    what: &'static str,
+) -> impl Fn(tokio::task::JoinError) -> cxhub_domain::Error + Copy {
+    move |err| cxhub_domain::Error::internal(format!("{what} failed: {err}"))
+}
+
 impl Scores {
     /// Scores kept in `repo` (with the churn model), following `log`, computed with `config`;
     /// the churn model is fitted with the defaults of [`ChurnFitConfig`].
@@ -185,9 +192,7 @@ impl Scores {
             let (repo, chunk) = (self.repo.clone(), chunk.to_vec());
             tokio::spawn(async move { repo.customer_facts(&chunk, as_of, signal_days).await })
         };
-        let failed = |err: tokio::task::JoinError| {
-            cxhub_domain::Error::internal(format!("read failed: {err}"))
-        };
+        let failed = task_failed("read");
         let mut facts = Vec::with_capacity(ids.len());
         let mut reading = None;
         for chunk in ids.chunks(BATCH as usize) {
@@ -230,14 +235,21 @@ impl Scores {
                 }
             }
         });
+        // Two batches are saved at a time: one is built while the other holds the writer.
         let (mut scored, mut with_clv) = (0, 0);
+        let mut saving = None;
         while let Some(scores) = scored_batches.recv().await {
             with_clv += scores.iter().filter(|s| s.clv.is_some()).count() as u64;
-            scored += self.repo.save_scores(scores).await?;
+            let repo = self.repo.clone();
+            let next = tokio::spawn(async move { repo.save_scores(scores).await });
+            if let Some(earlier) = saving.replace(next) {
+                scored += earlier.await.map_err(task_failed("saving scores"))??;
+            }
         }
-        scorer
-            .await
-            .map_err(|err| cxhub_domain::Error::internal(format!("scoring failed: {err}")))?;
+        if let Some(last) = saving {
+            scored += last.await.map_err(task_failed("saving scores"))??;
+        }
+        scorer.await.map_err(task_failed("scoring"))?;
         Ok((scored, with_clv))
     }
 
@@ -283,9 +295,7 @@ impl Scores {
                 (churn, fitting.elapsed())
             }
         });
-        let fit_failed = |err: tokio::task::JoinError| {
-            cxhub_domain::Error::internal(format!("fit failed: {err}"))
-        };
+        let fit_failed = task_failed("fit");
         let (models, clv_fit) = clv_fit.await.map_err(fit_failed)?;
         let (churn, churn_fit) = churn_fit.await.map_err(fit_failed)?;
         let fitted = started.elapsed();
