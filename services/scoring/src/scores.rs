@@ -235,22 +235,44 @@ impl Scores {
                 }
             }
         });
-        // Two batches are saved at a time: one is built while the other holds the writer.
+        // Two batches are saved at a time: one is built while the other holds the writer. After
+        // a failed save the one still in flight is waited for and the scoring stopped, so
+        // nothing is written once this returns.
+        let saved = |save: tokio::task::JoinHandle<Result<u64>>| async move {
+            save.await.map_err(task_failed("saving scores"))?
+        };
         let (mut scored, mut with_clv) = (0, 0);
         let mut saving = None;
+        let mut failed = None;
         while let Some(scores) = scored_batches.recv().await {
             with_clv += scores.iter().filter(|s| s.clv.is_some()).count() as u64;
             let repo = self.repo.clone();
             let next = tokio::spawn(async move { repo.save_scores(scores).await });
             if let Some(earlier) = saving.replace(next) {
-                scored += earlier.await.map_err(task_failed("saving scores"))??;
+                match saved(earlier).await {
+                    Ok(n) => scored += n,
+                    Err(err) => {
+                        failed = Some(err);
+                        break;
+                    }
+                }
             }
         }
         if let Some(last) = saving {
-            scored += last.await.map_err(task_failed("saving scores"))??;
+            match saved(last).await {
+                Ok(n) => scored += n,
+                Err(err) => {
+                    failed.get_or_insert(err);
+                }
+            }
         }
+        // The scorer stops at its next batch once nothing receives them.
+        drop(scored_batches);
         scorer.await.map_err(task_failed("scoring"))?;
-        Ok((scored, with_clv))
+        match failed {
+            Some(err) => Err(err),
+            None => Ok((scored, with_clv)),
+        }
     }
 
     /// The full recompute; see the module documentation.
