@@ -763,3 +763,162 @@ pub fn models_to_pb(models: &CurrencyModels) -> pb::FittedModels {
         churn_model: Some(churn_model_to_pb(&models.churn)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use cxhub_domain::Error;
+    use cxhub_domain::change::ChangeSlice;
+
+    use super::*;
+
+    /// Scores that only `write` uses: its saves, counted as they start and finish. The second
+    /// save fails at once; the third takes a while, so it is still running when the failure
+    /// arrives. Everything else answers an error: `write` must not call it.
+    #[derive(Default)]
+    struct Saves {
+        started: AtomicUsize,
+        finished: AtomicUsize,
+    }
+
+    fn unused<T>() -> Result<T> {
+        Err(Error::internal("not used by the write"))
+    }
+
+    #[tonic::async_trait]
+    impl CustomerScoreRepo for Saves {
+        async fn live_customers(&self, _: Option<CustomerId>, _: u32) -> Result<Vec<CustomerId>> {
+            unused()
+        }
+        async fn customer_facts(
+            &self,
+            _: &[CustomerId],
+            _: DateTime<Utc>,
+            _: i64,
+        ) -> Result<Vec<CustomerFacts>> {
+            unused()
+        }
+        async fn save_models(&self, _: &[FittedModels], _: ScorePosition) -> Result<()> {
+            unused()
+        }
+        async fn fitted_models(&self) -> Result<Vec<FittedModels>> {
+            unused()
+        }
+        async fn save_scores(&self, scores: Vec<CustomerScores>) -> Result<u64> {
+            let call = self.started.fetch_add(1, Ordering::SeqCst) + 1;
+            let outcome = match call {
+                2 => Err(Error::internal("the disk is full")),
+                3 => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Ok(scores.len() as u64)
+                }
+                _ => Ok(scores.len() as u64),
+            };
+            self.finished.fetch_add(1, Ordering::SeqCst);
+            outcome
+        }
+        async fn delete_scores(&self, _: &[CustomerId]) -> Result<u64> {
+            unused()
+        }
+        async fn delete_scores_before(&self, _: DateTime<Utc>) -> Result<u64> {
+            unused()
+        }
+        async fn pause_score_indexes(&self) -> Result<()> {
+            unused()
+        }
+        async fn restore_score_indexes(&self) -> Result<()> {
+            unused()
+        }
+        async fn customer_scores(
+            &self,
+            _: CustomerId,
+        ) -> Result<(CustomerId, Option<CustomerScores>)> {
+            unused()
+        }
+        async fn list_scores(
+            &self,
+            _: &ScoreFilter,
+            _: ScoreOrder,
+            _: &PageRequest,
+        ) -> Result<Page<CustomerScores>> {
+            unused()
+        }
+        async fn score_position(&self) -> Result<Option<ScorePosition>> {
+            unused()
+        }
+        async fn save_score_position(&self, _: ScorePosition) -> Result<()> {
+            unused()
+        }
+        async fn responding_customers(
+            &self,
+            _: DateTime<Utc>,
+            _: DateTime<Utc>,
+        ) -> Result<Vec<CustomerId>> {
+            unused()
+        }
+    }
+
+    #[tonic::async_trait]
+    impl ChurnModelRepo for Saves {
+        async fn save_churn_model(&self, _: &ChurnModel) -> Result<()> {
+            unused()
+        }
+        async fn churn_model(&self) -> Result<Option<ChurnModel>> {
+            unused()
+        }
+    }
+
+    #[tonic::async_trait]
+    impl ChangeLogRepo for Saves {
+        async fn read_changes(&self, _: i64, _: u32) -> Result<ChangeSlice> {
+            unused()
+        }
+        async fn prune_changes(&self, _: DateTime<Utc>) -> Result<u64> {
+            unused()
+        }
+    }
+
+    /// A failed save ends the write with its error, and only once nothing more is written:
+    /// the save in flight beside it has finished and no later batch is saved.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_save_ends_the_write_once_nothing_more_is_written() {
+        let saves = Arc::new(Saves::default());
+        let scores = Scores::new(saves.clone(), saves.clone(), ScoreConfig::default());
+        let as_of = now();
+        let facts: Vec<CustomerFacts> = (0..5 * WRITE_BATCH)
+            .map(|_| CustomerFacts {
+                customer: CustomerId::generate(),
+                orders: Vec::new(),
+                latest_nps: None,
+                latest_csat: None,
+                latest_comment: None,
+                signals: Vec::new(),
+            })
+            .collect();
+        let churn = ChurnModel::default_model(as_of, "defaults for the test");
+
+        let err = scores.write(facts, &[], &churn, as_of).await.unwrap_err();
+
+        assert!(err.to_string().contains("the disk is full"), "{err}");
+        let at_answer = (
+            saves.started.load(Ordering::SeqCst),
+            saves.finished.load(Ordering::SeqCst),
+        );
+        assert_eq!(
+            at_answer.1, at_answer.0,
+            "a save was still running when write answered"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let later = (
+            saves.started.load(Ordering::SeqCst),
+            saves.finished.load(Ordering::SeqCst),
+        );
+        assert_eq!(later, at_answer, "a save ran after write answered");
+        // The first, the failed one and the one in flight beside it; no batch after them.
+        assert_eq!(at_answer.0, 3);
+    }
+}
