@@ -338,23 +338,22 @@ impl Scores {
         let written_from = started.elapsed();
         // Every row is rewritten: the indexes are built once afterwards, not row by row.
         self.repo.pause_score_indexes().await?;
-        let written = async {
-            let (scored, with_clv) = self.write(facts, &models, &churn, as_of).await?;
-            let deleted = self.repo.delete_scores_before(as_of).await?;
-            Ok::<_, cxhub_domain::Error>((scored, with_clv, deleted))
-        }
-        .await;
+        let written = self.write(facts, &models, &churn, as_of).await;
         let indexed_from = started.elapsed();
         let restored = self.repo.restore_score_indexes().await;
-        let (scored, with_clv, deleted) = written?;
+        let indexes = started.elapsed() - indexed_from;
+        let (scored, with_clv) = written?;
         restored?;
+        // The rows not rewritten (customers merged away or erased meanwhile) are found through
+        // the `computed_at` index, now rebuilt: without it the delete read the whole table.
+        let deleted = self.repo.delete_scores_before(as_of).await?;
         tracing::info!(
             read_ms = read.as_millis(),
             clv_fit_ms = clv_fit.as_millis(),
             churn_fit_ms = churn_fit.as_millis(),
             fits_ms = (fitted - read).as_millis(),
             write_ms = (started.elapsed() - written_from).as_millis(),
-            indexes_ms = (started.elapsed() - indexed_from).as_millis(),
+            indexes_ms = indexes.as_millis(),
             customers = scored,
             with_clv,
             deleted,
