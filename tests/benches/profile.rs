@@ -11,6 +11,7 @@
 //! CXHUB_BENCH_CUSTOMERS=100000 …                                # customers with history
 //! CXHUB_BENCH_SEARCH_CUSTOMERS=1000000 …                        # customers in total for search
 //! CXHUB_BENCH_SECONDS=8 …                                       # seconds per measurement
+//! CXHUB_BENCH_READERS=2 …                                       # the store's read connections
 //! ```
 //!
 //! Seeded per customer with history: one CRM contact (a Portuguese given name and one or two
@@ -994,6 +995,14 @@ async fn run(name: &str, url: &str, options: StoreOptions, sizes: &Sizes) {
     hub.stop().await;
 }
 
+/// `CXHUB_BENCH_READERS`: the store's connections for reads (SQLite: its readers; PostgreSQL:
+/// its pool), instead of the store's default.
+fn readers() -> Option<u32> {
+    std::env::var("CXHUB_BENCH_READERS")
+        .ok()
+        .map(|n| n.parse().expect("CXHUB_BENCH_READERS: a number"))
+}
+
 fn main() {
     let sizes = Sizes {
         customers: env("CXHUB_BENCH_CUSTOMERS", 100_000),
@@ -1011,7 +1020,10 @@ fn main() {
         runtime.block_on(run(
             "SQLite (WAL, synchronous=FULL)",
             &url,
-            StoreOptions::default(),
+            StoreOptions {
+                schema: None,
+                max_connections: readers(),
+            },
             &sizes,
         ));
     }
@@ -1026,7 +1038,7 @@ fn main() {
                 &url,
                 StoreOptions {
                     schema: Some(schema.clone()),
-                    max_connections: None,
+                    max_connections: readers(),
                 },
                 &sizes,
             )
