@@ -768,6 +768,36 @@ mod tests {
         }
     }
 
+    /// The bundled SQLite is built with the options of `.cargo/config.toml`: no shared page
+    /// cache group behind one mutex, no memory statistics (see docs/data-model.md, "SQLite
+    /// build options"). A build without them still works, only slower with reads on several
+    /// connections; this says so instead of leaving it to a profile.
+    #[tokio::test]
+    async fn sqlite_is_built_without_the_process_wide_cache_and_statistics_mutexes() {
+        let store = Store::connect("sqlite::memory:", StoreOptions::default())
+            .await
+            .unwrap();
+        let options: Vec<String> = store
+            .writer
+            .query_all_raw(sea_orm::Statement::from_string(
+                DbBackend::Sqlite,
+                "PRAGMA compile_options",
+            ))
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.try_get_by_index::<String>(0).unwrap())
+            .collect();
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+    }
+
     #[tokio::test]
     async fn sqlite_files_are_durable_and_reopen_with_their_data() {
         let dir = tempfile::tempdir().unwrap();
