@@ -33,6 +33,7 @@ mod m20261124_000018_survey_answers_report_idx;
 mod m20261124_000019_churn_models;
 mod m20261124_000020_response_language_given;
 mod m20261125_000021_customer_cover_indexes;
+mod m20261125_000022_audit_customer_runs;
 
 /// Every migration of cxhub, in the order they apply.
 #[derive(Debug)]
@@ -62,6 +63,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000019_churn_models::Migration),
             Box::new(m20261124_000020_response_language_given::Migration),
             Box::new(m20261125_000021_customer_cover_indexes::Migration),
+            Box::new(m20261125_000022_audit_customer_runs::Migration),
         ]
     }
 }

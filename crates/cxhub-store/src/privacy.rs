@@ -833,10 +833,10 @@ async fn audit_events_of(
 ) -> Result<Vec<AuditEvent>> {
     let mut sql = Sql::new(
         audit_db.get_database_backend(),
-        "SELECT * FROM audit_events WHERE customer_id",
+        "SELECT * FROM audit_events e WHERE ",
     );
-    sql.in_texts(ids.iter().map(ToString::to_string))
-        .push(" ORDER BY id DESC");
+    events_of(&mut sql, ids.iter().map(ToString::to_string).collect());
+    sql.push(" ORDER BY e.id DESC");
     audit_db
         .query_all_raw(sql.build())
         .await
@@ -947,6 +947,7 @@ async fn write_audit(
     held_checkpoints: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) {
     let beside = checkpoint_beside(&writer, held_checkpoints).await;
+    let mut unindexed = events_after_runs(&writer).await;
     while let Some(first) = jobs.recv().await {
         let mut group = vec![first];
         let mut yields = 0;
@@ -983,6 +984,110 @@ async fn write_audit(
         }
         for done in waiting {
             let _ = done.send(outcome.clone());
+        }
+        // After the reads of the group have their answer: the next group waits for the run.
+        if outcome.is_ok()
+            && let Some(count) = unindexed.as_mut()
+        {
+            *count += rows.len() as u64;
+            if *count >= AUDIT_RUN_ROWS {
+                let _turn = match &beside {
+                    Some(beside) => Some(beside.turn.lock().await),
+                    None => None,
+                };
+                let started = std::time::Instant::now();
+                let added = add_run(&writer).await;
+                tracing::debug!(
+                    events = *count,
+                    ms = started.elapsed().as_millis() as u64,
+                    "audit events indexed by customer"
+                );
+                if let Err(err) = added {
+                    // The events stay found by scanning; the next run takes them.
+                    tracing::warn!(error = %err, "indexing audit events by customer failed");
+                }
+                *count = 0;
+            }
+        }
+    }
+}
+
+/// Events appended after the newest customer run before one is added (see
+/// [`add_run`]): a run holds a few sequential pages; the events past the newest run are
+/// scanned by queries about a customer, so a run of about this many takes a few milliseconds
+/// and a scan of the rest about one.
+const AUDIT_RUN_ROWS: u64 = 5_000;
+
+/// SQLite: how many events come after the newest customer run (migration
+/// `m20261125_000022_audit_customer_runs`). `None` on PostgreSQL, which indexes events by
+/// customer as they are written, or when the count fails (then no run is added).
+async fn events_after_runs(audit_db: &sea_orm::DatabaseConnection) -> Option<u64> {
+    if audit_db.get_database_backend() != DbBackend::Sqlite {
+        return None;
+    }
+    let counted = audit_db
+        .query_one_raw(sea_orm::Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT COUNT(*) AS n FROM audit_events \
+             WHERE rowid > (SELECT COALESCE(MAX(through_rowid), 0) FROM audit_runs)",
+        ))
+        .await;
+    match counted {
+        Ok(Some(row)) => row.try_get::<i64>("", "n").ok().map(|n| n.max(0) as u64),
+        Ok(None) => None,
+        Err(err) => {
+            tracing::warn!(error = %err, "counting the audit events past the customer runs failed");
+            None
+        }
+    }
+}
+
+/// SQLite: adds a customer run holding every event after the newest one, sorted by
+/// (customer, id), so its entries are appended to `audit_customer_runs` as a few sequential
+/// pages instead of one random page each. One transaction: until it commits, queries find the
+/// events by scanning them.
+async fn add_run(audit_db: &sea_orm::DatabaseConnection) -> Result<()> {
+    let txn = audit_db.begin().await.db()?;
+    let added = async {
+        // The bounds first, bound as values below: a bound from a joined subquery was not
+        // used to start the scan at that rowid (the whole table was read).
+        let newest = txn
+            .query_one_raw(sea_orm::Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT COALESCE(MAX(run), 0) AS run, COALESCE(MAX(through_rowid), 0) AS through \
+                 FROM audit_runs",
+            ))
+            .await
+            .db()?
+            .ok_or_else(|| cxhub_domain::Error::internal("no row from an aggregate"))?;
+        let run: i64 = get(&newest, "run")?;
+        let through: i64 = get(&newest, "through")?;
+        let mut sql = Sql::new(
+            DbBackend::Sqlite,
+            "INSERT INTO audit_customer_runs (run, customer_id, id) SELECT ",
+        );
+        sql.bind(run + 1)
+            .push(", customer_id, id FROM audit_events WHERE rowid > ")
+            .bind(through)
+            .push(" ORDER BY customer_id, id");
+        txn.execute_raw(sql.build()).await.db()?;
+        let mut sql = Sql::new(
+            DbBackend::Sqlite,
+            "INSERT INTO audit_runs (run, through_rowid) SELECT ",
+        );
+        sql.bind(run + 1)
+            .push(", MAX(rowid) FROM audit_events WHERE rowid > ")
+            .bind(through)
+            .push(" HAVING COUNT(*) > 0");
+        txn.execute_raw(sql.build()).await.db()?;
+        Ok(())
+    }
+    .await;
+    match added {
+        Ok(()) => txn.commit().await.db(),
+        Err(err) => {
+            crate::store::rollback(txn).await;
+            Err(err)
         }
     }
 }
@@ -1216,24 +1321,25 @@ pub(crate) async fn list_audit(
 ) -> Result<Page<AuditEvent>> {
     let mut sql = Sql::new(
         conn.get_database_backend(),
-        "SELECT * FROM audit_events WHERE 1 = 1",
+        "SELECT * FROM audit_events e WHERE 1 = 1",
     );
     if let Some(c) = filter.customer {
-        sql.push(" AND customer_id = ").bind(text(c.to_string()));
+        sql.push(" AND ");
+        events_of(&mut sql, vec![c.to_string()]);
     }
     if let Some(p) = &filter.principal {
-        sql.push(" AND principal = ").bind(text(p.as_str()));
+        sql.push(" AND e.principal = ").bind(text(p.as_str()));
     }
     if let Some(t) = filter.start {
-        sql.push(" AND occurred_at >= ").bind(time(t));
+        sql.push(" AND e.occurred_at >= ").bind(time(t));
     }
     if let Some(t) = filter.end {
-        sql.push(" AND occurred_at < ").bind(time(t));
+        sql.push(" AND e.occurred_at < ").bind(time(t));
     }
     if let Some(after) = &page.after {
-        sql.push(" AND id < ").bind(text(after.as_str()));
+        sql.push(" AND e.id < ").bind(text(after.as_str()));
     }
-    sql.push(" ORDER BY id DESC LIMIT ")
+    sql.push(" ORDER BY e.id DESC LIMIT ")
         .push(&(u64::from(page.size) + 1).to_string());
     let mut items = conn
         .query_all_raw(sql.build())
@@ -1243,6 +1349,28 @@ pub(crate) async fn list_audit(
         .map(audit_event)
         .collect::<Result<Vec<_>>>()?;
     Ok(paged(&mut items, page.size, |e| e.id.clone()))
+}
+
+/// Appends the condition "event `e` is about one of `customers`". PostgreSQL: its
+/// `customer_id`, through `audit_events_customer_idx`. SQLite: its id among those that the
+/// customer runs hold for them and those of the events after the newest run (migration
+/// `m20261125_000022_audit_customer_runs`), so each event found is looked up by id.
+fn events_of(sql: &mut Sql, customers: Vec<String>) {
+    if sql.backend() == DbBackend::Postgres {
+        sql.push("e.customer_id").in_texts(customers);
+        return;
+    }
+    sql.push(
+        "e.id IN (SELECT id FROM audit_customer_runs \
+         WHERE run IN (SELECT run FROM audit_runs) AND customer_id",
+    )
+    .in_texts(customers.iter().cloned())
+    .push(
+        " UNION ALL SELECT id FROM audit_events \
+         WHERE rowid > (SELECT COALESCE(MAX(through_rowid), 0) FROM audit_runs) AND customer_id",
+    )
+    .in_texts(customers)
+    .push(")");
 }
 
 fn audit_event(row: &QueryResult) -> Result<AuditEvent> {
@@ -1462,8 +1590,133 @@ mod tests {
     use cxhub_domain::identifier::CustomerId;
     use cxhub_domain::privacy::AuditLog;
 
-    use super::{AUDIT_RESTART_FRAMES, AUDIT_WAL_FRAMES};
+    use super::{AUDIT_RESTART_FRAMES, AUDIT_RUN_ROWS, AUDIT_WAL_FRAMES};
     use crate::store::{Store, StoreOptions};
+
+    async fn count(store: &Store, sql: &str) -> i64 {
+        use sea_orm::ConnectionTrait;
+        store
+            .audit_db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                sql,
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index::<i64>(0)
+            .unwrap()
+    }
+
+    /// On SQLite a customer's audit events are found both in the customer runs and among the
+    /// events after the newest run, listed newest first and paged across the two; a run is
+    /// added once enough events came after the newest, and a reopened store goes on counting
+    /// from what is in the file.
+    #[tokio::test]
+    async fn a_customers_audit_events_are_found_in_the_runs_and_after_them() {
+        use cxhub_domain::page::PageRequest;
+        use cxhub_domain::privacy::AuditFilter;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("cxhub.db").display());
+        let store = Store::connect(&url, StoreOptions::default()).await.unwrap();
+        store.migrate().await.unwrap();
+        let ana = CustomerId::generate();
+        let others: Vec<CustomerId> = (0..AUDIT_RUN_ROWS)
+            .map(|_| CustomerId::generate())
+            .collect();
+        store.record("eva", "GetCustomer", &[ana]).await.unwrap();
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM audit_runs").await, 0);
+        // Past the threshold: the next run holds the events so far.
+        store
+            .record("eva", "SearchCustomers", &others)
+            .await
+            .unwrap();
+        store.record("rui", "GetCustomer", &[ana]).await.unwrap();
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM audit_runs").await, 1);
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM audit_customer_runs").await,
+            AUDIT_RUN_ROWS as i64 + 1
+        );
+        let filter = AuditFilter {
+            customer: Some(ana),
+            ..Default::default()
+        };
+        let first = store
+            .list_audit_events(
+                &filter,
+                &PageRequest {
+                    size: 1,
+                    after: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(first.items.len(), 1);
+        assert_eq!(first.items[0].principal, "rui", "after the run, newest");
+        let second = store
+            .list_audit_events(
+                &filter,
+                &PageRequest {
+                    size: 1,
+                    after: first.next_after.clone(),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(second.items.len(), 1);
+        assert_eq!(second.items[0].principal, "eva", "in the run");
+        assert_eq!(second.items[0].customer, ana);
+        assert!(second.next_after.is_none());
+        let by_eva = store
+            .list_audit_events(
+                &AuditFilter {
+                    customer: Some(ana),
+                    principal: Some("eva".into()),
+                    ..Default::default()
+                },
+                &PageRequest {
+                    size: 10,
+                    after: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(by_eva.items.len(), 1);
+        assert_eq!(by_eva.items[0].rpc, "GetCustomer");
+        // The export's query: several customers at once, from the run and after it.
+        let of_two = super::audit_events_of(&store.audit_db, &[ana, others[7]])
+            .await
+            .unwrap();
+        let rpcs: Vec<&str> = of_two.iter().map(|e| e.rpc.as_str()).collect();
+        assert_eq!(rpcs, ["GetCustomer", "SearchCustomers", "GetCustomer"]);
+        drop(store);
+
+        // Reopened: the one event after the run is counted, and a run comes again once
+        // enough have followed it.
+        let store = Store::connect(&url, StoreOptions::default()).await.unwrap();
+        store.migrate().await.unwrap();
+        let more: Vec<CustomerId> = (0..AUDIT_RUN_ROWS - 1)
+            .map(|_| CustomerId::generate())
+            .collect();
+        store.record("eva", "SearchCustomers", &more).await.unwrap();
+        store.record("eva", "GetCustomer", &[ana]).await.unwrap();
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM audit_runs").await, 2);
+        let all = store
+            .list_audit_events(
+                &filter,
+                &PageRequest {
+                    size: 10,
+                    after: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(all.items.len(), 3);
+        assert!(
+            all.items.windows(2).all(|w| w[0].id > w[1].id),
+            "newest first"
+        );
+    }
 
     /// Reads of many customers at once fill the audit file's WAL fastest (a page of the
     /// customer index per event). Once it holds `AUDIT_RESTART_FRAMES`, the checkpointer beside

@@ -24,6 +24,11 @@ impl Sql {
         }
     }
 
+    /// The database the statement is written for.
+    pub(crate) fn backend(&self) -> DbBackend {
+        self.backend
+    }
+
     /// Appends SQL text.
     pub(crate) fn push(&mut self, text: &str) -> &mut Self {
         self.text.push_str(text);
