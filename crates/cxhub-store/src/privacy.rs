@@ -1718,8 +1718,8 @@ mod tests {
         );
     }
 
-    /// Reads of many customers at once fill the audit file's WAL fastest (a page of the
-    /// customer index per event). Once it holds `AUDIT_RESTART_FRAMES`, the checkpointer beside
+    /// Reads of many customers at once fill the audit file's WAL fastest (rows, their
+    /// principal index and the customer runs). Once it holds `AUDIT_RESTART_FRAMES`, the checkpointer beside
     /// the writer catches up and holds the writer for the checkpoint after which the WAL
     /// restarts. Whether it gets there before the writer's own bound is a matter of speed (a
     /// benchmark's question, not a test's); that it happens under a steady load is asserted
