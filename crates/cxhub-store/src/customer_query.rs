@@ -41,12 +41,13 @@ use cxhub_domain::page::{Page, PageRequest};
 use cxhub_domain::repo::{CustomerView, HeldIdentifier};
 use cxhub_domain::scoring::category::category_text;
 use cxhub_domain::{Error, Result};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend};
 
 use crate::IN_LIST_CHUNK;
 use crate::Store;
 use crate::customers::{MAX_REDIRECTS, live};
 use crate::error::{DbResultExt, corrupt};
+use crate::lite::{Cell, Cols, Read, Row};
 use crate::sql::{Inserts, Pg, Sql, col, nullable, text, text_opt, time, time_opt};
 use crate::store::snapshot;
 
@@ -177,7 +178,7 @@ pub(crate) async fn write_record_facts(
 
 /// Each id read (following redirects), `None` for an unknown one.
 pub(crate) async fn batch_get(
-    conn: &impl ConnectionTrait,
+    conn: &impl Read,
     ids: &[CustomerId],
 ) -> Result<Vec<Option<CustomerView>>> {
     let mut out = Vec::with_capacity(ids.len());
@@ -193,11 +194,8 @@ pub(crate) async fn batch_get(
 
 /// The live customers holding `identifier`, in one statement: each holder's row with its
 /// record count and identities, and how many hold the identifier or dispute it.
-pub(crate) async fn lookup(
-    conn: &impl ConnectionTrait,
-    identifier: &Identifier,
-) -> Result<LookupResult> {
-    let backend = conn.get_database_backend();
+pub(crate) async fn lookup(conn: &impl Read, identifier: &Identifier) -> Result<LookupResult> {
+    let backend = conn.backend();
     let mut sql = Sql::new(
         backend,
         "SELECT (SELECT COUNT(*) FROM identity_disputes d WHERE d.kind = h.kind AND d.value = h.value) \
@@ -211,7 +209,7 @@ pub(crate) async fn lookup(
     .push(" AND h.value = ")
     .bind(text(identifier.value()))
     .push(" ORDER BY c.id");
-    let rows = conn.query_all_raw(sql.build()).await.db()?;
+    let rows = conn.all(sql.build()).await?;
     if rows.is_empty() {
         let what = match identifier {
             Identifier::SourceId { .. } => "holding that source customer id",
@@ -293,16 +291,15 @@ fn customer_columns(sql: &mut Sql, backend: DbBackend) {
 /// whatever that was merged into, until a live customer answers. Most ids are live: one
 /// statement; each hop sees one consistent state.
 async fn live_row(
-    conn: &impl ConnectionTrait,
+    conn: &impl Read,
     requested: CustomerId,
     statement: impl Fn(&str) -> Sql,
-) -> Result<(CustomerId, QueryResult)> {
+) -> Result<(CustomerId, Row)> {
     let mut current = requested;
     for _ in 0..MAX_REDIRECTS {
         let row = conn
-            .query_one_raw(statement(&current.to_string()).build())
-            .await
-            .db()?
+            .one(statement(&current.to_string()).build())
+            .await?
             .ok_or_else(|| Error::not_found("customer", requested.to_string()))?;
         let merged_into: Option<String> = get(&row, "merged_into")?;
         match merged_into {
@@ -316,11 +313,8 @@ async fn live_row(
 }
 
 /// Reads a customer, following redirects: one statement per hop.
-pub(crate) async fn read_view(
-    conn: &impl ConnectionTrait,
-    requested: CustomerId,
-) -> Result<CustomerView> {
-    let backend = conn.get_database_backend();
+pub(crate) async fn read_view(conn: &impl Read, requested: CustomerId) -> Result<CustomerView> {
+    let backend = conn.backend();
     let (id, row) = live_row(conn, requested, |id| {
         let mut sql = Sql::new(backend, "SELECT ");
         customer_columns(&mut sql, backend);
@@ -332,7 +326,7 @@ pub(crate) async fn read_view(
 }
 
 /// The view of a row selected with [`customer_columns`].
-fn customer_view(row: &QueryResult, id: CustomerId, requested: CustomerId) -> Result<CustomerView> {
+fn customer_view(row: &impl Cols, id: CustomerId, requested: CustomerId) -> Result<CustomerView> {
     let addresses: String = get(row, "addresses_json")?;
     let consents: String = get(row, "consents_json")?;
     let provenance: String = get(row, "provenance_json")?;
@@ -373,7 +367,7 @@ fn customer_view(row: &QueryResult, id: CustomerId, requested: CustomerId) -> Re
 }
 
 /// The JSON array of arrays in `column` (see [`open_json_rows`]).
-pub(crate) fn json_rows(row: &QueryResult, column: &str) -> Result<Vec<Vec<serde_json::Value>>> {
+pub(crate) fn json_rows(row: &impl Cols, column: &str) -> Result<Vec<Vec<serde_json::Value>>> {
     let text: String = get(row, column)?;
     serde_json::from_str(&text).map_err(corrupt)
 }
@@ -447,7 +441,7 @@ impl Cells {
 
 /// Live customers matching `filter`, after `page.after` (JSON `[key, customer id]`).
 pub(crate) async fn search(
-    conn: &impl ConnectionTrait,
+    conn: &impl Read,
     filter: &SearchFilter,
     page: &PageRequest,
 ) -> Result<Page<CustomerSummary>> {
@@ -457,8 +451,8 @@ pub(crate) async fn search(
             Error::invalid_field("page_token", "not a token issued by this service")
         })?),
     };
-    let sql = search_statement(conn.get_database_backend(), filter, after, page.size);
-    let rows = conn.query_all_raw(sql.build()).await.db()?;
+    let sql = search_statement(conn.backend(), filter, after, page.size);
+    let rows = conn.all(sql.build()).await?;
     let mut items = Vec::with_capacity(rows.len());
     for row in &rows {
         let id: String = get(row, "customer_id")?;
@@ -613,7 +607,7 @@ fn newest_first(sql: &mut Sql, range: &TimeRange, after: Option<&TimeCursor>, si
         .limit(u64::from(size) + 1);
 }
 
-fn row_key(row: &QueryResult) -> Result<RowKey> {
+fn row_key(row: &impl Cols) -> Result<RowKey> {
     Ok(RowKey {
         source: get(row, "source")?,
         record_type: get(row, "record_type")?,
@@ -630,7 +624,7 @@ fn cursor_of(at: DateTime<Utc>, key: &RowKey) -> String {
 
 /// A page of the interactions of the live customer `customer`.
 async fn interactions_of(
-    conn: &impl ConnectionTrait,
+    conn: &(impl ConnectionTrait + Read),
     customer: CustomerId,
     range: &TimeRange,
     page: &PageRequest,
@@ -644,7 +638,7 @@ async fn interactions_of(
     sql.bind(text(customer.to_string()));
     newest_first(&mut sql, range, after.as_ref(), page.size);
     let mut items = Vec::new();
-    for row in conn.query_all_raw(sql.build()).await.db()? {
+    for row in conn.all(sql.build()).await? {
         let channel: String = get(&row, "channel")?;
         items.push(InteractionView {
             key: row_key(&row)?,
@@ -661,7 +655,7 @@ async fn interactions_of(
 
 /// A customer's interactions (following redirects).
 pub(crate) async fn interactions(
-    conn: &impl ConnectionTrait,
+    conn: &(impl ConnectionTrait + Read),
     id: CustomerId,
     range: &TimeRange,
     page: &PageRequest,
@@ -675,7 +669,7 @@ pub(crate) async fn interactions(
 
 /// A customer's ledger entries (following redirects).
 pub(crate) async fn transactions(
-    conn: &impl ConnectionTrait,
+    conn: &(impl ConnectionTrait + Read),
     id: CustomerId,
     range: &TimeRange,
     page: &PageRequest,
@@ -690,7 +684,7 @@ pub(crate) async fn transactions(
     sql.bind(text(customer.to_string()));
     newest_first(&mut sql, range, after.as_ref(), page.size);
     let mut items = Vec::new();
-    for row in conn.query_all_raw(sql.build()).await.db()? {
+    for row in conn.all(sql.build()).await? {
         let kind: String = get(&row, "kind")?;
         items.push(TransactionView {
             key: row_key(&row)?,
@@ -707,7 +701,7 @@ pub(crate) async fn transactions(
     Ok((customer, page))
 }
 
-fn currency(row: &QueryResult) -> Result<Currency> {
+fn currency(row: &impl Cols) -> Result<Currency> {
     let code: String = get(row, "currency_code")?;
     Currency::parse(&code).map_err(corrupt)
 }
@@ -816,12 +810,12 @@ fn statement_360(backend: DbBackend, customer: &str, recent: u32, now: DateTime<
 /// counts per source id, its latest interactions, its ledger per (kind, status, currency), its
 /// open cases and its subscription events, plus its last purchase.
 pub(crate) async fn customer_360(
-    conn: &impl ConnectionTrait,
+    conn: &impl Read,
     id: CustomerId,
     recent: u32,
     now: DateTime<Utc>,
 ) -> Result<Customer360> {
-    let backend = conn.get_database_backend();
+    let backend = conn.backend();
     let (live_id, row) = live_row(conn, id, |customer| {
         statement_360(backend, customer, recent, now)
     })
@@ -1010,8 +1004,8 @@ impl CustomerQueryRepo for Store {
 // ------------------------------------------------------------------------------------------------
 // Row helpers
 
-fn get<T: sea_orm::TryGetable>(row: &QueryResult, column: &str) -> Result<T> {
-    row.try_get("", column).map_err(corrupt)
+fn get<T: Cell>(row: &impl Cols, column: &str) -> Result<T> {
+    row.col(column)
 }
 
 fn parse_customer(s: &str) -> Result<CustomerId> {

@@ -1247,7 +1247,7 @@ pub(crate) async fn live(conn: &impl ConnectionTrait, id: CustomerId) -> Result<
 /// Reads a customer, following redirects (one statement per hop; see
 /// [`crate::customer_query::read_view`]).
 pub(crate) async fn read(
-    conn: &impl ConnectionTrait,
+    conn: &impl crate::lite::Read,
     requested: CustomerId,
 ) -> Result<CustomerView> {
     crate::customer_query::read_view(conn, requested).await

@@ -25,6 +25,7 @@ mod error;
 mod idempotency;
 mod interactions;
 mod journeys;
+mod lite;
 mod loyalty;
 mod loyalty_effect;
 mod loyalty_events;

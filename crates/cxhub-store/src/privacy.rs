@@ -730,7 +730,7 @@ fn contains(sql: &mut Sql, backend: DbBackend, column: &str, needle: &str) {
 
 /// Everything held about a customer, read in the snapshot of `conn`.
 pub(crate) async fn export(
-    conn: &impl ConnectionTrait,
+    conn: &(impl ConnectionTrait + crate::lite::Read),
     requested: CustomerId,
 ) -> Result<CustomerExport> {
     if erasure_of(conn, requested).await?.is_some() {

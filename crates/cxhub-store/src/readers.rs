@@ -13,7 +13,9 @@
 //! a burst of reads does not keep every connection of the burst open.
 //!
 //! The hot reads (`GetCustomer`, `LookupCustomer`, `SearchCustomers`, `GetCustomer360`, score
-//! reads) use these through [`Reader`]; transactions, pings and everything else keep sqlx's
+//! reads) use these through [`Reader`] on PostgreSQL; on a SQLite file the profile's reads go
+//! through [`Read`] to the `lite` module's connections instead (stepped on the calling thread),
+//! and only the score reads come here. Transactions, pings and everything else keep sqlx's
 //! pool, opened with the same options.
 
 use std::future::Future;
@@ -29,6 +31,9 @@ use sea_orm::{
 };
 use sea_query_sqlx::SqlxValues;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::DbResultExt;
+use crate::lite::{LiteReaders, Read, Row};
 
 /// A connection the store can run one read on, whatever the database.
 pub(crate) trait ReadConnection: Connection + Sized + 'static {
@@ -301,17 +306,57 @@ pub(crate) struct Reader {
     /// For transactions and pings (and every statement where `own` is absent).
     pub(crate) pool: DatabaseConnection,
     own: Option<Own>,
+    /// SQLite files: the reads through [`Read`] (the profile's hot reads), stepped on the
+    /// calling thread (see the `lite` module).
+    lite: Option<LiteReaders>,
 }
 
 impl Reader {
     pub(crate) fn pooled(pool: DatabaseConnection) -> Self {
-        Reader { pool, own: None }
+        Reader {
+            pool,
+            own: None,
+            lite: None,
+        }
     }
 
     pub(crate) fn with_own(pool: DatabaseConnection, own: Own) -> Self {
         Reader {
             pool,
             own: Some(own),
+            lite: None,
+        }
+    }
+
+    /// SQLite: with reads through [`Read`] run by `lite`.
+    pub(crate) fn with_lite(mut self, lite: LiteReaders) -> Self {
+        self.lite = Some(lite);
+        self
+    }
+}
+
+impl Read for Reader {
+    fn backend(&self) -> DbBackend {
+        self.pool.get_database_backend()
+    }
+
+    async fn all(&self, stmt: Statement) -> cxhub_domain::Result<Vec<Row>> {
+        match &self.lite {
+            Some(lite) => lite.all(stmt).await,
+            None => Ok(self
+                .query_all_raw(stmt)
+                .await
+                .db()?
+                .into_iter()
+                .map(Row::Sea)
+                .collect()),
+        }
+    }
+
+    async fn one(&self, stmt: Statement) -> cxhub_domain::Result<Option<Row>> {
+        match &self.lite {
+            Some(lite) => lite.one(stmt).await,
+            None => Ok(self.query_one_raw(stmt).await.db()?.map(Row::Sea)),
         }
     }
 }

@@ -17,6 +17,7 @@ use sea_orm::{
 };
 
 use crate::error::DbResultExt;
+use crate::lite::LiteReaders;
 use crate::readers::{Own, OwnReaders, Reader, ReaderLimits};
 
 /// Readers of a SQLite file database when [`StoreOptions::max_connections`] is not given.
@@ -464,6 +465,15 @@ async fn connect_sqlite(url: &str, options: &StoreOptions) -> Result<Store> {
             .connect_with(reading.clone())
             .await
             .map_err(unavailable)?;
+        let lite = LiteReaders::new(
+            reading.get_filename(),
+            &[
+                ("cache_size", SQLITE_CACHE_PAGES),
+                ("mmap_size", SQLITE_READER_MMAP_BYTES),
+            ],
+            SQLITE_BUSY_TIMEOUT,
+            readers as usize,
+        );
         Reader::with_own(
             SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
             Own::Sqlite(OwnReaders::new(
@@ -477,6 +487,7 @@ async fn connect_sqlite(url: &str, options: &StoreOptions) -> Result<Store> {
                 },
             )),
         )
+        .with_lite(lite)
     };
     let audit_db = if in_memory {
         writer.clone()
