@@ -338,7 +338,7 @@ impl LiteReaders {
 
     #[cfg(test)]
     fn idle(&self) -> usize {
-        self.0.idle.lock().unwrap().len()
+        self.0.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 

@@ -826,6 +826,27 @@ mod tests {
         durable(&store.writer, SQLITE_MMAP_BYTES).await;
         durable(&store.reader.pool, SQLITE_READER_MMAP_BYTES).await;
         durable(&store.reader, SQLITE_READER_MMAP_BYTES).await;
+        // The profile's reads (the `lite` module's connections): the readers' cache and map,
+        // in WAL mode, and nothing written through them.
+        let lite = |name: &str| {
+            let stmt = sea_orm::Statement::from_string(DbBackend::Sqlite, format!("PRAGMA {name}"));
+            let reader = &store.reader;
+            async move {
+                crate::lite::Read::one(reader, stmt)
+                    .await
+                    .unwrap()
+                    .expect("a row")
+            }
+        };
+        use crate::lite::Cols;
+        let cache: i64 = lite("cache_size").await.col("cache_size").unwrap();
+        assert_eq!(cache.to_string(), SQLITE_CACHE_PAGES);
+        let mmap: i64 = lite("mmap_size").await.col("mmap_size").unwrap();
+        assert_eq!(mmap.to_string(), SQLITE_READER_MMAP_BYTES);
+        let query_only: i64 = lite("query_only").await.col("query_only").unwrap();
+        assert_eq!(query_only, 1);
+        let mode: String = lite("journal_mode").await.col("journal_mode").unwrap();
+        assert_eq!(mode, "wal");
         let req = RequestKey::new("t", "m", "r1", b"x").unwrap();
         let created = store
             .create_touchpoints(&req, vec![item("branch")])
