@@ -191,6 +191,17 @@ pub(crate) trait Read: Sync {
     fn one(&self, stmt: Statement) -> impl Future<Output = Result<Option<Row>>> + Send;
 }
 
+/// Every row of `stmt` read through sea-orm.
+pub(crate) async fn sea_all(conn: &impl ConnectionTrait, stmt: Statement) -> Result<Vec<Row>> {
+    let rows = conn.query_all_raw(stmt).await.db()?;
+    Ok(rows.into_iter().map(Row::Sea).collect())
+}
+
+/// The first row of `stmt` read through sea-orm, if any.
+pub(crate) async fn sea_one(conn: &impl ConnectionTrait, stmt: Statement) -> Result<Option<Row>> {
+    Ok(conn.query_one_raw(stmt).await.db()?.map(Row::Sea))
+}
+
 /// [`Read`] through sea-orm, for its connections and transactions.
 macro_rules! read_through_sea_orm {
     ($($conn:ty),*) => {$(
@@ -200,12 +211,11 @@ macro_rules! read_through_sea_orm {
             }
 
             async fn all(&self, stmt: Statement) -> Result<Vec<Row>> {
-                let rows = self.query_all_raw(stmt).await.db()?;
-                Ok(rows.into_iter().map(Row::Sea).collect())
+                sea_all(self, stmt).await
             }
 
             async fn one(&self, stmt: Statement) -> Result<Option<Row>> {
-                Ok(self.query_one_raw(stmt).await.db()?.map(Row::Sea))
+                sea_one(self, stmt).await
             }
         }
     )*};

@@ -32,8 +32,7 @@ use sea_orm::{
 use sea_query_sqlx::SqlxValues;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::error::DbResultExt;
-use crate::lite::{LiteReaders, Read, Row};
+use crate::lite::{LiteReaders, Read, Row, sea_all, sea_one};
 
 /// A connection the store can run one read on, whatever the database.
 pub(crate) trait ReadConnection: Connection + Sized + 'static {
@@ -343,20 +342,14 @@ impl Read for Reader {
     async fn all(&self, stmt: Statement) -> cxhub_domain::Result<Vec<Row>> {
         match &self.lite {
             Some(lite) => lite.all(stmt).await,
-            None => Ok(self
-                .query_all_raw(stmt)
-                .await
-                .db()?
-                .into_iter()
-                .map(Row::Sea)
-                .collect()),
+            None => sea_all(self, stmt).await,
         }
     }
 
     async fn one(&self, stmt: Statement) -> cxhub_domain::Result<Option<Row>> {
         match &self.lite {
             Some(lite) => lite.one(stmt).await,
-            None => Ok(self.query_one_raw(stmt).await.db()?.map(Row::Sea)),
+            None => sea_one(self, stmt).await,
         }
     }
 }
