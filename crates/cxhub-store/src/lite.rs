@@ -238,55 +238,72 @@ const PROGRESS_OPS: std::os::raw::c_int = 1000;
 /// statement per filter shape and page size).
 const STATEMENT_CACHE: usize = 64;
 
-/// Connections to one SQLite file, for reads run on the calling thread.
-#[derive(Clone)]
-pub(crate) struct LiteReaders(Arc<Inner>);
-
-struct Inner {
+/// How to open connections to one SQLite file with the store's settings.
+pub(crate) struct LiteFile {
     path: PathBuf,
     /// `PRAGMA`s run on each new connection (`name = value; …`).
     pragmas: String,
     busy_timeout: Duration,
-    idle: Mutex<Vec<Connection>>,
-    keep: usize,
 }
 
-impl LiteReaders {
-    /// Readers of the file at `path` (which must exist), each connection set up with
-    /// `pragmas` (`(name, value)` pairs, from the store's own options) and `busy_timeout`.
-    /// At most `keep` connections stay open while idle.
+impl LiteFile {
+    /// The file at `path` (which must exist), each connection set up with `pragmas`
+    /// (`(name, value)` pairs, from the store's own options) and `busy_timeout`.
     pub(crate) fn new(
         path: impl Into<PathBuf>,
         pragmas: &[(&str, &str)],
         busy_timeout: Duration,
-        keep: usize,
     ) -> Self {
         let pragmas = pragmas
             .iter()
             .map(|(name, value)| format!("PRAGMA {name} = {value};"))
             .collect::<Vec<_>>()
             .join(" ");
-        LiteReaders(Arc::new(Inner {
+        LiteFile {
             path: path.into(),
             pragmas,
             busy_timeout,
+        }
+    }
+
+    /// A new connection, set up, with `more` SQL run after the `PRAGMA`s.
+    pub(crate) fn open(&self, more: &str) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        conn.busy_timeout(self.busy_timeout)?;
+        conn.execute_batch(&format!("{} {more}", self.pragmas))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(conn)
+    }
+}
+
+/// Connections to one SQLite file, for reads run on the calling thread.
+#[derive(Clone)]
+pub(crate) struct LiteReaders(Arc<Inner>);
+
+struct Inner {
+    file: LiteFile,
+    idle: Mutex<Vec<Connection>>,
+    keep: usize,
+}
+
+impl LiteReaders {
+    /// Readers of `file`. At most `keep` connections stay open while idle.
+    pub(crate) fn new(file: LiteFile, keep: usize) -> Self {
+        LiteReaders(Arc::new(Inner {
+            file,
             idle: Mutex::new(Vec::new()),
             keep: keep.max(1),
         }))
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {
-        let conn = Connection::open_with_flags(
-            &self.0.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                | OpenFlags::SQLITE_OPEN_URI,
-        )?;
-        conn.busy_timeout(self.0.busy_timeout)?;
         // Reads only: a statement that would change the file fails.
-        conn.execute_batch(&format!("{} PRAGMA query_only = 1;", self.0.pragmas))?;
-        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        Ok(conn)
+        self.0.file.open("PRAGMA query_only = 1;")
     }
 
     /// Runs `read` on an idle connection (or a new one), then puts the connection back (an
@@ -403,9 +420,7 @@ fn bind_value(value: &Value) -> rusqlite::Result<LiteValue> {
         Value::Char(c) => c.map(|c| LiteValue::Text(c.to_string())),
         Value::Bytes(b) => b.as_ref().map(|b| LiteValue::Blob(b.clone())),
         Value::Json(j) => j.as_ref().map(|j| LiteValue::Text(j.to_string())),
-        Value::ChronoDateTimeUtc(t) => {
-            t.map(|t| LiteValue::Text(t.to_rfc3339_opts(SecondsFormat::AutoSi, false)))
-        }
+        Value::ChronoDateTimeUtc(t) => t.map(|t| LiteValue::Text(time_text(t))),
         other => {
             return Err(rusqlite::Error::ToSqlConversionFailure(
                 format!("a read does not bind {other:?}").into(),
@@ -413,6 +428,12 @@ fn bind_value(value: &Value) -> rusqlite::Result<LiteValue> {
         }
     };
     Ok(bound.unwrap_or(LiteValue::Null))
+}
+
+/// A time as sqlx binds it on SQLite: RFC 3339 text, `+00:00`, as many fractional digits as
+/// needed.
+pub(crate) fn time_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
 }
 
 /// A SQLite error as the store reports it: a busy or locked database, or one that cannot be
@@ -476,9 +497,7 @@ mod tests {
             .unwrap();
         setup.close().await.unwrap();
         let readers = LiteReaders::new(
-            path,
-            &[("cache_size", "-2048")],
-            Duration::from_millis(200),
+            LiteFile::new(path, &[("cache_size", "-2048")], Duration::from_millis(200)),
             2,
         );
         (dir, readers)
@@ -612,7 +631,10 @@ mod tests {
     #[tokio::test]
     async fn a_missing_file_is_unavailable() {
         let dir = tempfile::tempdir().unwrap();
-        let readers = LiteReaders::new(dir.path().join("none.db"), &[], Duration::ZERO, 1);
+        let readers = LiteReaders::new(
+            LiteFile::new(dir.path().join("none.db"), &[], Duration::ZERO),
+            1,
+        );
         let err = readers.all(stmt("SELECT 1 AS one", vec![])).await;
         assert!(matches!(err, Err(Error::Unavailable(_))), "{err:?}");
     }

@@ -17,7 +17,7 @@ use sea_orm::{
 };
 
 use crate::error::DbResultExt;
-use crate::lite::LiteReaders;
+use crate::lite::{LiteFile, LiteReaders};
 use crate::readers::{Own, OwnReaders, Reader, ReaderLimits};
 
 /// Readers of a SQLite file database when [`StoreOptions::max_connections`] is not given.
@@ -466,12 +466,14 @@ async fn connect_sqlite(url: &str, options: &StoreOptions) -> Result<Store> {
             .await
             .map_err(unavailable)?;
         let lite = LiteReaders::new(
-            reading.get_filename(),
-            &[
-                ("cache_size", SQLITE_CACHE_PAGES),
-                ("mmap_size", SQLITE_READER_MMAP_BYTES),
-            ],
-            SQLITE_BUSY_TIMEOUT,
+            LiteFile::new(
+                reading.get_filename(),
+                &[
+                    ("cache_size", SQLITE_CACHE_PAGES),
+                    ("mmap_size", SQLITE_READER_MMAP_BYTES),
+                ],
+                SQLITE_BUSY_TIMEOUT,
+            ),
             readers as usize,
         );
         Reader::with_own(
@@ -489,31 +491,41 @@ async fn connect_sqlite(url: &str, options: &StoreOptions) -> Result<Store> {
         )
         .with_lite(lite)
     };
-    let audit_db = if in_memory {
-        writer.clone()
+    let (audit_db, audit) = if in_memory {
+        (writer.clone(), crate::privacy::AuditQueue::default())
     } else {
         let mut path = base.get_filename().as_os_str().to_owned();
         path.push(AUDIT_FILE_SUFFIX);
+        let wal_frames = crate::privacy::AUDIT_WAL_FRAMES.to_string();
+        // `synchronous = NORMAL` (see `privacy::write_group`); checkpoints run beside the
+        // writer, its own only bounds the WAL.
+        let settings = [
+            ("synchronous", "NORMAL"),
+            ("cache_size", "-2048"),
+            ("mmap_size", SQLITE_MMAP_BYTES),
+            ("wal_autocheckpoint", wal_frames.as_str()),
+        ];
+        let mut options = base.clone().filename(&path);
+        for (name, value) in settings {
+            options = options.pragma(name, value.to_owned());
+        }
         let pool = sqlite_pool()
             .min_connections(1)
             .max_connections(1)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(
-                base.clone()
-                    .filename(path)
-                    .synchronous(SqliteSynchronous::Normal)
-                    .pragma("cache_size", "-2048")
-                    // Checkpoints run beside the writer; its own only bounds the WAL.
-                    .pragma(
-                        "wal_autocheckpoint",
-                        crate::privacy::AUDIT_WAL_FRAMES.to_string(),
-                    ),
-            )
+            .connect_with(options)
             .await
             .map_err(unavailable)?;
-        SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
+        (
+            SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
+            crate::privacy::AuditQueue::on_file(LiteFile::new(
+                path,
+                &settings,
+                SQLITE_BUSY_TIMEOUT,
+            )),
+        )
     };
     tracing::info!(in_memory, "connected to sqlite");
     Ok(Store {
@@ -523,7 +535,7 @@ async fn connect_sqlite(url: &str, options: &StoreOptions) -> Result<Store> {
         audit_apart: !in_memory,
         kind: Backend::Sqlite,
         growth: Default::default(),
-        audit: Default::default(),
+        audit: std::sync::Arc::new(audit),
     })
 }
 
@@ -882,6 +894,7 @@ mod tests {
         let store = Store::connect(&url, StoreOptions::default()).await.unwrap();
         store.migrate().await.unwrap();
         let customers: Vec<CustomerId> = (0..1_500).map(|_| CustomerId::generate()).collect();
+        let before = crate::now();
         store
             .record("ana", "BatchGetCustomers", &customers)
             .await
@@ -906,6 +919,14 @@ mod tests {
             row.try_get::<i64>("", "n").unwrap()
         };
         assert_eq!(count(store.audit_db.clone()).await, 1_520);
+        assert!(
+            store
+                .audit
+                .lite_groups
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 2,
+            "written through the audit file's own connection, not sqlx's"
+        );
         assert_eq!(
             count(store.writer.clone()).await,
             0,
@@ -938,6 +959,13 @@ mod tests {
             .unwrap();
         let rpcs: Vec<&str> = page.items.iter().map(|e| e.rpc.as_str()).collect();
         assert_eq!(rpcs, ["GetCustomer", "BatchGetCustomers"]);
+        let principals: Vec<&str> = page.items.iter().map(|e| e.principal.as_str()).collect();
+        assert_eq!(principals, ["rui", "ana"]);
+        for event in &page.items {
+            assert_eq!(event.customer, customers[0]);
+            // Written as text through rusqlite, read back as a time through sqlx.
+            assert!(before <= event.occurred_at && event.occurred_at <= crate::now());
+        }
         drop(reopened);
 
         // Events an older hub wrote into the main file move to the audit file at the next
