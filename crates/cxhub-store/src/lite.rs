@@ -266,6 +266,11 @@ impl LiteFile {
         }
     }
 
+    /// How long its connections wait for a lock.
+    pub(crate) fn busy_timeout(&self) -> Duration {
+        self.busy_timeout
+    }
+
     /// A new connection, set up, with `more` SQL run after the `PRAGMA`s.
     pub(crate) fn open(&self, more: &str) -> rusqlite::Result<Connection> {
         let conn = Connection::open_with_flags(

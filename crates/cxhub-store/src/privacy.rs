@@ -972,13 +972,7 @@ async fn write_audit(
 ) {
     let beside = checkpoint_beside(&writer, held_checkpoints).await;
     let mut unindexed = events_after_runs(&writer).await;
-    let mut lite = file.and_then(|file| match file.open("") {
-        Ok(conn) => Some(conn),
-        Err(err) => {
-            tracing::warn!(error = %err, "no connection of its own for the audit writer; writing through sqlx");
-            None
-        }
-    });
+    let mut lite = file.and_then(|file| AuditFile::open(&file));
     while let Some(first) = jobs.recv().await {
         let mut group = vec![first];
         let mut yields = 0;
@@ -1003,16 +997,17 @@ async fn write_audit(
                 Some(beside) => Some(beside.turn.lock().await),
                 None => None,
             };
-            match lite.as_mut() {
-                Some(conn) => {
+            let written = match lite.as_mut() {
+                Some(file) => {
                     lite_groups.fetch_add(1, Ordering::Relaxed);
-                    insert_on(conn, &rows).map_err(|err| err.to_string())
+                    file.insert(&rows).await
                 }
                 None => write_group(&writer, &rows)
                     .await
                     .map_err(|err| err.to_string()),
-            }
-            .map_err(|err| format!("writing audit events failed: {err}"))
+            };
+            lite.take_if(|file| file.conn.is_none());
+            written.map_err(|err| format!("writing audit events failed: {err}"))
         };
         if outcome.is_ok()
             && let Some(beside) = &beside
@@ -1034,26 +1029,15 @@ async fn write_audit(
                     None => None,
                 };
                 let started = std::time::Instant::now();
-                let added = match lite.take() {
+                let added = match lite.as_mut() {
                     // A few milliseconds: off the runtime's threads.
-                    Some(mut conn) => {
-                        let ran = tokio::task::spawn_blocking(move || {
-                            let added = add_run_on(&mut conn);
-                            (conn, added)
-                        })
-                        .await;
-                        match ran {
-                            Ok((conn, added)) => {
-                                lite = Some(conn);
-                                added.map_err(|err| cxhub_domain::Error::internal(err.to_string()))
-                            }
-                            Err(err) => Err(cxhub_domain::Error::internal(format!(
-                                "the audit run's thread failed: {err}"
-                            ))),
-                        }
-                    }
+                    Some(file) => file
+                        .off_runtime(add_run_on)
+                        .await
+                        .map_err(cxhub_domain::Error::internal),
                     None => add_run(&writer).await,
                 };
+                lite.take_if(|file| file.conn.is_none());
                 tracing::debug!(
                     events = *count,
                     ms = started.elapsed().as_millis() as u64,
@@ -1065,6 +1049,77 @@ async fn write_audit(
                 }
                 *count = 0;
             }
+        }
+    }
+}
+
+/// The audit file's own connection (see [`write_audit`]). Its statements are stepped on the
+/// runtime's thread without waiting for a lock: nothing else writes the file while the hub
+/// runs. One that finds it locked all the same (another process writing it) runs again on a
+/// blocking thread, which waits for the lock up to the store's busy timeout, as do the
+/// customer runs.
+struct AuditFile {
+    /// `None` once lost with a blocking thread that failed; then sea-orm writes.
+    conn: Option<rusqlite::Connection>,
+    busy_timeout: std::time::Duration,
+}
+
+impl AuditFile {
+    fn open(file: &crate::lite::LiteFile) -> Option<Self> {
+        let opened = file
+            .open("")
+            .and_then(|conn| conn.busy_timeout(std::time::Duration::ZERO).map(|()| conn));
+        match opened {
+            Ok(conn) => Some(AuditFile {
+                conn: Some(conn),
+                busy_timeout: file.busy_timeout(),
+            }),
+            Err(err) => {
+                tracing::warn!(error = %err, "no connection of its own for the audit writer; writing through sqlx");
+                None
+            }
+        }
+    }
+
+    /// Writes `rows` in one transaction (see [`insert_on`]).
+    async fn insert(&mut self, rows: &[AuditRow]) -> std::result::Result<(), String> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err("the audit file's connection was lost".into());
+        };
+        match insert_on(conn, rows) {
+            Err(rusqlite::Error::SqliteFailure(failure, _))
+                if failure.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
+                let rows: Vec<AuditRow> = rows.to_vec();
+                self.off_runtime(move |conn| insert_on(conn, &rows)).await
+            }
+            other => other.map_err(|err| err.to_string()),
+        }
+    }
+
+    /// Runs `work` on a blocking thread, waiting for locks up to the busy timeout.
+    async fn off_runtime(
+        &mut self,
+        work: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<()> + Send + 'static,
+    ) -> std::result::Result<(), String> {
+        let Some(mut conn) = self.conn.take() else {
+            return Err("the audit file's connection was lost".into());
+        };
+        let busy_timeout = self.busy_timeout;
+        let ran = tokio::task::spawn_blocking(move || {
+            let done = conn
+                .busy_timeout(busy_timeout)
+                .and_then(|()| work(&mut conn))
+                .and_then(|()| conn.busy_timeout(std::time::Duration::ZERO));
+            (conn, done)
+        })
+        .await;
+        match ran {
+            Ok((conn, done)) => {
+                self.conn = Some(conn);
+                done.map_err(|err| err.to_string())
+            }
+            Err(err) => Err(format!("the audit writer's blocking thread failed: {err}")),
         }
     }
 }
@@ -1288,6 +1343,7 @@ async fn checkpoint(conn: &mut sea_orm::sqlx::SqliteConnection) -> Option<i64> {
 }
 
 /// One audit event: who read which customer through which RPC, and when.
+#[derive(Clone)]
 struct AuditRow {
     id: String,
     principal: String,
@@ -1739,6 +1795,53 @@ mod tests {
                 .load(std::sync::atomic::Ordering::Relaxed);
             assert_eq!(through_own > 0, url == file, "{url}");
         }
+    }
+
+    /// When another process holds the audit file's write lock, the writer waits for it on a
+    /// blocking thread: the runtime's one thread keeps running other tasks meanwhile, and the
+    /// read is audited once the lock is released.
+    #[tokio::test]
+    async fn a_locked_audit_file_is_waited_for_off_the_runtime() {
+        use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cxhub.db");
+        let url = format!("sqlite://{}", path.display());
+        let store = Store::connect(&url, StoreOptions::default()).await.unwrap();
+        store.migrate().await.unwrap();
+        let ana = CustomerId::generate();
+        store.record("eva", "GetCustomer", &[ana]).await.unwrap();
+
+        let mut audit = path.into_os_string();
+        audit.push(crate::store::AUDIT_FILE_SUFFIX);
+        let other = rusqlite::Connection::open(&audit).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let hold = std::time::Duration::from_millis(300);
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(hold);
+            other.execute_batch("COMMIT").unwrap();
+        });
+        let ticks = std::sync::Arc::new(AtomicU64::new(0));
+        let ticker = tokio::spawn({
+            let ticks = ticks.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    ticks.fetch_add(1, Relaxed);
+                }
+            }
+        });
+        let started = std::time::Instant::now();
+        store.record("eva", "GetCustomer", &[ana]).await.unwrap();
+        let waited = started.elapsed();
+        ticker.abort();
+        holder.join().unwrap();
+        assert!(waited >= hold / 2, "written while locked? {waited:?}");
+        assert!(
+            ticks.load(Relaxed) >= 10,
+            "the runtime's thread was held: {} ticks in {waited:?}",
+            ticks.load(Relaxed)
+        );
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM audit_events").await, 2);
     }
 
     /// Without an audit file of its own (an in-memory database) the runs are added through
