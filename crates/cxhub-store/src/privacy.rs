@@ -1059,7 +1059,8 @@ async fn write_audit(
 /// blocking thread, which waits for the lock up to the store's busy timeout, as do the
 /// customer runs.
 struct AuditFile {
-    /// `None` once lost with a blocking thread that failed; then sea-orm writes.
+    /// `None` once lost (a blocking thread that failed, a busy timeout that could not be
+    /// reset); then sea-orm writes.
     conn: Option<rusqlite::Connection>,
     busy_timeout: std::time::Duration,
 }
@@ -1109,14 +1110,20 @@ impl AuditFile {
         let ran = tokio::task::spawn_blocking(move || {
             let done = conn
                 .busy_timeout(busy_timeout)
-                .and_then(|()| work(&mut conn))
-                .and_then(|()| conn.busy_timeout(std::time::Duration::ZERO));
-            (conn, done)
+                .and_then(|()| work(&mut conn));
+            // Back to no waiting whether or not `work` succeeded.
+            let reset = conn.busy_timeout(std::time::Duration::ZERO);
+            (conn, done, reset)
         })
         .await;
         match ran {
-            Ok((conn, done)) => {
-                self.conn = Some(conn);
+            Ok((conn, done, reset)) => {
+                match reset {
+                    Ok(()) => self.conn = Some(conn),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "the audit file's connection could not stop waiting for locks; writing through sqlx");
+                    }
+                }
                 done.map_err(|err| err.to_string())
             }
             Err(err) => Err(format!("the audit writer's blocking thread failed: {err}")),
@@ -1799,49 +1806,63 @@ mod tests {
 
     /// When another process holds the audit file's write lock, the writer waits for it on a
     /// blocking thread: the runtime's one thread keeps running other tasks meanwhile, and the
-    /// read is audited once the lock is released.
+    /// read is audited once the lock is released. The writer goes back to not waiting after a
+    /// wait whose write failed as after one that succeeded.
     #[tokio::test]
     async fn a_locked_audit_file_is_waited_for_off_the_runtime() {
+        use sea_orm::ConnectionTrait;
         use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cxhub.db");
         let url = format!("sqlite://{}", path.display());
         let store = Store::connect(&url, StoreOptions::default()).await.unwrap();
         store.migrate().await.unwrap();
-        let ana = CustomerId::generate();
+        let (ana, bea) = (CustomerId::generate(), CustomerId::generate());
         store.record("eva", "GetCustomer", &[ana]).await.unwrap();
-
+        store
+            .audit_db
+            .execute_unprepared(&format!(
+                "CREATE TRIGGER refuse_bea BEFORE INSERT ON audit_events \
+                 WHEN NEW.customer_id = '{bea}' BEGIN SELECT RAISE(ABORT, 'no'); END"
+            ))
+            .await
+            .unwrap();
         let mut audit = path.into_os_string();
         audit.push(crate::store::AUDIT_FILE_SUFFIX);
-        let other = rusqlite::Connection::open(&audit).unwrap();
-        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+        // Each read audited while another connection holds the write lock for 300 ms.
         let hold = std::time::Duration::from_millis(300);
-        let holder = std::thread::spawn(move || {
-            std::thread::sleep(hold);
-            other.execute_batch("COMMIT").unwrap();
-        });
-        let ticks = std::sync::Arc::new(AtomicU64::new(0));
-        let ticker = tokio::spawn({
-            let ticks = ticks.clone();
-            async move {
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    ticks.fetch_add(1, Relaxed);
+        for (customer, written) in [(ana, true), (bea, false), (ana, true)] {
+            let other = rusqlite::Connection::open(&audit).unwrap();
+            other.execute_batch("BEGIN IMMEDIATE").unwrap();
+            let holder = std::thread::spawn(move || {
+                std::thread::sleep(hold);
+                other.execute_batch("COMMIT").unwrap();
+            });
+            let ticks = std::sync::Arc::new(AtomicU64::new(0));
+            let ticker = tokio::spawn({
+                let ticks = ticks.clone();
+                async move {
+                    loop {
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        ticks.fetch_add(1, Relaxed);
+                    }
                 }
-            }
-        });
-        let started = std::time::Instant::now();
-        store.record("eva", "GetCustomer", &[ana]).await.unwrap();
-        let waited = started.elapsed();
-        ticker.abort();
-        holder.join().unwrap();
-        assert!(waited >= hold / 2, "written while locked? {waited:?}");
-        assert!(
-            ticks.load(Relaxed) >= 10,
-            "the runtime's thread was held: {} ticks in {waited:?}",
-            ticks.load(Relaxed)
-        );
-        assert_eq!(count(&store, "SELECT COUNT(*) FROM audit_events").await, 2);
+            });
+            let started = std::time::Instant::now();
+            let recorded = store.record("eva", "GetCustomer", &[customer]).await;
+            let waited = started.elapsed();
+            ticker.abort();
+            holder.join().unwrap();
+            assert_eq!(recorded.is_ok(), written, "{recorded:?}");
+            assert!(waited >= hold / 2, "written while locked? {waited:?}");
+            assert!(
+                ticks.load(Relaxed) >= 10,
+                "the runtime's thread was held: {} ticks in {waited:?}",
+                ticks.load(Relaxed)
+            );
+        }
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM audit_events").await, 3);
     }
 
     /// Without an audit file of its own (an in-memory database) the runs are added through
