@@ -1764,26 +1764,32 @@ mod tests {
             .unwrap()
     }
 
+    /// Makes every audit event about `customer` fail to be written (a trigger).
+    async fn refuse_events_of(store: &Store, customer: CustomerId) {
+        use sea_orm::ConnectionTrait;
+        store
+            .audit_db
+            .execute_unprepared(&format!(
+                "CREATE TRIGGER refuse_{n} BEFORE INSERT ON audit_events \
+                 WHEN NEW.customer_id = '{customer}' BEGIN SELECT RAISE(ABORT, 'refused'); END",
+                n = customer.to_string().replace('-', "_")
+            ))
+            .await
+            .unwrap();
+    }
+
     /// A read whose events cannot be written is refused with `UNAVAILABLE`, none of its
     /// events stays behind, and the reads after it are audited as before: on a SQLite file
     /// (the audit file's own connection) and in memory (sea-orm).
     #[tokio::test]
     async fn a_read_whose_events_cannot_be_written_is_refused_and_leaves_none() {
-        use sea_orm::ConnectionTrait;
         let dir = tempfile::tempdir().unwrap();
         let file = format!("sqlite://{}", dir.path().join("cxhub.db").display());
         for url in [file.as_str(), "sqlite::memory:"] {
             let store = Store::connect(url, StoreOptions::default()).await.unwrap();
             store.migrate().await.unwrap();
             let (ana, bea) = (CustomerId::generate(), CustomerId::generate());
-            store
-                .audit_db
-                .execute_unprepared(&format!(
-                    "CREATE TRIGGER refuse_bea BEFORE INSERT ON audit_events \
-                     WHEN NEW.customer_id = '{bea}' BEGIN SELECT RAISE(ABORT, 'no'); END"
-                ))
-                .await
-                .unwrap();
+            refuse_events_of(&store, bea).await;
             let refused = store.record("eva", "BatchGetCustomers", &[ana, bea]).await;
             assert!(
                 matches!(&refused, Err(cxhub_domain::Error::Unavailable(m)) if m.contains("audit")),
@@ -1810,7 +1816,6 @@ mod tests {
     /// wait whose write failed as after one that succeeded.
     #[tokio::test]
     async fn a_locked_audit_file_is_waited_for_off_the_runtime() {
-        use sea_orm::ConnectionTrait;
         use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cxhub.db");
@@ -1819,14 +1824,7 @@ mod tests {
         store.migrate().await.unwrap();
         let (ana, bea) = (CustomerId::generate(), CustomerId::generate());
         store.record("eva", "GetCustomer", &[ana]).await.unwrap();
-        store
-            .audit_db
-            .execute_unprepared(&format!(
-                "CREATE TRIGGER refuse_bea BEFORE INSERT ON audit_events \
-                 WHEN NEW.customer_id = '{bea}' BEGIN SELECT RAISE(ABORT, 'no'); END"
-            ))
-            .await
-            .unwrap();
+        refuse_events_of(&store, bea).await;
         let mut audit = path.into_os_string();
         audit.push(crate::store::AUDIT_FILE_SUFFIX);
 
