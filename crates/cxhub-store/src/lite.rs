@@ -1,5 +1,6 @@
 //! The hot SQLite reads run on the calling thread, through rusqlite, instead of on sqlx's
-//! worker threads.
+//! worker threads. [`LiteFile`] also opens the audit file's own connection (see
+//! `privacy::write_audit`), which binds its values with [`bind_value`].
 //!
 //! sqlx runs every SQLite connection on a thread of its own: a statement is sent to that
 //! thread, stepped there, and its rows are sent back, so each read costs two thread hand-offs
@@ -407,9 +408,9 @@ fn rows(conn: &Connection, stmt: &Statement, limit: usize) -> rusqlite::Result<V
 }
 
 /// A bound value as sqlx binds it on SQLite: times as RFC 3339 text (`+00:00`, as many
-/// fractional digits as needed), booleans as 0 and 1, JSON as its text. Reads bind nothing
-/// else; any other kind is refused rather than bound differently.
-fn bind_value(value: &Value) -> rusqlite::Result<LiteValue> {
+/// fractional digits as needed), booleans as 0 and 1, JSON as its text. Reads and the audit
+/// writer bind nothing else; any other kind is refused rather than bound differently.
+pub(crate) fn bind_value(value: &Value) -> rusqlite::Result<LiteValue> {
     let bound = match value {
         Value::Bool(b) => b.map(|b| LiteValue::Integer(i64::from(b))),
         Value::TinyInt(n) => n.map(|n| LiteValue::Integer(i64::from(n))),
@@ -428,7 +429,7 @@ fn bind_value(value: &Value) -> rusqlite::Result<LiteValue> {
         Value::ChronoDateTimeUtc(t) => t.map(|t| LiteValue::Text(time_text(t))),
         other => {
             return Err(rusqlite::Error::ToSqlConversionFailure(
-                format!("a read does not bind {other:?}").into(),
+                format!("rusqlite connections here do not bind {other:?}").into(),
             ));
         }
     };
@@ -437,7 +438,7 @@ fn bind_value(value: &Value) -> rusqlite::Result<LiteValue> {
 
 /// A time as sqlx binds it on SQLite: RFC 3339 text, `+00:00`, as many fractional digits as
 /// needed.
-pub(crate) fn time_text(t: DateTime<Utc>) -> String {
+fn time_text(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
 }
 

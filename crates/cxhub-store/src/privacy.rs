@@ -1449,21 +1449,25 @@ async fn insert_audit(conn: &impl ConnectionTrait, rows: &[AuditRow]) -> Result<
 /// one prepared single-row insert per event (a multi-row statement's text would differ with
 /// the size of the group). Durable as [`write_group`] says.
 fn insert_on(conn: &mut rusqlite::Connection, rows: &[AuditRow]) -> rusqlite::Result<()> {
+    static INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let names: Vec<&str> = AUDIT_COLUMNS.iter().map(|c| c.name).collect();
+        let marks: Vec<String> = (1..=names.len()).map(|at| format!("?{at}")).collect();
+        format!(
+            "INSERT INTO audit_events ({}) VALUES ({})",
+            names.join(", "),
+            marks.join(", ")
+        )
+    });
     let txn = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     {
-        let names: Vec<&str> = AUDIT_COLUMNS.iter().map(|c| c.name).collect();
-        let mut insert = txn.prepare_cached(&format!(
-            "INSERT INTO audit_events ({}) VALUES (?1, ?2, ?3, ?4, ?5)",
-            names.join(", ")
-        ))?;
+        let mut insert = txn.prepare_cached(&INSERT)?;
         for row in rows {
-            insert.execute(rusqlite::params![
-                row.id,
-                row.principal,
-                row.rpc,
-                row.customer,
-                crate::lite::time_text(row.at),
-            ])?;
+            let values = row
+                .values()
+                .iter()
+                .map(crate::lite::bind_value)
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            insert.execute(rusqlite::params_from_iter(values))?;
         }
     }
     txn.commit()
